@@ -1,0 +1,44 @@
+"""HTTP lives here: flask-smorest blueprints over the domain modules."""
+
+from __future__ import annotations
+
+import swagger_ui_bundle
+from flask import Flask, send_from_directory
+from flask_smorest import Api
+
+from . import auth, errors, institutions, officers, reference
+from .context import close_session
+
+BLUEPRINTS = (auth.blp, officers.blp, reference.blp, institutions.blp)
+
+
+def init_api(app: Flask) -> Api:
+    app.config.update(
+        API_TITLE="fieldcase",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/api/v1/docs/assets/",
+        API_SPEC_OPTIONS={
+            "info": {"description": "Sync server for offline enforcement phones. See docs/protocol.md."},
+            "components": {"securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+        },
+    )
+    api = Api(app)
+    for blp in BLUEPRINTS:
+        api.register_blueprint(blp)
+    errors.register(app)
+    app.teardown_request(close_session)
+
+    @app.get("/api/v1/docs/assets/<path:filename>")
+    def swagger_assets(filename: str):
+        return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=86400)
+
+    @app.get("/api/v1/health")
+    def health():
+        return {"status": "ok"}
+
+    return api

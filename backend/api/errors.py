@@ -1,0 +1,75 @@
+"""The one place domain errors and stray exceptions become PROTOCOL's JSON error shape."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, jsonify
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from ..errors import DomainError
+
+log = logging.getLogger("fieldcase.api")
+
+
+def error_body(code: int, message: str, errors: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+_MESSAGES = {
+    400: "bad request",
+    401: "authentication required",
+    404: "no such resource",
+    405: "method not allowed on this resource",
+    413: "request body too large",
+    415: "unsupported media type",
+}
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def _domain(exc: DomainError):
+        resp = jsonify(error_body(exc.status, exc.message, exc.errors))
+        resp.status_code = exc.status
+        resp.headers.update(exc.headers)
+        return resp
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        data = getattr(exc, "data", None) or {}
+        code = exc.code or 500
+        errors = data.get("messages") or data.get("errors")
+        message = data.get("message") or _MESSAGES.get(code) or HTTPStatus(code).phrase
+        if errors and not data.get("message"):
+            if code == 400 and "json" in errors:
+                message = "the request body is not valid JSON"
+            else:
+                message = "invalid request " + " and ".join(sorted(errors)) + "; see errors"
+        resp = jsonify(error_body(code, message, errors))
+        resp.status_code = code
+        for key, value in (data.get("headers") or {}).items():
+            resp.headers[key] = value
+        if code == 405 and exc.get_response().headers.get("Allow"):
+            resp.headers["Allow"] = exc.get_response().headers["Allow"]
+        return resp
+
+    @app.errorhandler(OperationalError)
+    def _db_unavailable(exc: OperationalError):
+        log.warning("database unavailable: %s", exc.orig)
+        resp = jsonify(error_body(503, "the database is busy or unavailable; retry shortly"))
+        resp.status_code = 503
+        resp.headers["Retry-After"] = "2"
+        return resp
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        resp = jsonify(error_body(500, "internal error; it has been logged"))
+        resp.status_code = 500
+        return resp

@@ -1,0 +1,32 @@
+"""The app factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .config import Settings
+from .state import AppState
+
+
+def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
+    """Build the WSGI app. `config` is Settings, or overrides applied on top of the environment."""
+    base = config if isinstance(config, Settings) else Settings.from_env().with_overrides(config or {})
+    settings = base.resolved()
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask("fieldcase", instance_path=str(settings.instance_dir))
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    app.extensions["fieldcase"] = AppState.build(settings)
+    if settings.trust_proxy:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+
+    from .api import init_api
+
+    init_api(app)
+    return app

@@ -1,0 +1,54 @@
+"""Logging in: password check, throttling of repeated failures, and the token pair."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from .accounts import find_by_username, verify_password
+from .config import Settings
+from .errors import TooManyRequests, Unauthorized
+from .models import LoginFailure, Officer, utcnow
+from .tokens import TokenIssuer, issue_pair
+
+BAD_LOGIN = "wrong username or password"
+
+
+def _check_throttle(session: Session, settings: Settings, username: str, address: str) -> None:
+    now = utcnow()
+    since = now - timedelta(seconds=settings.login_window_seconds)
+    for column, value, limit in (
+        (LoginFailure.username, username, settings.login_max_failures_per_user),
+        (LoginFailure.address, address, settings.login_max_failures_per_address),
+    ):
+        count, oldest = session.execute(
+            select(func.count(), func.min(LoginFailure.at)).where(column == value, LoginFailure.at > since)
+        ).one()
+        if count >= limit:
+            retry = int((oldest + timedelta(seconds=settings.login_window_seconds) - now).total_seconds())
+            raise TooManyRequests("too many failed logins; try again later", retry_after=retry + 1)
+
+
+def login(session: Session, settings: Settings, issuer: TokenIssuer, username: str, password: str,
+          address: str) -> dict[str, Any]:
+    """Exchange credentials for a token pair.
+
+    A failure is committed before the 401 is raised, so the throttle counts it
+    even though the request fails.
+    """
+    username = username.strip().lower()
+    _check_throttle(session, settings, username, address)
+    officer: Officer | None = find_by_username(session, username)
+    ok = verify_password(officer, password)
+    if not ok or officer is None or not officer.active:
+        now = utcnow()
+        session.add(LoginFailure(username=username[:64], address=address[:64], at=now))
+        session.execute(delete(LoginFailure).where(
+            LoginFailure.at < now - timedelta(seconds=settings.login_window_seconds)))
+        session.commit()
+        raise Unauthorized(BAD_LOGIN)
+    session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+    return issue_pair(session, issuer, officer)

@@ -1,0 +1,168 @@
+"""The `fieldcase` command."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+
+from .config import Settings
+from .db import Database
+from .errors import DomainError
+from .models import ROLES, Officer
+
+
+def _db() -> Database:
+    return Database(Settings.from_env().database_url)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.group()
+def main() -> None:
+    """fieldcase: the sync server for enforcement officers' phones.
+
+    Configuration comes from the environment (see README): FIELDCASE_INSTANCE_DIR,
+    DATABASE_URL, and the other FIELDCASE_* variables.
+    """
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--threads", default=4, show_default=True, type=int)
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the API with gunicorn; an empty database is upgraded first."""
+    from .server import serve as run
+
+    run(host=host, port=port, workers=workers, threads=threads)
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Upgrade the schema to the newest migration and load the reference data."""
+    from .schema import current_revision, prepare
+
+    database = _db()
+    prepare(database)
+    click.echo(f"database at revision {current_revision(database.engine)}")
+
+
+@main.command("seed-reference")
+def seed_reference() -> None:
+    """Load or refresh regions, departments and the violation catalogue (idempotent)."""
+    from .reference import seed
+    from .schema import upgrade
+
+    database = _db()
+    upgrade(database)
+    with database.transaction() as session:
+        counts = seed(session)
+    click.echo("reference data loaded; new rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def _ask(value: str | None, label: str, *, secret: bool = False) -> str:
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        _fail(f"--{label} is required when not run in a terminal")
+    if secret:
+        first = getpass.getpass(f"{label}: ")
+        if first != getpass.getpass(f"{label} (again): "):
+            _fail("the two passwords differ")
+        return first
+    return click.prompt(label)
+
+
+@main.command("create-officer")
+@click.option("--username")
+@click.option("--password", help="prefer the prompt: command lines end up in shell history")
+@click.option("--name")
+@click.option("--region", help="region code, e.g. 330106")
+@click.option("--department", help="department code, e.g. education")
+@click.option("--roles", help="comma-separated: " + ",".join(ROLES))
+@click.option("--cert-number")
+@click.option("--cert-valid-from", type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--cert-valid-until", type=click.DateTime(["%Y-%m-%d"]))
+def create_officer(username, password, name, region, department, roles, cert_number, cert_valid_from,
+                   cert_valid_until) -> None:
+    """Create an officer account (the first admin, or from scripts)."""
+    from .accounts import create_officer as create
+    from .schema import prepare
+
+    fields = {
+        "username": _ask(username, "username"),
+        "password": _ask(password, "password", secret=True),
+        "name": _ask(name, "name"),
+        "region": _ask(region, "region"),
+        "department": _ask(department, "department"),
+        "roles": [r.strip() for r in _ask(roles, "roles").split(",") if r.strip()],
+        "cert_number": cert_number,
+        "cert_valid_from": cert_valid_from.date() if cert_valid_from else None,
+        "cert_valid_until": cert_valid_until.date() if cert_valid_until else None,
+    }
+    if fields["cert_number"] and not fields["cert_valid_from"]:
+        fields["cert_valid_from"] = date.today()
+    database = _db()
+    prepare(database)
+    try:
+        with database.transaction() as session:
+            officer: Officer = create(session, **fields)
+            click.echo(json.dumps({"id": officer.id, "username": officer.username, "roles": officer.roles},
+                                  ensure_ascii=False))
+    except DomainError as exc:
+        detail = f" {json.dumps(exc.errors, ensure_ascii=False)}" if exc.errors else ""
+        _fail(exc.message + detail)
+
+
+@main.command("import-institutions")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--as", "as_username", required=True, help="username of the admin the import is done as")
+def import_institutions(file: Path, as_username: str) -> None:
+    """Import institutions from a UTF-8 CSV; bad rows are listed by line, good rows imported."""
+    from .accounts import find_by_username
+    from .institutions import import_csv
+    from .schema import prepare
+
+    database = _db()
+    prepare(database)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        _fail("the file is not UTF-8")
+    with database.transaction() as session:
+        admin = find_by_username(session, as_username)
+        if admin is None or not admin.active or not admin.has_role("admin"):
+            _fail(f"{as_username!r} is not an active admin")
+        try:
+            report = import_csv(session, admin, text)
+        except DomainError as exc:
+            _fail(exc.message)
+    for err in report.errors:
+        click.echo(f"line {err['line']}: {err['message']} {json.dumps(err['errors'], ensure_ascii=False)}",
+                   err=True)
+    click.echo(f"created {report.created}, updated {report.updated}, rejected {len(report.errors)}")
+    if report.errors:
+        sys.exit(2)
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="keep the demo's instance folder and print where it is")
+def demo(keep: bool) -> None:
+    """Start a real server on a free port with embedded defaults and walk through it."""
+    from .demo import run
+
+    sys.exit(run(keep=keep))

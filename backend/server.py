@@ -1,0 +1,53 @@
+"""Running the app under gunicorn, the production WSGI server."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .config import Settings
+from .db import Database
+from .schema import prepare
+
+log = logging.getLogger("fieldcase.server")
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        # Each worker builds its own app after the fork, so no engine or pool is shared.
+        from .app import create_app
+
+        return create_app()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 2, threads: int = 4,
+          timeout: int = 120) -> None:
+    settings = Settings.from_env()
+    db = Database(settings.database_url)
+    try:
+        prepare(db)
+    finally:
+        db.dispose()
+    log.info("serving on http://%s:%d with %d workers", host, port, workers)
+    _Gunicorn({
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "timeout": timeout,
+        "graceful_timeout": 20,
+        "accesslog": "-",
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "limit_request_field_size": 16384,
+    }).run()

@@ -1,0 +1,138 @@
+"""Fixtures: a real database (SQLite by default, PostgreSQL with FIELDCASE_TEST_DATABASE_URL), a real app.
+
+The schema is built once per run through Alembic, exactly as production does;
+each test then starts from empty tables (reference data kept).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from backend import create_app
+from backend.accounts import create_officer
+from backend.config import Settings
+from backend.db import Database
+from backend.models import Base
+from backend.schema import prepare
+
+REFERENCE_TABLES = {"regions", "departments", "agencies", "violation_categories", "category_departments",
+                    "alembic_version"}
+PASSWORD = "correct horse battery"
+
+PG_ENV = "FIELDCASE_TEST_DATABASE_URL"
+
+
+def _admin_url(url: str) -> str:
+    return make_url(url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def fresh_database_url(tmp_path_factory) -> Iterator:
+    """A factory for empty databases of the kind under test; each is dropped at the end of the run."""
+    server = os.environ.get(PG_ENV)
+    created: list[str] = []
+
+    def make() -> str:
+        if not server:
+            return f"sqlite:///{tmp_path_factory.mktemp('db') / 'fieldcase.db'}"
+        name = f"fieldcase_test_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(_admin_url(server), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        created.append(name)
+        return make_url(_admin_url(server)).set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    if created:
+        admin = create_engine(_admin_url(server), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for name in created:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(fresh_database_url) -> str:
+    url = fresh_database_url()
+    db = Database(url)
+    prepare(db)
+    db.dispose()
+    return url
+
+
+def _empty_tables(db: Database) -> None:
+    tables = [t for t in reversed(Base.metadata.sorted_tables) if t.name not in REFERENCE_TABLES]
+    with db.engine.begin() as conn:
+        if db.engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{t.name}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+        else:
+            for t in tables:
+                conn.execute(t.delete())
+
+
+@pytest.fixture
+def settings(database_url, tmp_path: Path) -> Settings:
+    return Settings(instance_dir=tmp_path / "instance", database_url=database_url).resolved()
+
+
+@pytest.fixture
+def app(settings):
+    application = create_app(settings)
+    yield application
+    state = application.extensions["fieldcase"]
+    _empty_tables(state.db)
+    state.db.dispose()
+
+
+@pytest.fixture
+def db(app) -> Database:
+    return app.extensions["fieldcase"].db
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class Officers:
+    """Makes officers with real hashed passwords, and logs them in through the API."""
+
+    def __init__(self, db: Database, client) -> None:
+        self.db = db
+        self.client = client
+        self._n = 0
+
+    def make(self, *, region: str = "330106", department: str = "education", roles=("officer",),
+             certified: bool = True, username: str | None = None, name: str | None = None):
+        self._n += 1
+        username = username or f"officer{self._n}-{uuid.uuid4().hex[:6]}"
+        with self.db.transaction() as session:
+            return create_officer(
+                session, username=username, password=PASSWORD, name=name or f"警员{self._n}",
+                department=department, region=region, roles=list(roles),
+                cert_number=f"ZJ{uuid.uuid4().hex[:10].upper()}" if certified else None,
+                cert_valid_from=date.today() - timedelta(days=365) if certified else None,
+                cert_valid_until=date.today() + timedelta(days=365) if certified else None,
+            )
+
+    def login(self, officer) -> dict:
+        r = self.client.post("/api/v1/auth/token", json={"username": officer.username, "password": PASSWORD})
+        assert r.status_code == 200, r.json
+        return r.json
+
+    def headers(self, officer) -> dict[str, str]:
+        return {"Authorization": "Bearer " + self.login(officer)["access_token"]}
+
+
+@pytest.fixture
+def officers(db, client) -> Officers:
+    return Officers(db, client)
