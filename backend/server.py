@@ -33,6 +33,7 @@ class _Gunicorn(BaseApplication):
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 2, threads: int = 4,
           timeout: int = 120) -> None:
     settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db = Database(settings.database_url)
     try:
         prepare(db)
