@@ -16,7 +16,7 @@ from .db import Database
 from .liveserver import running_server
 from .schema import prepare
 
-PASSWORD = "demo-password-2026"
+PASSWORD = "demo-password-2026"  # noqa: S105 - throwaway accounts in a temporary database
 
 
 def _officers(db: Database) -> None:
