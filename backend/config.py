@@ -29,6 +29,8 @@ class Settings:
     login_max_failures_per_address: int = 30
     max_body_bytes: int = 9 * 1024 * 1024
     trust_proxy: bool = False
+    gap_timeout_seconds: int = 7 * 24 * 3600
+    quarantine_per_device: int = 1000
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -48,6 +50,8 @@ class Settings:
             login_max_failures_per_address=int(
                 env.get("FIELDCASE_LOGIN_MAX_FAILURES_PER_ADDRESS", cls.login_max_failures_per_address)
             ),
+            gap_timeout_seconds=int(env.get("FIELDCASE_GAP_TIMEOUT", cls.gap_timeout_seconds)),
+            quarantine_per_device=int(env.get("FIELDCASE_QUARANTINE_PER_DEVICE", cls.quarantine_per_device)),
             trust_proxy=env.get("FIELDCASE_TRUST_PROXY", "0").lower() in ("1", "true", "yes"),
             log_level=env.get("FIELDCASE_LOG_LEVEL", "INFO"),
         )

@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from sync import feed
+
 from .credit_code import credit_code_problem, normalise_credit_code
 from .errors import Conflict, DomainError, Invalid
 from .jurisdiction import get_scoped, may_see_region, scope
@@ -85,6 +87,7 @@ def create_institution(session: Session, actor: Officer, data: dict[str, Any]) -
     _apply(inst, data)
     session.add(inst)
     session.flush()
+    feed.emit(session, "institution", inst)
     return inst
 
 
@@ -99,8 +102,9 @@ def update_institution(session: Session, actor: Officer, institution_id: str, ch
     _ensure_unique_code(session, changes.get("credit_code"), inst.id)
     _apply(inst, changes)
     if inst.credit_code:
-        inst.provisional = False
+        inst.provisional, inst.provisional_key = False, None
     session.flush()
+    feed.emit(session, "institution", inst)
     return inst
 
 

@@ -1,11 +1,46 @@
 """Every mapped table, imported in one place so Alembic and the app see the same metadata."""
 
 from .base import Base, UTCDateTime, new_id, utcnow
+from .cases import (
+    CASE_STATUSES,
+    CLOSED_STATUSES,
+    OPEN_STATUSES,
+    Case,
+    CaseAlias,
+    CaseConflict,
+    CaseHistory,
+    Clue,
+    Evidence,
+    Finding,
+    Inspection,
+    RecordingInterruption,
+)
+from .feed import Change
 from .institutions import CATEGORIES, LICENCE_STATUSES, RISK_LEVELS, Institution
 from .officers import ROLES, LoginFailure, Officer, RefreshToken
 from .reference import Agency, CategoryDepartment, Department, Region, ViolationCategory
+from .sync import ZERO_HASH, ChainGap, DeferredRecord, Device, LedgerRecord, QuarantinedRecord
 
 __all__ = [
+    "CASE_STATUSES",
+    "CLOSED_STATUSES",
+    "Case",
+    "CaseAlias",
+    "CaseConflict",
+    "CaseHistory",
+    "ChainGap",
+    "Change",
+    "Clue",
+    "DeferredRecord",
+    "Device",
+    "Evidence",
+    "Finding",
+    "Inspection",
+    "LedgerRecord",
+    "OPEN_STATUSES",
+    "QuarantinedRecord",
+    "RecordingInterruption",
+    "ZERO_HASH",
     "Agency",
     "Base",
     "CATEGORIES",

@@ -29,6 +29,9 @@ class Institution(Base):
     category: Mapped[str] = mapped_column(String(16), default="other")
     risk_level: Mapped[str] = mapped_column(String(8), default="medium")
     provisional: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "region:normalised name" for a provisional institution known only by name; unique, so
+    # two phones naming the same unknown centre at once still give one institution.
+    provisional_key: Mapped[str | None] = mapped_column(String(220), unique=True)
     complaint_count: Mapped[int] = mapped_column(Integer, default=0)
     violation_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

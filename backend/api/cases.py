@@ -1,0 +1,146 @@
+"""Cases, inspections and conflicts: the projections of the ledger, read within jurisdiction."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from sync import conflicts, queries
+
+from ..models import CASE_STATUSES
+from .blueprint import Blueprint
+from .context import authenticated, committed, current_officer, session
+from .schemas import PageArgs, StrictSchema, paged
+
+blp = Blueprint("cases", __name__, url_prefix="/api/v1", description="Cases, inspections, conflicts")
+
+
+class CaseListArgs(PageArgs):
+    status = fields.String(validate=validate.OneOf(CASE_STATUSES))
+    region = fields.String(validate=validate.Length(equal=6))
+    department = fields.String(validate=validate.Length(max=16))
+    institution_id = fields.String(validate=validate.Length(max=40))
+
+
+class CaseSchema(Schema):
+    id = fields.String()
+    institution_id = fields.String()
+    region = fields.String()
+    department = fields.String()
+    status = fields.String()
+    summary = fields.String()
+    version = fields.Integer()
+    created_by = fields.String()
+    created_at = fields.String()
+    updated_at = fields.String()
+
+
+class CasePage(Schema):
+    items = fields.List(fields.Nested(CaseSchema))
+    page = fields.Integer()
+    page_size = fields.Integer()
+    total = fields.Integer()
+
+
+class CaseDetailSchema(CaseSchema):
+    institution = fields.Dict()
+    aliases = fields.List(fields.Dict())
+    inspections = fields.List(fields.Dict())
+    evidence = fields.List(fields.Dict())
+    open_conflicts = fields.Integer()
+
+
+class InspectionSchema(Schema):
+    id = fields.String()
+    case_id = fields.String()
+    started_at = fields.DateTime()
+    ended_at = fields.DateTime(allow_none=True)
+    officers = fields.List(fields.String())
+    location = fields.Dict(allow_none=True)
+    task_id = fields.String(allow_none=True)
+    outcome = fields.String(allow_none=True)
+    notes = fields.String(allow_none=True)
+    flags = fields.List(fields.String())
+    started_by = fields.String()
+    findings = fields.List(fields.Dict())
+    evidence = fields.List(fields.Dict())
+
+
+class ConflictListArgs(PageArgs):
+    case_id = fields.String(validate=validate.Length(max=40))
+    status = fields.String(load_default="open", validate=validate.OneOf(("open", "resolved")))
+
+
+class ConflictSchema(Schema):
+    id = fields.String()
+    case_id = fields.String()
+    field = fields.String()
+    base_version = fields.Integer()
+    base_value = fields.Raw(allow_none=True)
+    server_value = fields.Raw(allow_none=True)
+    phone_value = fields.Raw(allow_none=True)
+    status = fields.String()
+    resolved_value = fields.Raw(allow_none=True)
+    reason = fields.String(allow_none=True)
+    resolved_by = fields.String(allow_none=True)
+    resolved_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+    officer_id = fields.String()
+
+
+class ConflictPage(Schema):
+    items = fields.List(fields.Nested(ConflictSchema))
+    page = fields.Integer()
+    page_size = fields.Integer()
+    total = fields.Integer()
+
+
+class ResolveSchema(StrictSchema):
+    choice = fields.String(required=True, validate=validate.OneOf(("server", "phone", "custom")))
+    value = fields.Raw(allow_none=True)
+    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
+
+
+@blp.get("/cases")
+@authenticated()
+@blp.arguments(CaseListArgs, location="query")
+@blp.response(200, CasePage)
+def list_cases(args):
+    paging = {"page": args.pop("page"), "page_size": args.pop("page_size")}
+    rows, total = queries.list_cases(session(), current_officer(), **args, **paging)
+    return paged(rows, total, paging)
+
+
+@blp.get("/cases/<case_id>")
+@authenticated()
+@blp.response(200, CaseDetailSchema)
+def get_case(case_id):
+    """A case with its institution, aliases, inspections (with flags and findings) and evidence."""
+    return queries.get_case(session(), current_officer(), case_id)
+
+
+@blp.get("/inspections/<inspection_id>")
+@authenticated()
+@blp.response(200, InspectionSchema)
+def get_inspection(inspection_id):
+    return queries.get_inspection(session(), current_officer(), inspection_id)
+
+
+@blp.get("/conflicts")
+@authenticated()
+@blp.arguments(ConflictListArgs, location="query")
+@blp.response(200, ConflictPage)
+def list_conflicts(args):
+    paging = {"page": args.pop("page"), "page_size": args.pop("page_size")}
+    rows, total = conflicts.list_conflicts(session(), current_officer(), **args, **paging)
+    return paged([conflicts.describe(c) for c in rows], total, paging)
+
+
+@blp.post("/conflicts/<int:conflict_id>/resolve")
+@authenticated()
+@blp.arguments(ResolveSchema)
+@blp.response(200, ConflictSchema)
+@committed
+def resolve_conflict(args, conflict_id):
+    """Choose the server's value, the phone's, or a new one, with a reason; all values stay on record."""
+    return conflicts.describe(conflicts.resolve(session(), current_officer(), conflict_id, args["choice"],
+                                                args["reason"], args.get("value")))

@@ -1,0 +1,285 @@
+"""Applying an authentic, chained record to the projections: cases, inspections, findings, evidence, clues.
+
+Each function returns (status, refs, flags) or raises ContentError, having
+changed nothing, when the record cannot be applied (it is then ledgered as
+`invalid`). Procedure problems are flags, never rejections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.models import (
+    CLOSED_STATUSES,
+    Case,
+    CaseConflict,
+    CaseHistory,
+    Clue,
+    Evidence,
+    Finding,
+    Inspection,
+    Officer,
+    RecordingInterruption,
+    ViolationCategory,
+)
+
+from . import feed
+from .merge import open_case, resolve_case, resolve_institution
+from .records import ContentError
+
+CLOCK_AHEAD_LIMIT = timedelta(minutes=10)
+LONG_INSPECTION = timedelta(hours=12)
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass
+class Applied:
+    status: str = "applied"
+    refs: dict[str, Any] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RecordContext:
+    session: Session
+    officer: Officer
+    device_id: str
+    op: str
+    at: datetime
+    received_at: datetime
+    body: dict[str, Any]
+
+
+def _add_flag(inspection: Inspection, flag: str) -> None:
+    if flag not in (inspection.flags or []):
+        inspection.flags = [*(inspection.flags or []), flag]
+
+
+def _clock_flags(ctx: RecordContext, inspection: Inspection | None, out: Applied) -> None:
+    if ctx.at - ctx.received_at > CLOCK_AHEAD_LIMIT:
+        out.flags.append("clock_ahead")
+        if inspection is not None:
+            _add_flag(inspection, "clock_ahead")
+
+
+def certified_officer_flags(session: Session, officer_ids: list[str], at: datetime) -> list[str]:
+    """The two-certified-officers rule, judged on the local date of the inspection."""
+    day = at.astimezone(LOCAL_TZ).date()
+    found = {o.id: o for o in session.scalars(select(Officer).where(Officer.id.in_(officer_ids)))}
+    flags = []
+    if any(oid not in found for oid in officer_ids):
+        flags.append("unknown_officer")
+    certified = sum(1 for o in found.values() if o.active and o.certificate_valid_on(day))
+    if certified < 2:
+        flags.append("fewer_than_two_certified")
+    return flags
+
+
+def _case_open(ctx: RecordContext) -> Applied:
+    refs = open_case(ctx.session, ctx.officer, ctx.device_id, ctx.body, ctx.at)
+    out = Applied(refs=refs)
+    _clock_flags(ctx, None, out)
+    return out
+
+
+def _inspection_start(ctx: RecordContext) -> Applied:
+    s, body = ctx.session, ctx.body
+    if s.get(Inspection, body["inspection_id"]) is not None:
+        raise ContentError("duplicate_id", f"inspection {body['inspection_id']} was already started")
+    case = resolve_case(s, ctx.officer, body["case"])
+    officers = list(dict.fromkeys(body["officers"]))
+    inspection = Inspection(
+        id=body["inspection_id"], case_id=case.id, region_code=case.region_code, device_id=ctx.device_id,
+        started_by=ctx.officer.id, started_at=ctx.at, officers=officers, location=body.get("location"),
+        task_id=body.get("task_id"), flags=certified_officer_flags(s, officers, ctx.at),
+    )
+    if ctx.officer.id not in officers:
+        inspection.flags.append("owner_not_present")
+    s.add(inspection)
+    out = Applied(refs={"case_id": case.id, "inspection_id": inspection.id})
+    _clock_flags(ctx, inspection, out)
+    out.flags.extend(f for f in inspection.flags if f not in out.flags)
+    return out
+
+
+def _known_inspection(ctx: RecordContext, inspection_id: str | None, out: Applied) -> Inspection | None:
+    if inspection_id is None:
+        return None
+    inspection = ctx.session.get(Inspection, inspection_id)
+    if inspection is None:
+        out.flags.append("unknown_inspection")
+    return inspection
+
+
+def _finding(ctx: RecordContext) -> Applied:
+    s, body = ctx.session, ctx.body
+    if s.get(ViolationCategory, body["category"]) is None:
+        raise ContentError("unknown_category", f"no violation category {body['category']!r}")
+    if s.get(Finding, body["finding_id"]) is not None:
+        raise ContentError("duplicate_id", f"finding {body['finding_id']} already recorded")
+    out = Applied(refs={"finding_id": body["finding_id"]})
+    inspection = _known_inspection(ctx, body["inspection_id"], out)
+    s.add(Finding(id=body["finding_id"], inspection_id=body["inspection_id"], category=body["category"],
+                  description=body["description"], evidence=list(body["evidence"]), recorded_by=ctx.officer.id,
+                  recorded_at=ctx.at, op=ctx.op))
+    _clock_flags(ctx, inspection, out)
+    return out
+
+
+def _inspection_end(ctx: RecordContext) -> Applied:
+    body = ctx.body
+    inspection = ctx.session.get(Inspection, body["inspection_id"])
+    if inspection is None:
+        raise ContentError("unknown_inspection", f"no inspection {body['inspection_id']}")
+    if inspection.ended_at is not None:
+        raise ContentError("already_ended", f"inspection {inspection.id} already ended")
+    inspection.ended_at, inspection.outcome, inspection.notes = ctx.at, body["outcome"], body.get("notes")
+    if ctx.at < inspection.started_at:
+        _add_flag(inspection, "ends_before_start")
+    elif ctx.at - inspection.started_at > LONG_INSPECTION:
+        _add_flag(inspection, "longer_than_12h")
+    out = Applied(refs={"inspection_id": inspection.id, "case_id": inspection.case_id})
+    _clock_flags(ctx, inspection, out)
+    return out
+
+
+def _evidence(ctx: RecordContext) -> Applied:
+    s, body = ctx.session, ctx.body
+    if s.get(Evidence, body["evidence_id"]) is not None:
+        raise ContentError("duplicate_id", f"evidence {body['evidence_id']} already declared")
+    out = Applied(refs={"evidence_id": body["evidence_id"]})
+    case = resolve_case(s, ctx.officer, body["case"]) if body.get("case") else None
+    inspection = _known_inspection(ctx, body.get("inspection_id"), out)
+    if case is None and inspection is not None:
+        case = s.get(Case, inspection.case_id)
+    clip = body.get("clip")
+    evidence = Evidence(
+        id=body["evidence_id"], inspection_id=body.get("inspection_id"), case_id=case.id if case else None,
+        region_code=case.region_code if case else ctx.officer.region_code, device_id=ctx.device_id,
+        officer_id=ctx.officer.id, kind=body["kind"], media_type=body["media_type"], sha256=body["sha256"],
+        size=body["size"], captured_at=body["captured_at"], location=body.get("location"),
+        clip=_jsonable(clip), camera_serial=clip["camera_serial"] if clip else None,
+        clip_index=clip["clip_index"] if clip else None, status="declared", op=ctx.op,
+    )
+    s.add(evidence)
+    feed.emit(s, "evidence", evidence)
+    if case is not None:
+        out.refs["case_id"] = case.id
+    _clock_flags(ctx, inspection, out)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def _value_at(session: Session, case: Case, name: str, version: int) -> Any:
+    row = session.scalars(select(CaseHistory).where(
+        CaseHistory.case_id == case.id, CaseHistory.field == name, CaseHistory.version <= version)
+        .order_by(CaseHistory.version.desc()).limit(1)).first()
+    return row.value if row else None
+
+
+def record_case_change(session: Session, case: Case, changes: dict[str, Any], by: str, op: str | None,
+                       at: datetime) -> None:
+    """Bump the version once, remember each field's version and old value: what conflicts are judged by."""
+    if not changes:
+        return
+    for name in changes:
+        if not session.scalar(select(CaseHistory.id).where(CaseHistory.case_id == case.id,
+                                                            CaseHistory.field == name).limit(1)):
+            session.add(CaseHistory(case_id=case.id, field=name, version=0, value=getattr(case, name),
+                                    changed_by=case.created_by, op=None, changed_at=case.created_at))
+    case.version += 1
+    versions = dict(case.field_versions or {})
+    for name, value in changes.items():
+        setattr(case, name, value)
+        versions[name] = case.version
+        session.add(CaseHistory(case_id=case.id, field=name, version=case.version, value=value, changed_by=by,
+                                op=op, changed_at=at))
+    case.field_versions = versions
+    case.updated_at = at
+    if case.status in CLOSED_STATUSES:
+        case.open_key = None
+    feed.emit(session, "case", case)
+
+
+def _case_update(ctx: RecordContext) -> Applied:
+    s, body = ctx.session, ctx.body
+    case = resolve_case(s, ctx.officer, body["case"])
+    base = body["base_version"]
+    if base > case.version:
+        raise ContentError("bad_version", f"base_version {base} is ahead of the case's version {case.version}")
+    changed, conflicts = {}, []
+    for name, value in body["fields"].items():
+        if (case.field_versions or {}).get(name, 0) > base:
+            if getattr(case, name) != value:
+                conflicts.append((name, value))
+        else:
+            changed[name] = value
+    for name, value in conflicts:
+        conflict = CaseConflict(case_id=case.id, field=name, base_version=base,
+                                base_value=_value_at(s, case, name, base), server_value=getattr(case, name),
+                                phone_value=value, op=ctx.op, officer_id=ctx.officer.id, status="open")
+        s.add(conflict)
+        s.flush()
+        feed.emit(s, "conflict", conflict, region=case.region_code)
+    record_case_change(s, case, {k: v for k, v in changed.items() if getattr(case, k) != v},
+                       ctx.officer.id, ctx.op, ctx.at)
+    out = Applied(status="conflict" if conflicts else "applied",
+                  refs={"case_id": case.id, "version": case.version})
+    if conflicts:
+        out.refs["conflicts"] = [name for name, _ in conflicts]
+    _clock_flags(ctx, None, out)
+    return out
+
+
+def _clue(ctx: RecordContext) -> Applied:
+    s, body = ctx.session, ctx.body
+    if s.get(Clue, body["clue_id"]) is not None:
+        raise ContentError("duplicate_id", f"clue {body['clue_id']} already reported")
+    inst = resolve_institution(s, ctx.officer, body["institution"])
+    s.add(Clue(id=body["clue_id"], source=body["source"], institution_id=inst.id, region_code=inst.region_code,
+               description=body["description"], status="new", reported_by=ctx.officer.id, reported_at=ctx.at,
+               op=ctx.op))
+    out = Applied(refs={"clue_id": body["clue_id"], "institution_id": inst.id})
+    _clock_flags(ctx, None, out)
+    return out
+
+
+def _interruption(ctx: RecordContext) -> Applied:
+    body = ctx.body
+    out = Applied(refs={"inspection_id": body["inspection_id"]})
+    inspection = _known_inspection(ctx, body["inspection_id"], out)
+    ctx.session.add(RecordingInterruption(
+        inspection_id=body["inspection_id"], camera_serial=body["camera_serial"], started_at=body["started_at"],
+        ended_at=body["ended_at"], reason=body["reason"], op=ctx.op))
+    _clock_flags(ctx, inspection, out)
+    return out
+
+
+APPLIERS: dict[str, Callable[[RecordContext], Applied]] = {
+    "case.open": _case_open,
+    "inspection.start": _inspection_start,
+    "inspection.finding": _finding,
+    "inspection.end": _inspection_end,
+    "evidence.capture": _evidence,
+    "case.update": _case_update,
+    "clue.report": _clue,
+    "recording.interruption": _interruption,
+}
+
+
+def apply_record(ctx: RecordContext, rtype: str) -> Applied:
+    return APPLIERS[rtype](ctx)

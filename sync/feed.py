@@ -1,0 +1,154 @@
+"""The change feed (PROTOCOL §5): what phones pull, in server order, never skipping a change.
+
+Writers queue changes on their session; a `before_commit` hook writes them
+right before the commit. On PostgreSQL that write takes a transaction-level
+advisory lock, held until the commit is visible, so feed ids become visible
+in id order: a reader that has seen id N can never later find a committed id
+below N. SQLite serialises writers anyway (BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import event, func, insert, select, text
+from sqlalchemy.orm import Session
+
+from backend.errors import Gone
+from backend.jurisdiction import regions_of
+from backend.models import Case, CaseAlias, CaseConflict, Change, Evidence, Institution, Officer
+
+FEED_LOCK_KEY = 0x6663_6665_6564  # "fcfeed"
+PENDING = "fieldcase.pending_changes"
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def case_data(c: Case) -> dict[str, Any]:
+    return {"id": c.id, "institution_id": c.institution_id, "region": c.region_code,
+            "department": c.department_code, "status": c.status, "summary": c.summary, "version": c.version,
+            "created_by": c.created_by, "created_at": _iso(c.created_at), "updated_at": _iso(c.updated_at)}
+
+
+def alias_data(a: CaseAlias) -> dict[str, Any]:
+    return {"client_case_id": a.client_case_id, "case_id": a.case_id, "merged": a.merged}
+
+
+def institution_data(i: Institution) -> dict[str, Any]:
+    return {"id": i.id, "credit_code": i.credit_code, "name": i.name, "address": i.address,
+            "region": i.region_code, "licence_status": i.licence_status, "category": i.category,
+            "risk_level": i.risk_level, "provisional": i.provisional}
+
+
+def evidence_data(e: Evidence) -> dict[str, Any]:
+    return {"id": e.id, "status": e.status, "purge_allowed": e.status == "verified", "sha256": e.sha256,
+            "size": e.size, "kind": e.kind, "inspection_id": e.inspection_id, "case_id": e.case_id}
+
+
+def conflict_data(c: CaseConflict) -> dict[str, Any]:
+    return {"id": str(c.id), "case_id": c.case_id, "field": c.field, "base_version": c.base_version,
+            "base_value": c.base_value, "server_value": c.server_value, "phone_value": c.phone_value,
+            "status": c.status, "resolved_value": c.resolved_value}
+
+
+# kind -> (snapshot, region of the row, officer who owns it)
+KINDS: dict[str, tuple[Callable[[Any], dict[str, Any]], Callable[[Any], str | None], Callable[[Any], str | None]]] = {
+    "case": (case_data, lambda c: c.region_code, lambda c: c.created_by),
+    "institution": (institution_data, lambda i: i.region_code, lambda i: None),
+    "evidence": (evidence_data, lambda e: e.region_code, lambda e: e.officer_id),
+    "conflict": (conflict_data, lambda c: None, lambda c: c.officer_id),
+}
+
+
+def emit(session: Session, kind: str, obj: Any, *, op: str = "upsert", region: str | None = None,
+         officer: str | None = None) -> None:
+    """Queue a change; the row is snapshotted at commit, so later edits in the same transaction count."""
+    session.info.setdefault(PENDING, {})[(kind, _key(kind, obj))] = (kind, obj, op, region, officer)
+
+
+def _key(kind: str, obj: Any) -> str:
+    return obj.client_case_id if kind == "case_alias" else str(obj.id)
+
+
+def _rows(session: Session) -> list[dict[str, Any]]:
+    pending = session.info.pop(PENDING, None)
+    if not pending:
+        return []
+    session.flush()
+    rows = []
+    for (kind, key), (_k, obj, op, region, officer) in pending.items():
+        if kind == "case_alias":
+            data, region_of, owner_of = alias_data(obj), None, None
+        else:
+            snapshot, region_fn, owner_fn = KINDS[kind]
+            data, region_of, owner_of = snapshot(obj), region_fn(obj), owner_fn(obj)
+        rows.append({"kind": kind, "entity_id": key, "op": op, "data": data,
+                     "region_code": region or region_of, "officer_id": officer or owner_of})
+    return rows
+
+
+@event.listens_for(Session, "before_commit")
+def _publish(session: Session) -> None:
+    rows = _rows(session)
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FEED_LOCK_KEY})
+    session.execute(insert(Change), rows)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(PENDING, None)
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"p": position}).encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        position = json.loads(raw)["p"]
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise Gone("cursor not recognised; pull again from the beginning") from None
+    if type(position) is not int or position < 0:
+        raise Gone("cursor not recognised; pull again from the beginning")
+    return position
+
+
+def pull(session: Session, officer: Officer, cursor: str | None, limit: int = 100) -> dict[str, Any]:
+    """One page of changes after `cursor`, within the officer's jurisdiction plus their own.
+
+    Each source is read by keyset on an (audience, id) index, so a page costs
+    the same however long the feed is.
+    """
+    after = decode_cursor(cursor) if cursor else 0
+    if after:
+        newest = session.scalar(select(func.max(Change.id))) or 0
+        if after > newest:
+            raise Gone("cursor is ahead of this server's feed; pull again from the beginning")
+    base = select(Change).where(Change.id > after).order_by(Change.id).limit(limit + 1)
+    regions = regions_of(officer)
+    if regions is None:
+        rows = list(session.scalars(base))
+    else:
+        seen: dict[int, Change] = {}
+        for stmt in (base.where(Change.region_code.in_(sorted(regions))), base.where(Change.officer_id == officer.id)):
+            for row in session.scalars(stmt):
+                seen[row.id] = row
+        rows = [seen[k] for k in sorted(seen)][: limit + 1]
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    position = rows[-1].id if rows else after
+    return {
+        "changes": [{"kind": r.kind, "id": r.entity_id, "op": r.op, "data": r.data} for r in rows],
+        "cursor": encode_cursor(position),
+        "has_more": has_more,
+    }

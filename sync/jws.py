@@ -1,0 +1,128 @@
+"""Defensive parsing and verification of record JWS (compact serialization, EdDSA, RFC 7515/8037)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.exceptions import InvalidKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from nacl.bindings import crypto_core_ed25519_is_valid_point
+
+MAX_RECORD_BYTES = 256 * 1024
+TYP = "fieldcase-record"
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_jws = jwt.PyJWS(algorithms=["EdDSA"], options={"verify_signature": True})
+
+
+class RecordRejected(Exception):
+    """A submission that cannot enter the ledger; `code` is one of PROTOCOL §4's rejection codes."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ParsedRecord:
+    """A record whose structure is sound; its signature is not checked yet."""
+
+    text: str
+    hash: str
+    kid: str
+    payload: dict[str, Any]
+
+
+def record_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _b64decode(part: str) -> bytes:
+    if not _B64URL.match(part) or len(part) % 4 == 1:
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_strict_object,
+                           parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RecordRejected("malformed", f"{what} is not strict JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise RecordRejected("malformed", f"{what} is not a JSON object")
+    return value
+
+
+def parse(text: Any) -> ParsedRecord:
+    """Check shape, header and payload JSON. Raises RecordRejected('malformed', ...)."""
+    if not isinstance(text, str):
+        raise RecordRejected("malformed", "a record must be a string")
+    if len(text) > MAX_RECORD_BYTES:
+        raise RecordRejected("malformed", f"record larger than {MAX_RECORD_BYTES} bytes")
+    if not text.isascii():
+        raise RecordRejected("malformed", "a compact JWS is ASCII")
+    parts = text.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise RecordRejected("malformed", "not a compact JWS (header.payload.signature)")
+    try:
+        header_raw, payload_raw, signature = (_b64decode(p) for p in parts)
+    except (ValueError, binascii.Error):
+        raise RecordRejected("malformed", "a part is not base64url") from None
+    header = _json_object(header_raw, "header")
+    if header.get("alg") != "EdDSA":
+        raise RecordRejected("malformed", "header alg must be EdDSA")
+    if header.get("typ") != TYP:
+        raise RecordRejected("malformed", f"header typ must be {TYP}")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid or len(kid) > 64:
+        raise RecordRejected("malformed", "header kid must name the device")
+    if set(header) - {"alg", "kid", "typ"}:
+        raise RecordRejected("malformed", "header has fields other than alg, kid, typ")
+    if len(signature) != 64:
+        raise RecordRejected("bad_signature", "an Ed25519 signature is 64 bytes")
+    return ParsedRecord(text=text, hash=record_hash(text), kid=kid, payload=_json_object(payload_raw, "payload"))
+
+
+def load_public_key(b64: str) -> Ed25519PublicKey:
+    """The raw 32-byte key, base64url without padding; must be a valid curve point."""
+    try:
+        raw = _b64decode(b64)
+    except (ValueError, binascii.Error):
+        raise ValueError("public_key is not base64url") from None
+    if len(raw) != 32:
+        raise ValueError("public_key must be 32 raw bytes")
+    # OpenSSL loads any 32 bytes; libsodium checks the point is on the curve,
+    # in the prime-order subgroup and not of small order.
+    if not crypto_core_ed25519_is_valid_point(raw):
+        raise ValueError("public_key is not a valid Ed25519 point")
+    try:
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except (ValueError, InvalidKey):
+        raise ValueError("public_key is not an Ed25519 point") from None
+
+
+def verify(record: ParsedRecord, key: Ed25519PublicKey) -> None:
+    """PyJWT checks the signature with EdDSA as the only accepted algorithm."""
+    try:
+        _jws.decode_complete(record.text, key=key, algorithms=["EdDSA"])
+    except jwt.InvalidSignatureError:
+        raise RecordRejected("bad_signature", "signature does not verify with the device key") from None
+    except jwt.PyJWTError as exc:
+        raise RecordRejected("malformed", f"JWS rejected: {exc}") from None

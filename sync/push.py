@@ -1,0 +1,391 @@
+"""Push (PROTOCOL §4): verify a batch, place each record in its device's chain, ledger and apply it.
+
+The batch is parsed and every signature checked before anything is written.
+Records are then walked per device in `seq` order under a lock on the device
+row; ledger rows are written in bulk and the batch commits once, so a push
+costs a handful of round trips plus what applying needs. Records whose
+application can race another push (merging a case, naming an institution)
+run inside their own savepoint; the rest validate before they write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy.orm import Session
+
+from backend.models import ChainGap, DeferredRecord, Device, LedgerRecord, Officer, QuarantinedRecord, utcnow
+
+from .apply import Applied, RecordContext, apply_record
+from .devices import visible_device
+from .jws import ParsedRecord, RecordRejected, load_public_key, parse, verify
+from .records import ChainFields, ContentError, load_content
+
+MAX_RECORDS = 500
+MAX_BODY_BYTES = 8 * 1024 * 1024
+SAVEPOINT_TYPES = {"case.open", "clue.report"}
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    gap_timeout: timedelta = timedelta(days=7)
+    quarantine_per_device: int = 1000
+
+
+@dataclass
+class Item:
+    index: int
+    record: ParsedRecord
+    chain: ChainFields
+
+    @property
+    def seq(self) -> int:
+        return self.chain.seq
+
+
+@dataclass
+class PushOutcome:
+    results: list[dict[str, Any] | None]
+    heads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    caught_up: list[dict[str, Any]] = field(default_factory=list)
+    ledgered_ops: set[str] = field(default_factory=set)
+    repeats: list[tuple[int, int]] = field(default_factory=list)
+
+    def finish(self) -> None:
+        """The same JWS sent twice in one push gets the answer its first copy got."""
+        for index, first in self.repeats:
+            answer = dict(self.results[first] or {})
+            if answer.get("status") not in ("rejected", "deferred"):
+                answer = {**answer, "first_status": answer["status"], "status": "duplicate"}
+            self.results[index] = answer
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"results": [r for r in self.results if r is not None] + self.caught_up, "heads": self.heads}
+
+
+def _result(op: str | None, device: str | None, seq: int | None, status: str, code: str | None = None,
+            detail: str | None = None, refs: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"op": op, "device": device, "seq": seq, "status": status}
+    if code:
+        out["code"] = code
+    if detail:
+        out["detail"] = detail
+    if refs:
+        out["refs"] = refs
+    return out
+
+
+class _Quarantine:
+    """Rejected submissions, kept for forensics but bounded per device (or per officer when no device)."""
+
+    def __init__(self, session: Session, officer: Officer, now: datetime, limit: int) -> None:
+        self.session, self.officer, self.now, self.limit = session, officer, now, limit
+        self.rows: list[dict[str, Any]] = []
+        self.per_device: dict[str | None, int] = defaultdict(int)
+
+    def add(self, text: Any, code: str, detail: str, device_id: str | None = None, seq: int | None = None,
+            op: str | None = None, digest: str | None = None) -> None:
+        raw = text if isinstance(text, str) else repr(text)
+        self.rows.append({
+            "device_id": device_id, "officer_id": self.officer.id, "seq": seq, "op": op[:64] if op else None,
+            "hash": digest or hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest(),
+            "jws": raw[: 300 * 1024], "code": code, "detail": detail[:500], "received_at": self.now,
+        })
+        self.per_device[device_id] += 1
+
+    def write(self, known_devices: dict[str, Device]) -> None:
+        if not self.rows:
+            return
+        self.session.execute(insert(QuarantinedRecord), self.rows)
+        for device_id, count in self.per_device.items():
+            if device_id in known_devices:
+                known_devices[device_id].quarantined_total += count
+            self._trim(device_id)
+
+    def _trim(self, device_id: str | None) -> None:
+        owner = (QuarantinedRecord.device_id == device_id if device_id
+                 else (QuarantinedRecord.device_id.is_(None)) & (QuarantinedRecord.officer_id == self.officer.id))
+        cutoff = self.session.scalar(select(QuarantinedRecord.id).where(owner).order_by(QuarantinedRecord.id.desc())
+                                     .offset(self.limit).limit(1))
+        if cutoff is not None:
+            self.session.execute(delete(QuarantinedRecord).where(owner, QuarantinedRecord.id <= cutoff))
+
+
+def push(session: Session, officer: Officer, records: list[Any], *, settings: PushSettings | None = None,
+         now: datetime | None = None) -> dict[str, Any]:
+    """Handle one push; commits. Returns PROTOCOL §4's answer."""
+    settings = settings or PushSettings()
+    now = now or utcnow()
+    outcome = PushOutcome(results=[None] * len(records))
+    quarantine = _Quarantine(session, officer, now, settings.quarantine_per_device)
+
+    by_kid: dict[str, list[Item]] = defaultdict(list)
+    for index, text in enumerate(records):
+        try:
+            parsed = parse(text)
+        except RecordRejected as exc:
+            outcome.results[index] = _result(None, None, None, "rejected", exc.code, exc.detail)
+            quarantine.add(text, exc.code, exc.detail)
+            continue
+        try:
+            chain = ChainFields(parsed.payload)
+        except ValueError as exc:
+            op = parsed.payload.get("op") if isinstance(parsed.payload.get("op"), str) else None
+            outcome.results[index] = _result(op, parsed.kid, None, "rejected", "malformed", str(exc))
+            quarantine.add(text, "malformed", str(exc), digest=parsed.hash, op=op)
+            continue
+        by_kid[parsed.kid].append(Item(index, parsed, chain))
+
+    devices = {d.id: d for d in session.scalars(
+        select(Device).where(Device.id.in_(list(by_kid))).order_by(Device.id).with_for_update())} if by_kid else {}
+    for kid, items in by_kid.items():
+        device = devices.get(kid)
+        problem = None
+        if device is None:
+            problem = ("unknown_device", f"no enrolled device {kid!r}")
+        elif device.officer_id != officer.id:
+            problem = ("not_owner", "this device belongs to another officer")
+        elif device.status == "revoked":
+            problem = ("device_revoked", "this device has been revoked")
+        if problem:
+            for it in items:
+                outcome.results[it.index] = _result(it.chain.op, kid, it.seq, "rejected", *problem)
+                quarantine.add(it.record.text, problem[0], problem[1],
+                               device_id=kid if device is not None else None, seq=it.seq, op=it.chain.op,
+                               digest=it.record.hash)
+            continue
+        key = load_public_key(device.public_key)
+        good = []
+        for it in items:
+            try:
+                verify(it.record, key)
+            except RecordRejected as exc:
+                outcome.results[it.index] = _result(it.chain.op, kid, it.seq, "rejected", exc.code, exc.detail)
+                quarantine.add(it.record.text, exc.code, exc.detail, device_id=kid, seq=it.seq, op=it.chain.op,
+                               digest=it.record.hash)
+                continue
+            good.append(it)
+        _DeviceWalk(session, officer, device, now, settings, outcome, quarantine).run(good)
+        device.last_push_at = now
+        outcome.heads[kid] = {"seq": device.head_seq, "hash": device.head_hash}
+
+    quarantine.write(devices)
+    session.commit()
+    outcome.finish()
+    return outcome.as_dict()
+
+
+class _DeviceWalk:
+    """Places one device's records in its chain, in seq order, catching up deferred records on the way."""
+
+    def __init__(self, session: Session, officer: Officer, device: Device, now: datetime, settings: PushSettings,
+                 outcome: PushOutcome, quarantine: _Quarantine) -> None:
+        self.s, self.officer, self.device, self.now = session, officer, device, now
+        self.settings, self.outcome, self.quarantine = settings, outcome, quarantine
+        self.ledger_rows: list[dict[str, Any]] = []
+
+    def run(self, items: list[Item]) -> None:
+        if items:
+            self._classify(items)
+        self._catch_up()
+        if self.ledger_rows:
+            self.s.execute(insert(LedgerRecord), self.ledger_rows)
+
+    def _classify(self, items: list[Item]) -> None:
+        s, device = self.s, self.device
+        hashes = [it.record.hash for it in items]
+        ops = [it.chain.op for it in items]
+        existing = list(s.execute(select(
+            LedgerRecord.hash, LedgerRecord.op, LedgerRecord.seq, LedgerRecord.device_id, LedgerRecord.status,
+            LedgerRecord.code, LedgerRecord.detail, LedgerRecord.refs,
+        ).where(or_(LedgerRecord.hash.in_(hashes), LedgerRecord.op.in_(ops),
+                    (LedgerRecord.device_id == device.id) & LedgerRecord.seq.in_([it.seq for it in items])))))
+        by_hash = {r.hash: r for r in existing}
+        by_op = {r.op: r for r in existing}
+        by_seq = {r.seq: r for r in existing if r.device_id == device.id}
+        self.deferred = {d.seq: d for d in s.scalars(
+            select(DeferredRecord).where(DeferredRecord.device_id == device.id))}
+        deferred_hashes = {d.hash for d in self.deferred.values()}
+        self.candidates: dict[int, list[Item]] = defaultdict(list)
+        first_copy: dict[str, int] = {}
+        for it in sorted(items, key=lambda i: (i.seq, i.index)):
+            op, seq, h = it.chain.op, it.seq, it.record.hash
+            if h in first_copy:
+                self.outcome.repeats.append((it.index, first_copy[h]))
+                continue
+            first_copy[h] = it.index
+            if h in by_hash:
+                first = by_hash[h]
+                self._answer(it, "duplicate", first.code, first.detail, first.refs)
+                self.outcome.results[it.index]["first_status"] = first.status  # type: ignore[index]
+            elif op in by_op:
+                self._reject(it, "op_reused", "this op is already in the ledger with other content")
+            elif seq in by_seq or seq <= device.head_seq:
+                detail = (f"seq {seq} already holds another record" if seq in by_seq
+                          else f"seq {seq} was released as a chain gap")
+                self._reject(it, "fork", detail)
+            elif h in deferred_hashes:
+                self._answer(it, "deferred")
+            else:
+                self.candidates[seq].append(it)
+
+    def _answer(self, it: Item, status: str, code: str | None = None, detail: str | None = None,
+                refs: dict[str, Any] | None = None) -> None:
+        self.outcome.results[it.index] = _result(it.chain.op, self.device.id, it.seq, status, code, detail, refs)
+
+    def _reject(self, it: Item, code: str, detail: str) -> None:
+        self._answer(it, "rejected", code, detail)
+        self.quarantine.add(it.record.text, code, detail, device_id=self.device.id, seq=it.seq, op=it.chain.op,
+                            digest=it.record.hash)
+
+    def _catch_up(self) -> None:
+        device = self.device
+        candidates = getattr(self, "candidates", {})
+        if not hasattr(self, "deferred"):
+            self.deferred = {d.seq: d for d in self.s.scalars(
+                select(DeferredRecord).where(DeferredRecord.device_id == device.id))}
+        while True:
+            expected = device.head_seq + 1
+            batch = candidates.pop(expected, [])
+            held = self.deferred.pop(expected, None)
+            chosen: Item | DeferredRecord | None = None
+            for it in batch:
+                if chosen is None and it.chain.prev == device.head_hash:
+                    chosen = it
+                elif chosen is None:
+                    self._reject(it, "chain_broken", f"prev is not the hash of the ledger's record {expected - 1}")
+                else:
+                    self._reject(it, "fork", f"another record for seq {expected} came first in this push")
+            if held is not None:
+                if chosen is None and held.prev == device.head_hash:
+                    chosen = held
+                else:
+                    why = "superseded" if chosen is not None else "chain_broken"
+                    self._drop_deferred(held, why)
+            if chosen is None or not self._append(chosen):
+                if chosen is None and self._release_gap_on_timeout(candidates):
+                    continue
+                break
+        for seq in sorted(candidates):
+            for it in candidates[seq]:
+                self._defer(it)
+
+    def _release_gap_on_timeout(self, candidates: dict[int, list[Item]]) -> bool:
+        if not self.deferred:
+            return False
+        first = min(self.deferred)
+        if self.deferred[first].received_at > self.now - self.settings.gap_timeout:
+            return False
+        self.release_gap(first, None, "timeout")
+        return True
+
+    def release_gap(self, first_held: int, by: str | None, reason: str) -> None:
+        """Accept that seq head+1 .. first_held-1 will never come: the chain resumes at the held record."""
+        device = self.device
+        self.s.add(ChainGap(device_id=device.id, first_seq=device.head_seq + 1, last_seq=first_held - 1,
+                            released_by=by, reason=reason, released_at=self.now))
+        held = self.deferred[first_held]
+        device.head_seq, device.head_hash = first_held - 1, held.prev
+
+    def _drop_deferred(self, held: DeferredRecord, code: str) -> None:
+        self.quarantine.add(held.jws, code, f"held record for seq {held.seq} dropped: {code}",
+                            device_id=self.device.id, seq=held.seq, op=held.op, digest=held.hash)
+        self.s.delete(held)
+
+    def _defer(self, it: Item) -> None:
+        old = self.deferred.get(it.seq)
+        if old is not None:
+            self._drop_deferred(old, "superseded")
+            self.s.flush()
+        row = DeferredRecord(device_id=self.device.id, seq=it.seq, op=it.chain.op, hash=it.record.hash,
+                             prev=it.chain.prev, jws=it.record.text, officer_id=self.officer.id,
+                             received_at=self.now)
+        self.s.add(row)
+        self.deferred[it.seq] = row
+        self._answer(it, "deferred")
+
+    def _append(self, chosen: Item | DeferredRecord) -> bool:
+        if isinstance(chosen, DeferredRecord):
+            text, digest, op, seq, prev = chosen.jws, chosen.hash, chosen.op, chosen.seq, chosen.prev
+            payload = parse(text).payload
+        else:
+            text, digest, op, seq, prev = (chosen.record.text, chosen.record.hash, chosen.chain.op, chosen.seq,
+                                           chosen.chain.prev)
+            payload = chosen.record.payload
+            held = self.deferred.pop(seq, None)
+            if held is not None:
+                self._drop_deferred(held, "superseded")
+        if op in self.outcome.ledgered_ops or (isinstance(chosen, DeferredRecord) and self.s.scalar(
+                select(func.count()).where(LedgerRecord.op == op))):
+            if isinstance(chosen, DeferredRecord):
+                self._drop_deferred(chosen, "op_reused")
+            else:
+                self._reject(chosen, "op_reused", "this op is already in the ledger with other content")
+            return False
+        self.outcome.ledgered_ops.add(op)
+        at, rtype, status, code, detail, applied = None, payload.get("type"), "applied", None, None, Applied()
+        try:
+            at, by, rtype, body = load_content(payload)
+            if by != self.officer.id:
+                raise ContentError("wrong_officer", "by is not the officer who owns the device")
+            ctx = RecordContext(self.s, self.officer, self.device.id, op, at, self.now, body)
+            if rtype in SAVEPOINT_TYPES:
+                with self.s.begin_nested():
+                    applied = apply_record(ctx, rtype)
+            else:
+                applied = apply_record(ctx, rtype)
+            status = applied.status
+        except ContentError as exc:
+            status, code, detail = "invalid", exc.code, exc.detail
+        self.ledger_rows.append({
+            "device_id": self.device.id, "seq": seq, "op": op, "hash": digest, "prev": prev, "jws": text,
+            "type": str(rtype)[:40], "officer_id": self.officer.id, "at": at, "received_at": self.now,
+            "status": status, "code": code, "detail": detail, "refs": applied.refs or None,
+            "flags": applied.flags or None,
+        })
+        self.device.head_seq, self.device.head_hash = seq, digest
+        result = _result(op, self.device.id, seq, status, code, detail, applied.refs)
+        if applied.flags:
+            result["flags"] = applied.flags
+        if isinstance(chosen, DeferredRecord):
+            self.s.delete(chosen)
+            result["caught_up"] = True
+            self.outcome.caught_up.append(result)
+        else:
+            self.outcome.results[chosen.index] = result
+        return True
+
+
+def release_gap(session: Session, reviewer: Officer, device_id: str, reason: str,
+                settings: PushSettings | None = None) -> dict[str, Any]:
+    """A reviewer accepts that a device's missing records will never come; its held records are applied."""
+    device = visible_device(session, reviewer, device_id)
+    session.refresh(device, with_for_update=True)
+    owner = session.get(Officer, device.officer_id)
+    assert owner is not None
+    outcome = PushOutcome(results=[])
+    walk = _DeviceWalk(session, owner, device, utcnow(), settings or PushSettings(), outcome,
+                       _Quarantine(session, owner, utcnow(), (settings or PushSettings()).quarantine_per_device))
+    walk.deferred = {d.seq: d for d in session.scalars(
+        select(DeferredRecord).where(DeferredRecord.device_id == device.id).with_for_update())}
+    released = 0
+    while walk.deferred and min(walk.deferred) > device.head_seq + 1:
+        walk.release_gap(min(walk.deferred), reviewer.id if reviewer else None, reason)
+        released += 1
+        walk._catch_up()
+        if walk.ledger_rows:
+            session.execute(insert(LedgerRecord), walk.ledger_rows)
+            walk.ledger_rows = []
+    walk.quarantine.write({device.id: device})
+    session.commit()
+    return {"released_gaps": released, "applied": outcome.caught_up,
+            "head": {"seq": device.head_seq, "hash": device.head_hash}}
+
+
+def quarantine_count(session: Session, device_id: str) -> int:
+    return session.scalar(select(func.count()).where(QuarantinedRecord.device_id == device_id)) or 0

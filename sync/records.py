@@ -1,0 +1,263 @@
+"""The record payload (PROTOCOL §3): the envelope, and one marshmallow schema per record type."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from backend.models import CASE_STATUSES
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+
+KINDS = ("photo", "video", "audio", "document", "signature")
+OUTCOMES = ("no_violation", "violation_found", "rectification_ordered", "not_inspected")
+CLUE_SOURCES = ("complaint", "hotline", "grid_worker", "social_supervisor", "transfer", "inspection",
+                "random_check", "media", "other")
+UPDATABLE_CASE_FIELDS = {"summary": fields.String(validate=validate.Length(max=4000)),
+                         "status": fields.String(validate=validate.OneOf(CASE_STATUSES))}
+
+
+def parse_rfc3339(value: str) -> datetime:
+    if not isinstance(value, str) or not RFC3339_RE.match(value):
+        raise ValueError("not an RFC 3339 timestamp with an offset")
+    text = value.upper().replace("Z", "+00:00")
+    if "." in text:  # Python takes at most 6 fractional digits
+        head, _, rest = text.partition(".")
+        digits = re.match(r"\d+", rest).group(0)  # type: ignore[union-attr]
+        text = f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
+    return datetime.fromisoformat(text)
+
+
+class Timestamp(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return parse_rfc3339(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class Uuid(fields.String):
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Regexp(UUID_RE, error="not a lower-case UUID"), **kwargs)
+
+
+class Hex64(fields.String):
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Regexp(HEX64_RE, error="not 64 lower-case hex digits"), **kwargs)
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = "raise"
+
+
+class LocationSchema(Strict):
+    lat = fields.Float(required=True, validate=validate.Range(-90, 90))
+    lon = fields.Float(required=True, validate=validate.Range(-180, 180))
+    accuracy_m = fields.Float(validate=validate.Range(min=0))
+
+
+class InstitutionRef(Strict):
+    id = fields.String(validate=validate.Length(min=1, max=40))
+    credit_code = fields.String(validate=validate.Length(equal=18))
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    address = fields.String(validate=validate.Length(max=400))
+    region = fields.String(validate=validate.Length(equal=6))
+
+    @validates_schema
+    def _one_way(self, data, **kwargs):
+        if "id" in data:
+            if len(data) > 1:
+                raise ValidationError("give either id alone, or name and region")
+        elif not ("name" in data and "region" in data):
+            raise ValidationError("an unknown institution needs name and region")
+
+
+class CaseRef(Strict):
+    id = fields.String(validate=validate.Length(min=1, max=40))
+    client_case_id = Uuid()
+
+    @validates_schema
+    def _exactly_one(self, data, **kwargs):
+        if len(data) != 1:
+            raise ValidationError("give exactly one of id, client_case_id")
+
+
+class ClipSchema(Strict):
+    camera_serial = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    clip_index = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    started_at = Timestamp(required=True)
+    ended_at = Timestamp(required=True)
+    prev_sha256 = Hex64(allow_none=True)
+
+    @validates_schema
+    def _ordered(self, data, **kwargs):
+        if data["ended_at"] < data["started_at"]:
+            raise ValidationError("ended_at is before started_at", "ended_at")
+
+
+class CaseOpen(Strict):
+    client_case_id = Uuid(required=True)
+    institution = fields.Nested(InstitutionRef, required=True)
+    summary = fields.String(validate=validate.Length(max=4000))
+
+
+class InspectionStart(Strict):
+    inspection_id = Uuid(required=True)
+    case = fields.Nested(CaseRef, required=True)
+    officers = fields.List(fields.String(validate=validate.Length(min=1, max=40)), required=True,
+                           validate=validate.Length(min=1, max=20))
+    location = fields.Nested(LocationSchema, allow_none=True)
+    task_id = fields.String(allow_none=True, validate=validate.Length(max=40))
+
+
+class InspectionFinding(Strict):
+    inspection_id = Uuid(required=True)
+    finding_id = Uuid(required=True)
+    category = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    description = fields.String(required=True, validate=validate.Length(max=8000))
+    evidence = fields.List(Uuid(), load_default=list, validate=validate.Length(max=200))
+
+
+class InspectionEnd(Strict):
+    inspection_id = Uuid(required=True)
+    outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))
+    notes = fields.String(allow_none=True, validate=validate.Length(max=8000))
+
+
+class EvidenceCapture(Strict):
+    evidence_id = Uuid(required=True)
+    inspection_id = Uuid(allow_none=True)
+    case = fields.Nested(CaseRef, allow_none=True)
+    kind = fields.String(required=True, validate=validate.OneOf(KINDS))
+    media_type = fields.String(required=True, validate=validate.Regexp(r"^[\w.+-]+/[\w.+-]+$"))
+    sha256 = Hex64(required=True)
+    size = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=2**50))
+    captured_at = Timestamp(required=True)
+    location = fields.Nested(LocationSchema, allow_none=True)
+    clip = fields.Nested(ClipSchema, allow_none=True)
+
+
+class CaseUpdate(Strict):
+    case = fields.Nested(CaseRef, required=True)
+    base_version = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    fields_ = fields.Dict(required=True, data_key="fields", validate=validate.Length(min=1))
+
+    @validates_schema
+    def _known_fields(self, data, **kwargs):
+        changed = data.get("fields_", {})
+        errors: dict[str, Any] = {}
+        for name, value in changed.items():
+            field = UPDATABLE_CASE_FIELDS.get(name)
+            if field is None:
+                errors[name] = ["not a field a phone may update"]
+                continue
+            try:
+                field.deserialize(value)
+            except ValidationError as exc:
+                errors[name] = exc.messages
+        if errors:
+            raise ValidationError(errors, "fields")
+
+
+class ClueReport(Strict):
+    clue_id = Uuid(required=True)
+    source = fields.String(required=True, validate=validate.OneOf(CLUE_SOURCES))
+    institution = fields.Nested(InstitutionRef, required=True)
+    description = fields.String(required=True, validate=validate.Length(min=1, max=8000))
+
+
+class RecordingInterruptionBody(Strict):
+    inspection_id = Uuid(required=True)
+    camera_serial = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    started_at = Timestamp(required=True)
+    ended_at = Timestamp(required=True)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+    @validates_schema
+    def _ordered(self, data, **kwargs):
+        if data["ended_at"] < data["started_at"]:
+            raise ValidationError("ended_at is before started_at", "ended_at")
+
+
+BODY_SCHEMAS: dict[str, Schema] = {
+    "case.open": CaseOpen(),
+    "inspection.start": InspectionStart(),
+    "inspection.finding": InspectionFinding(),
+    "inspection.end": InspectionEnd(),
+    "evidence.capture": EvidenceCapture(),
+    "case.update": CaseUpdate(),
+    "clue.report": ClueReport(),
+    "recording.interruption": RecordingInterruptionBody(),
+}
+ENVELOPE_KEYS = {"v", "op", "seq", "prev", "at", "by", "type", "body"}
+
+
+class ChainFields:
+    """What a record needs to find its place in the chain; without these it is `malformed`."""
+
+    __slots__ = ("op", "seq", "prev")
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        op, seq, prev = payload.get("op"), payload.get("seq"), payload.get("prev")
+        if not isinstance(op, str) or not UUID_RE.match(op):
+            raise ValueError("op must be a lower-case UUID")
+        if type(seq) is not int or not 1 <= seq < 2**31:
+            raise ValueError("seq must be an integer from 1")
+        if not isinstance(prev, str) or not HEX64_RE.match(prev):
+            raise ValueError("prev must be 64 lower-case hex digits")
+        self.op, self.seq, self.prev = op, seq, prev
+
+
+class ContentError(Exception):
+    """Authentic and in its chain, but not applicable: the record is ledgered as `invalid`."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def load_content(payload: dict[str, Any]) -> tuple[datetime, str, str, dict[str, Any]]:
+    """Validate the rest of the envelope and the body; returns (at, by, type, body)."""
+    extra = set(payload) - ENVELOPE_KEYS
+    if extra:
+        raise ContentError("bad_envelope", "unknown envelope fields: " + ", ".join(sorted(extra)))
+    if payload.get("v") != 1 or type(payload.get("v")) is not int:
+        raise ContentError("unsupported_version", "v must be 1")
+    try:
+        at = parse_rfc3339(payload.get("at"))  # type: ignore[arg-type]
+    except ValueError:
+        raise ContentError("bad_envelope", "at must be an RFC 3339 timestamp with an offset") from None
+    by = payload.get("by")
+    if not isinstance(by, str) or not by:
+        raise ContentError("bad_envelope", "by must be an officer id")
+    rtype = payload.get("type")
+    schema = BODY_SCHEMAS.get(rtype) if isinstance(rtype, str) else None
+    if schema is None:
+        raise ContentError("unknown_type", f"unknown record type {rtype!r}")
+    body = payload.get("body")
+    if not isinstance(body, dict):
+        raise ContentError("bad_body", "body must be an object")
+    try:
+        loaded = schema.load(body)
+    except ValidationError as exc:
+        raise ContentError("bad_body", _summarise(exc.messages)) from None
+    if "fields_" in loaded:
+        loaded["fields"] = loaded.pop("fields_")
+    return at, by, rtype, loaded  # type: ignore[return-value]
+
+
+def _summarise(messages: Any, prefix: str = "") -> str:
+    if isinstance(messages, dict):
+        return "; ".join(_summarise(v, f"{prefix}{k}." if prefix or k != "_schema" else prefix)
+                         for k, v in messages.items())[:480]
+    if isinstance(messages, list):
+        return ", ".join(_summarise(m, prefix) if not isinstance(m, str) else f"{prefix.rstrip('.')}: {m}"
+                         for m in messages)
+    return f"{prefix}{messages}"
