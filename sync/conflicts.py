@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from backend.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.jurisdiction import may_see_region, scope
-from backend.models import Case, CaseConflict, Inspection, Officer, utcnow
+from backend.models import Case, CaseAlias, CaseConflict, Device, Inspection, Officer, utcnow
 
 from . import feed
 from .apply import record_case_change
@@ -30,8 +30,11 @@ def list_conflicts(session: Session, viewer: Officer, *, case_id: str | None = N
 
 
 def _works_on(session: Session, officer: Officer, case: Case) -> bool:
-    """The case's opener, or an officer present at one of its inspections."""
+    """The case's opener, an officer whose phone opened it offline (merged), or one present at an inspection."""
     if case.created_by == officer.id:
+        return True
+    if session.scalar(select(func.count()).select_from(CaseAlias).join(Device, Device.id == CaseAlias.device_id)
+                      .where(CaseAlias.case_id == case.id, Device.officer_id == officer.id)):
         return True
     crews = session.scalars(select(Inspection.officers).where(Inspection.case_id == case.id))
     return any(officer.id in (crew or []) for crew in crews)

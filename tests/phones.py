@@ -46,7 +46,8 @@ class TestPhone:
         assert r.status_code == 201, r.json
         self.device_id = r.json["id"]
         self.seq, self.prev = 0, ZERO
-        self.clock = datetime(2026, 7, 14, 9, 0, tzinfo=SHANGHAI)
+        # A field day that started two hours ago, by the phone's (Shanghai) clock.
+        self.clock = (datetime.now(SHANGHAI) - timedelta(hours=2)).replace(microsecond=0)
 
     @property
     def public_key(self) -> str:

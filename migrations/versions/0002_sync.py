@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-25 10:09:37.020186
+Create Date: 2026-11-25 10:12:57.704580
 """
 
 from collections.abc import Sequence
@@ -175,13 +175,13 @@ def upgrade() -> None:
         sa.Column("case_id", sa.String(length=40), nullable=False),
         sa.Column("field", sa.String(length=40), nullable=False),
         sa.Column("base_version", sa.Integer(), nullable=False),
-        sa.Column("base_value", sa.JSON(), nullable=False),
-        sa.Column("server_value", sa.JSON(), nullable=False),
-        sa.Column("phone_value", sa.JSON(), nullable=False),
+        sa.Column("base_value", sa.JSON(), nullable=True),
+        sa.Column("server_value", sa.JSON(), nullable=True),
+        sa.Column("phone_value", sa.JSON(), nullable=True),
         sa.Column("op", sa.String(length=36), nullable=False),
         sa.Column("officer_id", sa.String(length=40), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("resolved_value", sa.JSON(), nullable=False),
+        sa.Column("resolved_value", sa.JSON(), nullable=True),
         sa.Column("resolution_reason", sa.String(length=500), nullable=True),
         sa.Column("resolved_by", sa.String(length=40), nullable=True),
         sa.Column("resolved_at", backend.models.base.UTCDateTime(timezone=True), nullable=True),
@@ -198,7 +198,7 @@ def upgrade() -> None:
         sa.Column("case_id", sa.String(length=40), nullable=False),
         sa.Column("field", sa.String(length=40), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("value", sa.JSON(), nullable=False),
+        sa.Column("value", sa.JSON(), nullable=True),
         sa.Column("changed_by", sa.String(length=40), nullable=False),
         sa.Column("op", sa.String(length=36), nullable=True),
         sa.Column("changed_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
