@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import logging
+from datetime import date, datetime
 from typing import Any
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import Settings
 from .state import AppState
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Timestamps as RFC 3339 (Flask's default would write RFC 1123 HTTP dates)."""
+
+    ensure_ascii = False
+    sort_keys = False
+
+    @staticmethod
+    def default(o):
+        if isinstance(o, datetime | date):
+            return o.isoformat()
+        return DefaultJSONProvider.default(o)
 
 
 def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
@@ -20,8 +35,8 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Flask("fieldcase", instance_path=str(settings.instance_dir))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.ensure_ascii = False
-    app.json.sort_keys = False
+    app.json_provider_class = JSONProvider
+    app.json = JSONProvider(app)
     app.extensions["fieldcase"] = AppState.build(settings)
     if settings.trust_proxy:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]

@@ -31,6 +31,7 @@ from backend.models import (
 )
 
 from . import feed
+from .lookup import Lookup
 from .merge import open_case, resolve_case, resolve_institution
 from .records import ContentError
 
@@ -49,6 +50,7 @@ class Applied:
 @dataclass
 class RecordContext:
     session: Session
+    lookup: Lookup
     officer: Officer
     device_id: str
     op: str
@@ -69,10 +71,11 @@ def _clock_flags(ctx: RecordContext, inspection: Inspection | None, out: Applied
             _add_flag(inspection, "clock_ahead")
 
 
-def certified_officer_flags(session: Session, officer_ids: list[str], at: datetime) -> list[str]:
+def certified_officer_flags(lookup: Lookup, officer_ids: list[str], at: datetime) -> list[str]:
     """The two-certified-officers rule, judged on the local date of the inspection."""
     day = at.astimezone(LOCAL_TZ).date()
-    found = {o.id: o for o in session.scalars(select(Officer).where(Officer.id.in_(officer_ids)))}
+    lookup.prefetch(Officer, officer_ids)
+    found = {oid: o for oid in officer_ids if (o := lookup.get(Officer, oid)) is not None}
     flags = []
     if any(oid not in found for oid in officer_ids):
         flags.append("unknown_officer")
@@ -83,26 +86,26 @@ def certified_officer_flags(session: Session, officer_ids: list[str], at: dateti
 
 
 def _case_open(ctx: RecordContext) -> Applied:
-    refs = open_case(ctx.session, ctx.officer, ctx.device_id, ctx.body, ctx.at)
+    refs = open_case(ctx.session, ctx.lookup, ctx.officer, ctx.device_id, ctx.body, ctx.at)
     out = Applied(refs=refs)
     _clock_flags(ctx, None, out)
     return out
 
 
 def _inspection_start(ctx: RecordContext) -> Applied:
-    s, body = ctx.session, ctx.body
-    if s.get(Inspection, body["inspection_id"]) is not None:
+    body = ctx.body
+    if ctx.lookup.get(Inspection, body["inspection_id"]) is not None:
         raise ContentError("duplicate_id", f"inspection {body['inspection_id']} was already started")
-    case = resolve_case(s, ctx.officer, body["case"])
+    case = resolve_case(ctx.lookup, ctx.officer, body["case"])
     officers = list(dict.fromkeys(body["officers"]))
     inspection = Inspection(
         id=body["inspection_id"], case_id=case.id, region_code=case.region_code, device_id=ctx.device_id,
         started_by=ctx.officer.id, started_at=ctx.at, officers=officers, location=body.get("location"),
-        task_id=body.get("task_id"), flags=certified_officer_flags(s, officers, ctx.at),
+        task_id=body.get("task_id"), flags=certified_officer_flags(ctx.lookup, officers, ctx.at),
     )
     if ctx.officer.id not in officers:
         inspection.flags.append("owner_not_present")
-    s.add(inspection)
+    ctx.lookup.add(inspection)
     out = Applied(refs={"case_id": case.id, "inspection_id": inspection.id})
     _clock_flags(ctx, inspection, out)
     out.flags.extend(f for f in inspection.flags if f not in out.flags)
@@ -112,21 +115,21 @@ def _inspection_start(ctx: RecordContext) -> Applied:
 def _known_inspection(ctx: RecordContext, inspection_id: str | None, out: Applied) -> Inspection | None:
     if inspection_id is None:
         return None
-    inspection = ctx.session.get(Inspection, inspection_id)
+    inspection = ctx.lookup.get(Inspection, inspection_id)
     if inspection is None:
         out.flags.append("unknown_inspection")
     return inspection
 
 
 def _finding(ctx: RecordContext) -> Applied:
-    s, body = ctx.session, ctx.body
-    if s.get(ViolationCategory, body["category"]) is None:
+    body = ctx.body
+    if ctx.lookup.get(ViolationCategory, body["category"]) is None:
         raise ContentError("unknown_category", f"no violation category {body['category']!r}")
-    if s.get(Finding, body["finding_id"]) is not None:
+    if ctx.lookup.get(Finding, body["finding_id"]) is not None:
         raise ContentError("duplicate_id", f"finding {body['finding_id']} already recorded")
     out = Applied(refs={"finding_id": body["finding_id"]})
     inspection = _known_inspection(ctx, body["inspection_id"], out)
-    s.add(Finding(id=body["finding_id"], inspection_id=body["inspection_id"], category=body["category"],
+    ctx.lookup.add(Finding(id=body["finding_id"], inspection_id=body["inspection_id"], category=body["category"],
                   description=body["description"], evidence=list(body["evidence"]), recorded_by=ctx.officer.id,
                   recorded_at=ctx.at, op=ctx.op))
     _clock_flags(ctx, inspection, out)
@@ -135,7 +138,7 @@ def _finding(ctx: RecordContext) -> Applied:
 
 def _inspection_end(ctx: RecordContext) -> Applied:
     body = ctx.body
-    inspection = ctx.session.get(Inspection, body["inspection_id"])
+    inspection = ctx.lookup.get(Inspection, body["inspection_id"])
     if inspection is None:
         raise ContentError("unknown_inspection", f"no inspection {body['inspection_id']}")
     if inspection.ended_at is not None:
@@ -152,13 +155,13 @@ def _inspection_end(ctx: RecordContext) -> Applied:
 
 def _evidence(ctx: RecordContext) -> Applied:
     s, body = ctx.session, ctx.body
-    if s.get(Evidence, body["evidence_id"]) is not None:
+    if ctx.lookup.get(Evidence, body["evidence_id"]) is not None:
         raise ContentError("duplicate_id", f"evidence {body['evidence_id']} already declared")
     out = Applied(refs={"evidence_id": body["evidence_id"]})
-    case = resolve_case(s, ctx.officer, body["case"]) if body.get("case") else None
+    case = resolve_case(ctx.lookup, ctx.officer, body["case"]) if body.get("case") else None
     inspection = _known_inspection(ctx, body.get("inspection_id"), out)
     if case is None and inspection is not None:
-        case = s.get(Case, inspection.case_id)
+        case = ctx.lookup.get(Case, inspection.case_id)
     clip = body.get("clip")
     evidence = Evidence(
         id=body["evidence_id"], inspection_id=body.get("inspection_id"), case_id=case.id if case else None,
@@ -168,7 +171,7 @@ def _evidence(ctx: RecordContext) -> Applied:
         clip=_jsonable(clip), camera_serial=clip["camera_serial"] if clip else None,
         clip_index=clip["clip_index"] if clip else None, status="declared", op=ctx.op,
     )
-    s.add(evidence)
+    ctx.lookup.add(evidence)
     feed.emit(s, "evidence", evidence)
     if case is not None:
         out.refs["case_id"] = case.id
@@ -217,7 +220,8 @@ def record_case_change(session: Session, case: Case, changes: dict[str, Any], by
 
 def _case_update(ctx: RecordContext) -> Applied:
     s, body = ctx.session, ctx.body
-    case = resolve_case(s, ctx.officer, body["case"])
+    s.flush()  # the history queries below must see this push's earlier changes
+    case = resolve_case(ctx.lookup, ctx.officer, body["case"])
     base = body["base_version"]
     if base > case.version:
         raise ContentError("bad_version", f"base_version {base} is ahead of the case's version {case.version}")
@@ -247,10 +251,10 @@ def _case_update(ctx: RecordContext) -> Applied:
 
 def _clue(ctx: RecordContext) -> Applied:
     s, body = ctx.session, ctx.body
-    if s.get(Clue, body["clue_id"]) is not None:
+    if ctx.lookup.get(Clue, body["clue_id"]) is not None:
         raise ContentError("duplicate_id", f"clue {body['clue_id']} already reported")
     inst = resolve_institution(s, ctx.officer, body["institution"])
-    s.add(Clue(id=body["clue_id"], source=body["source"], institution_id=inst.id, region_code=inst.region_code,
+    ctx.lookup.add(Clue(id=body["clue_id"], source=body["source"], institution_id=inst.id, region_code=inst.region_code,
                description=body["description"], status="new", reported_by=ctx.officer.id, reported_at=ctx.at,
                op=ctx.op))
     out = Applied(refs={"clue_id": body["clue_id"], "institution_id": inst.id})

@@ -10,15 +10,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
 from cryptography.exceptions import InvalidKey
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from jwt.algorithms import get_default_algorithms
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 MAX_RECORD_BYTES = 256 * 1024
 TYP = "fieldcase-record"
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
-_jws = jwt.PyJWS(algorithms=["EdDSA"], options={"verify_signature": True})
+_EDDSA = get_default_algorithms()["EdDSA"]
 
 
 class RecordRejected(Exception):
@@ -38,6 +38,8 @@ class ParsedRecord:
     hash: str
     kid: str
     payload: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
 
 
 def record_hash(text: str) -> str:
@@ -97,7 +99,8 @@ def parse(text: Any) -> ParsedRecord:
         raise RecordRejected("malformed", "header has fields other than alg, kid, typ")
     if len(signature) != 64:
         raise RecordRejected("bad_signature", "an Ed25519 signature is 64 bytes")
-    return ParsedRecord(text=text, hash=record_hash(text), kid=kid, payload=_json_object(payload_raw, "payload"))
+    return ParsedRecord(text=text, hash=record_hash(text), kid=kid, payload=_json_object(payload_raw, "payload"),
+                        signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"), signature=signature)
 
 
 def load_public_key(b64: str) -> Ed25519PublicKey:
@@ -119,10 +122,11 @@ def load_public_key(b64: str) -> Ed25519PublicKey:
 
 
 def verify(record: ParsedRecord, key: Ed25519PublicKey) -> None:
-    """PyJWT checks the signature with EdDSA as the only accepted algorithm."""
-    try:
-        _jws.decode_complete(record.text, key=key, algorithms=["EdDSA"])
-    except jwt.InvalidSignatureError:
-        raise RecordRejected("bad_signature", "signature does not verify with the device key") from None
-    except jwt.PyJWTError as exc:
-        raise RecordRejected("malformed", f"JWS rejected: {exc}") from None
+    """Check the signature with PyJWT's EdDSA algorithm, the only one accepted.
+
+    `parse` has already split and decoded the JWS strictly (and checked the
+    header's alg), so PyJWT's own re-parse of every segment is skipped: at
+    push rates it cost more than the signature check itself.
+    """
+    if not _EDDSA.verify(record.signing_input, key, record.signature):
+        raise RecordRejected("bad_signature", "signature does not verify with the device key")

@@ -14,16 +14,20 @@ from backend.jurisdiction import may_see_region
 from backend.models import Case, CaseAlias, Institution, Officer, Region, new_id
 
 from . import feed
+from .lookup import Lookup
 from .records import ContentError
 
 
-def resolve_institution(session: Session, officer: Officer, ref: dict[str, Any]) -> Institution:
-    """A registry id, else a match by credit code, else by name and region, else a new provisional one."""
+def find_institution(session: Session, officer: Officer, ref: dict[str, Any]) -> tuple[Institution, bool]:
+    """A registry id, else a match by credit code, else by name and region, else a new provisional one.
+
+    Returns (institution, is_new); a new one is not yet added to the session.
+    """
     if "id" in ref:
         inst = session.get(Institution, ref["id"])
         if inst is None or not may_see_region(officer, inst.region_code):
             raise ContentError("unknown_institution", f"no institution {ref['id']!r}")
-        return inst
+        return inst, False
     if session.get(Region, ref["region"]) is None:
         raise ContentError("unknown_region", f"no region {ref['region']!r}")
     code = normalise_credit_code(ref["credit_code"]) if ref.get("credit_code") else None
@@ -33,7 +37,7 @@ def resolve_institution(session: Session, officer: Officer, ref: dict[str, Any])
             raise ContentError("bad_credit_code", f"credit code {code}: {problem}")
         found = session.scalars(select(Institution).where(Institution.credit_code == code)).first()
         if found:
-            return found
+            return found, False
     name_norm = normalise_name(ref["name"])
     if not name_norm:
         raise ContentError("bad_body", "institution name is empty once normalised")
@@ -41,73 +45,131 @@ def resolve_institution(session: Session, officer: Officer, ref: dict[str, Any])
         Institution.region_code == ref["region"], Institution.name_norm == name_norm)
         .order_by(Institution.provisional, Institution.created_at)))
     if not code and candidates:
-        return candidates[0]
-    if code and candidates:
+        return candidates[0], False
+    uncoded = [c for c in candidates if c.credit_code is None]
+    if uncoded:
         # Same name, and the phone knows the code the registry lacked: complete the registry entry.
-        uncoded = [c for c in candidates if c.credit_code is None]
-        if uncoded:
-            uncoded[0].credit_code, uncoded[0].provisional_key = code, None
-            feed.emit(session, "institution", uncoded[0])
-            return uncoded[0]
-    inst = Institution(
+        uncoded[0].credit_code, uncoded[0].provisional_key = code, None
+        feed.emit(session, "institution", uncoded[0])
+        return uncoded[0], False
+    return Institution(
         id=new_id("ins"), credit_code=code, name=ref["name"].strip(), name_norm=name_norm,
         address=(ref.get("address") or "").strip(), region_code=ref["region"], licence_status="unknown",
         category="other", risk_level="medium", provisional=True, complaint_count=0, violation_count=0,
         provisional_key=None if code else f"{ref['region']}:{name_norm}",
-    )
+    ), True
+
+
+def _existing_twin(session: Session, inst: Institution) -> Institution | None:
+    """The row a racing push inserted for the same credit code or provisional key."""
+    stmt = (select(Institution).where(Institution.credit_code == inst.credit_code) if inst.credit_code else
+            select(Institution).where(Institution.provisional_key == inst.provisional_key))
+    return session.scalars(stmt).first()
+
+
+def resolve_institution(session: Session, officer: Officer, ref: dict[str, Any]) -> Institution:
+    inst, new = find_institution(session, officer, ref)
+    if not new:
+        return inst
     try:
         with session.begin_nested():
             session.add(inst)
             session.flush()
     except IntegrityError:
-        # Another push created it between our look-up and our insert: use theirs.
-        stmt = (select(Institution).where(Institution.credit_code == code) if code else
-                select(Institution).where(Institution.provisional_key == inst.provisional_key))
-        found = session.scalars(stmt).first()
-        if found is None:
+        twin = _existing_twin(session, inst)
+        if twin is None:
             raise
-        return found
+        return twin
     feed.emit(session, "institution", inst)
     return inst
 
 
-def resolve_case(session: Session, officer: Officer, ref: dict[str, Any]) -> Case:
+def _institution_key(ref: dict[str, Any]) -> tuple:
     if "id" in ref:
-        case = session.get(Case, ref["id"])
+        return ("institution", ref["id"])
+    return ("institution", ref["region"], normalise_name(ref["name"]), ref.get("credit_code"))
+
+
+def _institution(session: Session, lookup: Lookup, officer: Officer, ref: dict[str, Any]) -> tuple[Institution, bool]:
+    """find_institution, remembered for the rest of the push (a batch names the same centre many times)."""
+    key = _institution_key(ref)
+    if key in lookup.memo:
+        inst = lookup.memo[key]
+        if "id" in ref and not may_see_region(officer, inst.region_code):
+            raise ContentError("unknown_institution", f"no institution {ref['id']!r}")
+        return inst, False
+    inst, new = find_institution(session, officer, ref)
+    if not new:
+        lookup.memo[key] = inst
+    return inst, new
+
+
+def _open_case(session: Session, lookup: Lookup, open_key: str) -> Case | None:
+    case = lookup.memo.get(("open", open_key))
+    if case is None or case.open_key != open_key:
+        case = session.scalars(select(Case).where(Case.open_key == open_key)).first()
+        if case is not None:
+            lookup.memo[("open", open_key)] = case
+    return case
+
+
+def resolve_case(lookup: Lookup, officer: Officer, ref: dict[str, Any]) -> Case:
+    if "id" in ref:
+        case = lookup.get(Case, ref["id"])
     else:
-        alias = session.get(CaseAlias, ref["client_case_id"])
-        case = session.get(Case, alias.case_id) if alias else None
+        alias = lookup.get(CaseAlias, ref["client_case_id"])
+        case = lookup.get(Case, alias.case_id) if alias else None
     if case is None or not (may_see_region(officer, case.region_code) or case.created_by == officer.id):
         raise ContentError("unknown_case", f"no case {ref.get('id') or ref.get('client_case_id')!r}")
     return case
 
 
-def open_case(session: Session, officer: Officer, device_id: str, body: dict[str, Any], at) -> dict[str, Any]:
-    """Open a case, or attach the phone's id to the open case of this institution and department."""
+def open_case(session: Session, lookup: Lookup, officer: Officer, device_id: str, body: dict[str, Any],
+              at) -> dict[str, Any]:
+    """Open a case, or attach the phone's id to the open case of this institution and department.
+
+    Institution, case and alias are written in one savepoint; a unique
+    violation means a racing push won, and the look-up is simply redone.
+    """
     client_case_id = body["client_case_id"]
-    if session.get(CaseAlias, client_case_id) is not None:
+    if lookup.get(CaseAlias, client_case_id) is not None:
         raise ContentError("duplicate_id", f"client_case_id {client_case_id} was already used")
-    inst = resolve_institution(session, officer, body["institution"])
-    open_key = f"{inst.id}:{officer.department_code}"
-    for _attempt in range(2):
-        case = session.scalars(select(Case).where(Case.open_key == open_key)).first()
+    for _attempt in range(3):
+        inst, new_inst = _institution(session, lookup, officer, body["institution"])
+        open_key = f"{inst.id}:{officer.department_code}"
+        case = None if new_inst else _open_case(session, lookup, open_key)
         merged = case is not None
-        try:
-            with session.begin_nested():
-                if case is None:
+        if merged:
+            # Only an alias is written, and its id was checked above: nothing can race here.
+            alias = CaseAlias(client_case_id=client_case_id, case_id=case.id, device_id=device_id, merged=True)
+            lookup.add(alias)
+        else:
+            try:
+                with session.begin_nested():
+                    if new_inst:
+                        session.add(inst)
+                        session.flush()  # no ORM relationships: the unit of work would not order the inserts
                     case = Case(id=new_id("case"), institution_id=inst.id, region_code=inst.region_code,
                                 department_code=officer.department_code, status="registered", open_key=open_key,
                                 summary=body.get("summary") or "", version=1, field_versions={},
                                 created_by=officer.id, created_at=at, updated_at=at)
                     session.add(case)
-                alias = CaseAlias(client_case_id=client_case_id, case_id=case.id, device_id=device_id, merged=merged)
-                session.add(alias)
-                session.flush()
-        except IntegrityError:
-            if session.get(CaseAlias, client_case_id) is not None:
-                raise ContentError("duplicate_id", f"client_case_id {client_case_id} was already used") from None
-            continue  # a racing push opened the case first; merge into it
-        if not merged:
+                    session.flush()
+                    alias = CaseAlias(client_case_id=client_case_id, case_id=case.id, device_id=device_id,
+                                      merged=False)
+                    session.add(alias)
+                    session.flush()
+            except IntegrityError:
+                lookup.memo.clear()
+                if session.get(CaseAlias, client_case_id) is not None:
+                    raise ContentError("duplicate_id", f"client_case_id {client_case_id} was already used") from None
+                continue  # a racing push created the institution or opened the case first
+            lookup.add(case, persist=False)
+            lookup.add(alias, persist=False)
+            lookup.memo[("open", open_key)] = case
+            if new_inst:
+                lookup.memo[_institution_key(body["institution"])] = inst
+                feed.emit(session, "institution", inst)
             feed.emit(session, "case", case)
         feed.emit(session, "case_alias", alias, region=case.region_code, officer=officer.id)
         refs: dict[str, Any] = {"case_id": case.id, "institution_id": inst.id}

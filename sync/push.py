@@ -19,16 +19,32 @@ from typing import Any
 from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
-from backend.models import ChainGap, DeferredRecord, Device, LedgerRecord, Officer, QuarantinedRecord, utcnow
+from backend.models import (
+    Case,
+    CaseAlias,
+    ChainGap,
+    Clue,
+    DeferredRecord,
+    Device,
+    Evidence,
+    Finding,
+    Inspection,
+    LedgerRecord,
+    Officer,
+    QuarantinedRecord,
+    ViolationCategory,
+    utcnow,
+)
 
 from .apply import Applied, RecordContext, apply_record
 from .devices import visible_device
 from .jws import ParsedRecord, RecordRejected, load_public_key, parse, verify
+from .lookup import Lookup
 from .records import ChainFields, ContentError, load_content
 
 MAX_RECORDS = 500
 MAX_BODY_BYTES = 8 * 1024 * 1024
-SAVEPOINT_TYPES = {"case.open", "clue.report"}
+SAVEPOINT_TYPES = {"clue.report"}  # case.open keeps its own single savepoint (sync.merge)
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,7 @@ class Item:
     index: int
     record: ParsedRecord
     chain: ChainFields
+    content: tuple | ContentError | None = None
 
     @property
     def seq(self) -> int:
@@ -188,13 +205,53 @@ class _DeviceWalk:
         self.s, self.officer, self.device, self.now = session, officer, device, now
         self.settings, self.outcome, self.quarantine = settings, outcome, quarantine
         self.ledger_rows: list[dict[str, Any]] = []
+        self.lookup = Lookup(session)
 
     def run(self, items: list[Item]) -> None:
         if items:
             self._classify(items)
-        self._catch_up()
+            self._prefetch([it for group in self.candidates.values() for it in group])
+        with self.s.no_autoflush:
+            self._catch_up()
+        self.s.flush()
         if self.ledger_rows:
             self.s.execute(insert(LedgerRecord), self.ledger_rows)
+
+    def _prefetch(self, items: list[Item]) -> None:
+        """Validate every body once and fetch, table by table, every row the batch refers to."""
+        wanted: dict[type, set[str]] = defaultdict(set)
+        case_refs: list[dict[str, Any]] = []
+        for it in items:
+            try:
+                it.content = load_content(it.record.payload)
+            except ContentError as exc:
+                it.content = exc
+                continue
+            _at, _by, rtype, body = it.content
+            if "inspection_id" in body:
+                wanted[Inspection].add(body["inspection_id"])
+            for key, model in (("finding_id", Finding), ("evidence_id", Evidence), ("clue_id", Clue),
+                               ("client_case_id", CaseAlias)):
+                if key in body:
+                    wanted[model].add(body[key])
+            if isinstance(body.get("case"), dict):
+                case_refs.append(body["case"])
+            if rtype == "inspection.start":
+                wanted[Officer].update(body["officers"])
+        for ref in case_refs:
+            if "client_case_id" in ref:
+                wanted[CaseAlias].add(ref["client_case_id"])
+            else:
+                wanted[Case].add(ref["id"])
+        lookup = self.lookup
+        for model in (Inspection, Finding, Evidence, Clue, CaseAlias, Officer):
+            lookup.prefetch(model, wanted[model])
+        wanted[Case].update(a.case_id for a in lookup.known[CaseAlias].values())
+        wanted[Case].update(i.case_id for i in lookup.known[Inspection].values())
+        lookup.prefetch(Case, wanted[Case])
+        if not lookup.known[ViolationCategory]:
+            for cat in self.s.scalars(select(ViolationCategory)):
+                lookup.add(cat, persist=False)
 
     def _classify(self, items: list[Item]) -> None:
         s, device = self.s, self.device
@@ -310,13 +367,14 @@ class _DeviceWalk:
         self._answer(it, "deferred")
 
     def _append(self, chosen: Item | DeferredRecord) -> bool:
+        content: tuple | ContentError | None = None
         if isinstance(chosen, DeferredRecord):
             text, digest, op, seq, prev = chosen.jws, chosen.hash, chosen.op, chosen.seq, chosen.prev
             payload = parse(text).payload
         else:
             text, digest, op, seq, prev = (chosen.record.text, chosen.record.hash, chosen.chain.op, chosen.seq,
                                            chosen.chain.prev)
-            payload = chosen.record.payload
+            payload, content = chosen.record.payload, chosen.content
             held = self.deferred.pop(seq, None)
             if held is not None:
                 self._drop_deferred(held, "superseded")
@@ -330,10 +388,12 @@ class _DeviceWalk:
         self.outcome.ledgered_ops.add(op)
         at, rtype, status, code, detail, applied = None, payload.get("type"), "applied", None, None, Applied()
         try:
-            at, by, rtype, body = load_content(payload)
+            if isinstance(content, ContentError):
+                raise content
+            at, by, rtype, body = content or load_content(payload)
             if by != self.officer.id:
                 raise ContentError("wrong_officer", "by is not the officer who owns the device")
-            ctx = RecordContext(self.s, self.officer, self.device.id, op, at, self.now, body)
+            ctx = RecordContext(self.s, self.lookup, self.officer, self.device.id, op, at, self.now, body)
             if rtype in SAVEPOINT_TYPES:
                 with self.s.begin_nested():
                     applied = apply_record(ctx, rtype)

@@ -1,0 +1,61 @@
+"""Batch look-ups for a push: one query per table for the whole batch instead of one per record.
+
+Applying runs with autoflush off, so every row a record creates is registered
+here too; a later record of the same push then finds it without a flush.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+T = TypeVar("T")
+CHUNK = 500
+
+
+def _pk(model: type) -> Any:
+    return model.__mapper__.primary_key[0]  # type: ignore[attr-defined]
+
+
+class Lookup:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.known: dict[type, dict[Any, Any]] = defaultdict(dict)
+        self.missing: dict[type, set[Any]] = defaultdict(set)
+        self.memo: dict[tuple, Any] = {}  # answers to look-ups by other keys (institution names, open cases)
+
+    def prefetch(self, model: type, ids: Iterable[Any]) -> None:
+        wanted = {i for i in ids if i is not None} - set(self.known[model]) - self.missing[model]
+        if not wanted:
+            return
+        pk, key = _pk(model), _pk(model).key
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), CHUNK):
+            for row in self.session.scalars(select(model).where(pk.in_(ordered[start:start + CHUNK]))):
+                self.known[model][getattr(row, key)] = row
+        self.missing[model] |= wanted - set(self.known[model])
+
+    def get(self, model: type[T], ident: Any) -> T | None:
+        if ident in self.known[model]:
+            return self.known[model][ident]
+        if ident in self.missing[model]:
+            return None
+        obj = self.session.get(model, ident)
+        if obj is None:
+            self.missing[model].add(ident)
+        else:
+            self.known[model][ident] = obj
+        return obj
+
+    def add(self, obj: Any, *, persist: bool = True) -> None:
+        """Register a new row (and add it to the session unless it is already there)."""
+        if persist:
+            self.session.add(obj)
+        model = type(obj)
+        ident = getattr(obj, _pk(model).key)
+        self.known[model][ident] = obj
+        self.missing[model].discard(ident)
