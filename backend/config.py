@@ -31,6 +31,15 @@ class Settings:
     trust_proxy: bool = False
     gap_timeout_seconds: int = 7 * 24 * 3600
     quarantine_per_device: int = 1000
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    multipart_threshold: int = 64 * 1024 * 1024
+    multipart_part_size: int = 16 * 1024 * 1024
+    upload_deadline_hours: float = 24.0
+    photo_time_tolerance_seconds: float = 120.0
+    photo_distance_tolerance_m: float = 200.0
+    coverage_tolerance_seconds: float = 5.0
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -52,6 +61,18 @@ class Settings:
             ),
             gap_timeout_seconds=int(env.get("FIELDCASE_GAP_TIMEOUT", cls.gap_timeout_seconds)),
             quarantine_per_device=int(env.get("FIELDCASE_QUARANTINE_PER_DEVICE", cls.quarantine_per_device)),
+            s3_bucket=env.get("FIELDCASE_S3_BUCKET", ""),
+            s3_endpoint_url=env.get("FIELDCASE_S3_ENDPOINT_URL", ""),
+            s3_region=env.get("FIELDCASE_S3_REGION", cls.s3_region),
+            multipart_threshold=int(env.get("FIELDCASE_MULTIPART_THRESHOLD", cls.multipart_threshold)),
+            multipart_part_size=int(env.get("FIELDCASE_MULTIPART_PART_SIZE", cls.multipart_part_size)),
+            upload_deadline_hours=float(env.get("FIELDCASE_UPLOAD_DEADLINE_HOURS", cls.upload_deadline_hours)),
+            photo_time_tolerance_seconds=float(
+                env.get("FIELDCASE_PHOTO_TIME_TOLERANCE", cls.photo_time_tolerance_seconds)),
+            photo_distance_tolerance_m=float(
+                env.get("FIELDCASE_PHOTO_DISTANCE_TOLERANCE", cls.photo_distance_tolerance_m)),
+            coverage_tolerance_seconds=float(
+                env.get("FIELDCASE_COVERAGE_TOLERANCE", cls.coverage_tolerance_seconds)),
             trust_proxy=env.get("FIELDCASE_TRUST_PROXY", "0").lower() in ("1", "true", "yes"),
             log_level=env.get("FIELDCASE_LOG_LEVEL", "INFO"),
         )

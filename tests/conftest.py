@@ -136,3 +136,43 @@ class Officers:
 @pytest.fixture
 def officers(db, client) -> Officers:
     return Officers(db, client)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 in server mode on loopback: boto3's real HTTP client talks to it, phones PUT to it."""
+    from moto.server import ThreadedMotoServer
+
+    from backend.liveserver import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "fieldcase-test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "fieldcase-test")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+def store_kind(request):
+    return request.param
+
+
+@pytest.fixture
+def media_app(request, store_kind, settings):
+    """The app on the local store or on S3 (moto server), with a small multipart threshold."""
+    from dataclasses import replace
+
+    overrides = {"multipart_threshold": 6 * 1024 * 1024, "multipart_part_size": 5 * 1024 * 1024}
+    if store_kind == "s3":
+        endpoint = request.getfixturevalue("s3_server")
+        overrides.update(s3_bucket=f"fieldcase-{uuid.uuid4().hex[:10]}", s3_endpoint_url=endpoint)
+    application = create_app(replace(settings, **overrides))
+    state = application.extensions["fieldcase"]
+    if store_kind == "s3":
+        state.store.ensure_bucket()
+    yield application
+    _empty_tables(state.db)
+    state.db.dispose()

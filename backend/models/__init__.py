@@ -14,6 +14,7 @@ from .cases import (
     Finding,
     Inspection,
     RecordingInterruption,
+    Upload,
 )
 from .feed import Change
 from .institutions import CATEGORIES, LICENCE_STATUSES, RISK_LEVELS, Institution
@@ -40,6 +41,7 @@ __all__ = [
     "OPEN_STATUSES",
     "QuarantinedRecord",
     "RecordingInterruption",
+    "Upload",
     "ZERO_HASH",
     "Agency",
     "Base",

@@ -102,6 +102,35 @@ class Evidence(Base):
     status: Mapped[str] = mapped_column(String(16), default="declared")
     op: Mapped[str] = mapped_column(String(36))
     declared_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    object_key: Mapped[str | None] = mapped_column(String(200))
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    media_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    thumbnail_key: Mapped[str | None] = mapped_column(String(200))
+    flags: Mapped[list[str] | None] = mapped_column(JSON)
+
+
+class Upload(Base):
+    """One attempt to deliver an evidence file; a mismatch closes it and a fresh one may follow."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    evidence_id: Mapped[str] = mapped_column(ForeignKey("evidence.id"), index=True)
+    officer_id: Mapped[str] = mapped_column(String(40))
+    store: Mapped[str] = mapped_column(String(16))
+    staging_key: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(16))
+    multipart_id: Mapped[str | None] = mapped_column(String(200))
+    part_size: Mapped[int | None] = mapped_column(BigId)
+    # "open" while bytes may arrive, then "verified", "mismatch" or "failed".
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    # Set while an upload is open, NULL after: at most one open upload per evidence item.
+    open_key: Mapped[str | None] = mapped_column(String(36), unique=True)
+    received_sha256: Mapped[str | None] = mapped_column(String(64))
+    received_size: Mapped[int | None] = mapped_column(BigId)
+    mismatch_key: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Clue(Base):

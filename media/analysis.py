@@ -1,0 +1,39 @@
+"""What is read from verified bytes: photo metadata and thumbnails (Pillow, via media.photos)."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+
+from backend.models import Evidence
+
+from .store import Store, opened
+from .uploads import MediaSettings
+
+log = logging.getLogger("fieldcase.media")
+
+
+def analyse_evidence(session: Session, store: Store, evidence: Evidence, settings: MediaSettings) -> None:
+    """Photos only, for now; a decoding problem is a flag on the evidence, never a failed verification."""
+    if evidence.kind != "photo" or not evidence.object_key:
+        return
+    from . import photos
+
+    with opened(store, evidence.object_key) as stream:
+        report = photos.inspect_photo(stream, declared_captured_at=evidence.captured_at,
+                                      declared_location=evidence.location, time_tolerance=settings.time_tolerance,
+                                      distance_tolerance_m=settings.distance_tolerance_m,
+                                      max_pixels=settings.max_pixels)
+    info = report.as_dict()
+    evidence.media_info = info
+    flags = [f for f in (evidence.flags or []) if f not in set(photos.FLAGS)]
+    evidence.flags = flags + [f for f in info.get("flags", []) if f not in flags]
+    if info.get("decoded"):
+        try:
+            with opened(store, evidence.object_key) as stream:
+                thumb = photos.make_thumbnail(stream)
+        except photos.PhotoError as exc:
+            log.info("no thumbnail for %s: %s", evidence.id, exc)
+            return
+        evidence.thumbnail_key = store.put_derived(f"thumbnails/{evidence.id}.jpg", thumb, "image/jpeg")

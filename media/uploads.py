@@ -1,0 +1,244 @@
+"""Evidence upload (PROTOCOL §6): plans, resumable local uploads, and verification against the declaration.
+
+`verify_upload` is a plain function of a session, a store and an upload id:
+the embedded default runs it inline in `complete`; at scale a job-queue
+worker can run the very same function.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend.errors import Conflict, DomainError, Invalid, NotFound
+from backend.jurisdiction import get_scoped
+from backend.models import Evidence, Officer, Upload, new_id, utcnow
+from sync import feed
+
+from .store import LocalStore, Store, StoreError
+
+RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    upload_deadline: timedelta = timedelta(hours=24)
+    time_tolerance: timedelta = timedelta(minutes=2)
+    distance_tolerance_m: float = 200.0
+    max_pixels: int = 120_000_000
+
+
+class RangeError(DomainError):
+    status = 416
+    reason = "range_not_satisfiable"
+
+
+class TooLarge(DomainError):
+    status = 413
+    reason = "payload_too_large"
+
+
+class LengthRequired(DomainError):
+    status = 411
+    reason = "length_required"
+
+
+def _store_error(exc: StoreError) -> DomainError:
+    headers = {"Upload-Offset": str(exc.offset)} if exc.offset is not None else None
+    if exc.code == "too_long":
+        return TooLarge(exc.message)
+    if exc.code in ("busy", "offset"):
+        return Conflict(exc.message, headers=headers)
+    if exc.code == "length":
+        return Invalid(exc.message, headers=headers)
+    return Invalid(exc.message)
+
+
+def own_evidence(session: Session, officer: Officer, evidence_id: str) -> Evidence:
+    """Only the officer who declared an item uploads it; anyone else gets the answer for a missing item."""
+    evidence = session.get(Evidence, evidence_id)
+    if evidence is None or evidence.officer_id != officer.id:
+        raise NotFound(f"no evidence {evidence_id!r}")
+    return evidence
+
+
+def _open_upload(session: Session, evidence: Evidence) -> Upload | None:
+    return session.scalars(select(Upload).where(Upload.open_key == evidence.id)).first()
+
+
+def start_upload(session: Session, store: Store, officer: Officer, evidence_id: str,
+                 content_url: str) -> dict[str, Any]:
+    """A plan for a new upload, or the same plan again for the one in progress (so it can resume)."""
+    evidence = own_evidence(session, officer, evidence_id)
+    if evidence.status == "verified":
+        raise Conflict("this evidence is already verified; nothing to upload")
+    upload = _open_upload(session, evidence)
+    if upload is not None:
+        return store.plan(upload.id, evidence.size, evidence.sha256, content_url, upload.multipart_id)
+    upload = Upload(id=new_id("upl"), evidence_id=evidence.id, officer_id=officer.id, store=store.kind,
+                    staging_key="", method="put", status="open", open_key=evidence.id)
+    plan = store.plan(upload.id, evidence.size, evidence.sha256, content_url)
+    upload.staging_key = f"staging/{upload.id}"
+    upload.method = "multipart" if plan["method"] == "multipart" else "put"
+    upload.multipart_id = plan.get("upload_id")
+    upload.part_size = plan.get("part_size")
+    try:
+        with session.begin_nested():
+            session.add(upload)
+    except IntegrityError:
+        store.abort(upload.id, upload.multipart_id)
+        raise Conflict("another upload of this evidence has just started") from None
+    return plan
+
+
+def _local(store: Store) -> LocalStore:
+    if not isinstance(store, LocalStore):
+        raise NotFound("this server's store takes uploads at presigned URLs, not here")
+    return store
+
+
+def upload_offset(session: Session, store: Store, officer: Officer, evidence_id: str) -> int:
+    evidence = own_evidence(session, officer, evidence_id)
+    upload = _open_upload(session, evidence)
+    if upload is None:
+        return evidence.size if evidence.status == "verified" else 0
+    return _local(store).offset(upload.id)
+
+
+def receive_content(session: Session, store: Store, officer: Officer, evidence_id: str, stream: BinaryIO,
+                    content_range: str | None, content_length: int | None) -> int:
+    """Write one PUT's bytes at its range; returns how many bytes the upload now holds."""
+    local = _local(store)
+    evidence = own_evidence(session, officer, evidence_id)
+    upload = _open_upload(session, evidence)
+    if upload is None:
+        if evidence.status == "verified":
+            raise Conflict("this evidence is already verified")
+        raise Conflict("no upload in progress: ask for a plan with POST .../uploads first")
+    total = evidence.size
+    if content_range:
+        m = RANGE_RE.match(content_range.strip())
+        if not m:
+            raise RangeError("Content-Range must be 'bytes START-END/TOTAL'")
+        start, end, declared_total = (int(g) for g in m.groups())
+        if declared_total != total:
+            raise RangeError(f"TOTAL must be the declared size, {total}")
+        if end < start or end >= total:
+            raise RangeError(f"the range must lie within 0-{total - 1}")
+        length = end - start + 1
+        if content_length is not None and content_length != length:
+            raise Invalid("Content-Length does not match Content-Range")
+    else:
+        if content_length is None:
+            raise LengthRequired("send Content-Length (or Content-Range) with the bytes")
+        start, length = 0, content_length
+        if length > total:
+            raise TooLarge(f"{length} bytes is more than the declared {total}")
+    try:
+        return local.write(upload.id, stream, start, length, total)
+    except StoreError as exc:
+        raise _store_error(exc) from None
+
+
+def complete(session: Session, store: Store, officer: Officer, evidence_id: str, parts: list[dict[str, Any]] | None,
+             settings: MediaSettings, analyse: Callable[[Session, Store, Evidence, MediaSettings], None] | None = None
+             ) -> Evidence:
+    evidence = own_evidence(session, officer, evidence_id)
+    upload = _open_upload(session, evidence)
+    if upload is None:
+        if evidence.status in ("verified", "mismatch"):
+            return evidence  # the verdict was given; asking again changes nothing
+        raise Conflict("no upload in progress: ask for a plan with POST .../uploads first")
+    if upload.method == "multipart":
+        if not parts:
+            raise Invalid("a multipart upload completes with its parts and their ETags",
+                          errors={"parts": ["required"]})
+        try:
+            store.finish_multipart(upload.id, upload.multipart_id, parts)
+        except StoreError as exc:
+            raise _store_error(exc) from None
+    elif isinstance(store, LocalStore):
+        held = store.offset(upload.id)
+        if held < evidence.size:
+            raise Conflict(f"only {held} of {evidence.size} bytes have arrived", headers={"Upload-Offset": str(held)})
+    return verify_upload(session, store, upload.id, settings, analyse)
+
+
+def verify_upload(session: Session, store: Store, upload_id: str, settings: MediaSettings,
+                  analyse: Callable[[Session, Store, Evidence, MediaSettings], None] | None = None) -> Evidence:
+    """Hash the stored bytes and give the verdict: `verified`, or `mismatch` with the bytes set apart."""
+    upload = session.get(Upload, upload_id, with_for_update=True)
+    if upload is None or upload.status != "open":
+        raise Conflict("this upload is not open")
+    evidence = session.get(Evidence, upload.evidence_id)
+    assert evidence is not None
+    try:
+        digest = store.staged_digest(upload.id)
+    except StoreError as exc:
+        raise _store_error(exc) from None
+    now = utcnow()
+    upload.received_sha256, upload.received_size, upload.completed_at = digest.sha256, digest.size, now
+    upload.open_key = None
+    if digest.sha256 == evidence.sha256 and digest.size == evidence.size:
+        upload.status = "verified"
+        evidence.object_key = store.promote(upload.id, digest.sha256)
+        evidence.status, evidence.verified_at = "verified", now
+        flags = list(evidence.flags or [])
+        if now - evidence.captured_at > settings.upload_deadline and "late_upload" not in flags:
+            flags.append("late_upload")
+        evidence.flags = flags
+        if analyse is not None:
+            analyse(session, store, evidence, settings)
+    else:
+        upload.status = "mismatch"
+        upload.mismatch_key = store.set_apart(upload.id)
+        if evidence.status != "verified":
+            evidence.status = "mismatch"
+    feed.emit(session, "evidence", evidence)
+    session.flush()
+    return evidence
+
+
+def describe(session: Session, evidence: Evidence) -> dict[str, Any]:
+    uploads = list(session.scalars(select(Upload).where(Upload.evidence_id == evidence.id)
+                                   .order_by(Upload.created_at)))
+    return {
+        **feed.evidence_data(evidence),
+        "media_type": evidence.media_type, "captured_at": evidence.captured_at, "location": evidence.location,
+        "clip": evidence.clip, "officer_id": evidence.officer_id, "device_id": evidence.device_id,
+        "declared_at": evidence.declared_at, "verified_at": evidence.verified_at,
+        "media_info": evidence.media_info, "flags": evidence.flags or [],
+        "has_thumbnail": evidence.thumbnail_key is not None,
+        "uploads": [{"id": u.id, "status": u.status, "method": u.method, "received_sha256": u.received_sha256,
+                     "received_size": u.received_size, "created_at": u.created_at, "completed_at": u.completed_at}
+                    for u in uploads],
+    }
+
+
+def readable_evidence(session: Session, viewer: Officer, evidence_id: str) -> Evidence:
+    """Within jurisdiction, or the officer's own."""
+    evidence = session.get(Evidence, evidence_id)
+    if evidence is not None and evidence.officer_id == viewer.id:
+        return evidence
+    return get_scoped(session, Evidence, evidence_id, viewer, what="evidence")
+
+
+def open_original(session: Session, store: Store, viewer: Officer, evidence_id: str) -> tuple[Evidence, BinaryIO]:
+    evidence = readable_evidence(session, viewer, evidence_id)
+    if evidence.status != "verified" or not evidence.object_key:
+        raise Conflict("only verified evidence has content to read")
+    return evidence, store.open(evidence.object_key)
+
+
+def open_thumbnail(session: Session, store: Store, viewer: Officer, evidence_id: str) -> BinaryIO:
+    evidence = readable_evidence(session, viewer, evidence_id)
+    if not evidence.thumbnail_key:
+        raise NotFound("this evidence has no thumbnail")
+    return store.open(evidence.thumbnail_key)
