@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from media.settings import MediaSettings
 from media.store import LocalStore, S3Store, Store
-from media.uploads import MediaSettings
 
 from .config import Settings, instance_secret
 from .db import Database

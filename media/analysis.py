@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 
 from backend.models import Evidence
 
+from .settings import MediaSettings
 from .store import Store, opened
-from .uploads import MediaSettings
 
 log = logging.getLogger("fieldcase.media")
 
@@ -25,14 +25,14 @@ def analyse_evidence(session: Session, store: Store, evidence: Evidence, setting
                                       declared_location=evidence.location, time_tolerance=settings.time_tolerance,
                                       distance_tolerance_m=settings.distance_tolerance_m,
                                       max_pixels=settings.max_pixels)
-    info = report.as_dict()
-    evidence.media_info = info
-    flags = [f for f in (evidence.flags or []) if f not in set(photos.FLAGS)]
-    evidence.flags = flags + [f for f in info.get("flags", []) if f not in flags]
-    if info.get("decoded"):
+    evidence.media_info = report.as_dict()
+    photo_flags = {code.value for code in photos.FlagCode}
+    kept = [f for f in (evidence.flags or []) if f not in photo_flags]
+    evidence.flags = kept + [f for f in report.flag_codes if f not in kept]
+    if report.decodable:
         try:
             with opened(store, evidence.object_key) as stream:
-                thumb = photos.make_thumbnail(stream)
+                thumb = photos.make_thumbnail(stream, max_pixels=settings.max_pixels)
         except photos.PhotoError as exc:
             log.info("no thumbnail for %s: %s", evidence.id, exc)
             return

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
@@ -22,17 +20,12 @@ from backend.jurisdiction import get_scoped
 from backend.models import Evidence, Officer, Upload, new_id, utcnow
 from sync import feed
 
+from .settings import MediaSettings
 from .store import LocalStore, Store, StoreError
 
+__all__ = ["MediaSettings"]
+
 RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
-
-
-@dataclass(frozen=True)
-class MediaSettings:
-    upload_deadline: timedelta = timedelta(hours=24)
-    time_tolerance: timedelta = timedelta(minutes=2)
-    distance_tolerance_m: float = 200.0
-    max_pixels: int = 120_000_000
 
 
 class RangeError(DomainError):

@@ -6,13 +6,16 @@ import hashlib
 import io
 import os
 import threading
+from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from PIL import Image
 from sqlalchemy import select
 
 from backend.models import Evidence, Upload
+from tests import images
 from tests.phones import TestPhone, uid
 
 
@@ -27,11 +30,12 @@ class Field:
         self.phone = TestPhone(self.client, self.officer, officers.headers(self.officer))
         self.headers = self.phone.headers
 
-    def declare(self, data: bytes, *, kind="video", media_type="video/mp4", declared: bytes | None = None) -> str:
+    def declare(self, data: bytes, *, kind="video", media_type="video/mp4", declared: bytes | None = None,
+                **extra) -> str:
         body = {"evidence_id": uid(), "inspection_id": None, "kind": kind, "media_type": media_type,
                 "sha256": hashlib.sha256(declared if declared is not None else data).hexdigest(),
                 "size": len(declared if declared is not None else data),
-                "captured_at": self.phone.clock.isoformat()}
+                "captured_at": self.phone.clock.isoformat(), **extra}
         result = self.phone.push([self.phone.record("evidence.capture", body)])["results"][0]
         assert result["status"] == "applied", result
         return body["evidence_id"]
@@ -232,3 +236,57 @@ def test_a_second_concurrent_upload_of_one_item_is_refused(tmp_path):
     assert _store_error(refused.value).status == 409
     assert results["first"] == len(data)
     assert store.staged_digest("upl_x").sha256 == hashlib.sha256(data).hexdigest()
+
+
+TAKEN = datetime(2026, 7, 14, 9, 30, 5, tzinfo=timezone(timedelta(hours=8)))
+
+
+def _photo(field, data, *, captured_at=TAKEN, location=None):
+    eid = field.declare(data, kind="photo", media_type="image/jpeg", captured_at=captured_at.isoformat(),
+                        location=location or {"lat": images.WEST_LAKE[0], "lon": images.WEST_LAKE[1],
+                                              "accuracy_m": 10})
+    return eid, field.upload(eid, data)
+
+
+def test_a_photo_is_read_by_pillow_and_gets_a_thumbnail(field):
+    data = images.jpeg_with_exif((800, 600))
+    eid, answer = _photo(field, data)
+    assert answer["status"] == "verified"
+    info = answer["media_info"]
+    assert info["decodable"] is True and info["width"] == 800
+    assert info["camera_make"] == "HUAWEI"
+    assert "exif_time_differs" not in answer["flags"] and "gps_differs" not in answer["flags"]
+    assert answer["has_thumbnail"] is True
+    thumb = field.client.get(f"/api/v1/evidence/{eid}/thumbnail", headers=field.headers)
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
+    with Image.open(io.BytesIO(thumb.data)) as im:
+        assert max(im.size) == 320
+    original = field.client.get(f"/api/v1/evidence/{eid}/content", headers=field.headers)
+    assert original.data == data  # the original is never altered
+
+
+def test_a_photo_whose_exif_disagrees_with_its_declaration_is_flagged(field):
+    data = images.jpeg_with_exif(taken=datetime(2026, 7, 14, 9, 45, 0), lat=30.30, lon=120.10)
+    _eid, answer = _photo(field, data)
+    assert answer["status"] == "verified"
+    assert {"exif_time_differs", "gps_differs"} <= set(answer["flags"])
+
+
+def test_a_truncated_photo_stays_verified_and_is_flagged(field):
+    data = images.truncated_jpeg()
+    eid, answer = _photo(field, data)
+    assert answer["status"] == "verified" and "corrupt_image" in answer["flags"]
+    assert field.client.get(f"/api/v1/evidence/{eid}/thumbnail", headers=field.headers).status_code == 404
+
+
+def test_a_non_image_declared_as_photo_is_flagged(field):
+    _eid, answer = _photo(field, images.not_an_image())
+    assert answer["status"] == "verified" and "not_an_image" in answer["flags"]
+
+
+def test_evidence_verified_more_than_a_day_after_capture_is_flagged_late(field):
+    data = b"late clip bytes"
+    eid = field.declare(data, captured_at=(datetime.now(UTC) - timedelta(hours=30)).isoformat())
+    assert "late_upload" in field.upload(eid, data)["flags"]
+    prompt = field.declare(b"prompt clip bytes")
+    assert "late_upload" not in field.upload(prompt, b"prompt clip bytes")["flags"]
