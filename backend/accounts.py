@@ -13,6 +13,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from .errors import Conflict, Invalid
 from .jurisdiction import get_scoped, may_see_region, scope
 from .models import ROLES, Agency, Officer, new_id
+from .paging import paginate
 from .reference import agency_id
 from .tokens import revoke_all_for_officer
 
@@ -131,9 +132,7 @@ def list_officers(session: Session, viewer: Officer, *, page: int, page_size: in
         stmt = stmt.where(Officer.department_code == department)
     if region:
         stmt = stmt.where(Officer.region_code == region)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(Officer.username).limit(page_size).offset((page - 1) * page_size))
-    return list(rows), total
+    return paginate(session, stmt, Officer.username, page=page, page_size=page_size)
 
 
 def get_officer(session: Session, viewer: Officer, officer_id: str) -> Officer:

@@ -9,7 +9,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from sync import feed
@@ -18,6 +18,7 @@ from .credit_code import credit_code_problem, normalise_credit_code
 from .errors import Conflict, DomainError, Invalid
 from .jurisdiction import get_scoped, may_see_region, scope
 from .models import CATEGORIES, LICENCE_STATUSES, RISK_LEVELS, Institution, Officer, Region, new_id
+from .paging import paginate
 
 EDITABLE = ("credit_code", "name", "address", "region", "licence_number", "licence_status", "category",
             "risk_level")
@@ -130,10 +131,7 @@ def search_institutions(session: Session, viewer: Officer, *, q: str | None = No
         stmt = stmt.where(Institution.category == category)
     if risk_level:
         stmt = stmt.where(Institution.risk_level == risk_level)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(Institution.name_norm, Institution.id)
-                           .limit(page_size).offset((page - 1) * page_size))
-    return list(rows), total
+    return paginate(session, stmt, Institution.name_norm, Institution.id, page=page, page_size=page_size)
 
 
 CSV_COLUMNS = ("credit_code", "name", "address", "region", "licence_number", "licence_status", "category",

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from backend.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.jurisdiction import may_see_region, scope
 from backend.models import Case, CaseAlias, CaseConflict, Device, Inspection, Officer, utcnow
+from backend.paging import paginate
 
 from . import feed
 from .apply import record_case_change
@@ -24,9 +25,7 @@ def list_conflicts(session: Session, viewer: Officer, *, case_id: str | None = N
         stmt = stmt.where(CaseConflict.case_id == case_id)
     if status:
         stmt = stmt.where(CaseConflict.status == status)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(CaseConflict.id).limit(page_size).offset((page - 1) * page_size))
-    return list(rows), total
+    return paginate(session, stmt, CaseConflict.id, page=page, page_size=page_size)
 
 
 def _works_on(session: Session, officer: Officer, case: Case) -> bool:

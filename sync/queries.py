@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from backend.jurisdiction import get_scoped, scope
 from backend.models import Case, CaseAlias, CaseConflict, Evidence, Finding, Inspection, Institution, Officer, utcnow
+from backend.paging import paginate
 
 from .apply import LONG_INSPECTION
 from .feed import case_data, evidence_data, institution_data
@@ -23,9 +24,7 @@ def list_cases(session: Session, viewer: Officer, *, status: str | None = None, 
                           (Case.institution_id, institution_id)):
         if value:
             stmt = stmt.where(column == value)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(Case.created_at.desc(), Case.id).limit(page_size)
-                           .offset((page - 1) * page_size))
+    rows, total = paginate(session, stmt, Case.created_at.desc(), Case.id, page=page, page_size=page_size)
     return [case_data(c) for c in rows], total
 
 
