@@ -9,7 +9,7 @@ from sync import conflicts, queries
 from ..models import CASE_STATUSES
 from .blueprint import Blueprint
 from .context import authenticated, committed, current_officer, session
-from .schemas import PageArgs, StrictSchema, paged
+from .schemas import PageArgs, StrictSchema, page_schema, paged
 
 blp = Blueprint("cases", __name__, url_prefix="/api/v1", description="Cases, inspections, conflicts")
 
@@ -34,11 +34,7 @@ class CaseSchema(Schema):
     updated_at = fields.String()
 
 
-class CasePage(Schema):
-    items = fields.List(fields.Nested(CaseSchema))
-    page = fields.Integer()
-    page_size = fields.Integer()
-    total = fields.Integer()
+CasePage = page_schema(CaseSchema, "CasePage")
 
 
 class CaseDetailSchema(CaseSchema):
@@ -87,11 +83,7 @@ class ConflictSchema(Schema):
     officer_id = fields.String()
 
 
-class ConflictPage(Schema):
-    items = fields.List(fields.Nested(ConflictSchema))
-    page = fields.Integer()
-    page_size = fields.Integer()
-    total = fields.Integer()
+ConflictPage = page_schema(ConflictSchema, "ConflictPage")
 
 
 class ResolveSchema(StrictSchema):
@@ -144,3 +136,70 @@ def resolve_conflict(args, conflict_id):
     """Choose the server's value, the phone's, or a new one, with a reason; all values stay on record."""
     return conflicts.describe(conflicts.resolve(session(), current_officer(), conflict_id, args["choice"],
                                                 args["reason"], args.get("value")))
+
+
+class CoverageWindowSchema(Schema):
+    start = fields.String(metadata={"description": "RFC 3339: the `at` of `inspection.start`"})
+    end = fields.String(allow_none=True, metadata={"description": "the `at` of `inspection.end`; null while open"})
+
+
+class CoverageGapSchema(Schema):
+    start = fields.String()
+    end = fields.String()
+    seconds = fields.Float()
+    explained = fields.Boolean(metadata={"description": "wholly inside signed interruptions, up to the tolerance"})
+    reason = fields.String(metadata={"description": "reasons of the interruptions overlapping the gap, if any"})
+
+
+class ClipIndexGapSchema(Schema):
+    camera_serial = fields.String()
+    missing = fields.List(fields.Integer(), metadata={"description": "at most the first 1000"})
+    missing_count = fields.Integer()
+
+
+class ClipChainBreakSchema(Schema):
+    evidence_id = fields.String()
+    camera_serial = fields.String()
+    clip_index = fields.Integer()
+    prev_sha256 = fields.String()
+    declared_previous_sha256 = fields.List(fields.String())
+    reason = fields.String(metadata={"description": "`mismatch` or `previous_missing`"})
+
+
+class CoverageFlagSchema(Schema):
+    flag = fields.String(metadata={"description": "zero_length, reversed, outside_window, hash_mismatch, "
+                                                  "duplicate_clip_index, reversed_interruption, "
+                                                  "window_ends_before_start"})
+    evidence_id = fields.String()
+    camera_serial = fields.String()
+    clip_index = fields.Integer()
+
+
+class CoverageSchema(Schema):
+    window = fields.Nested(CoverageWindowSchema)
+    covered_seconds = fields.Float()
+    ratio = fields.Float()
+    gaps = fields.List(fields.Nested(CoverageGapSchema))
+    clip_index_gaps = fields.List(fields.Nested(ClipIndexGapSchema))
+    clip_chain_breaks = fields.List(fields.Nested(ClipChainBreakSchema))
+    unverified_clips = fields.List(fields.String(), metadata={"description": "evidence ids of clips not verified"})
+    status = fields.String(metadata={"description": "complete, explained, gaps, none or open"})
+    flags = fields.List(fields.Nested(CoverageFlagSchema))
+
+
+@blp.get("/inspections/<inspection_id>/coverage")
+@authenticated()
+@blp.response(200, CoverageSchema)
+def get_inspection_coverage(inspection_id):
+    """Whether the inspection's verified clips cover its window (PROTOCOL §7; docs: "Coverage, as built")."""
+    from datetime import timedelta
+
+    from media.coverage import inspection_coverage
+
+    from .context import state
+
+    # FIELDCASE_COVERAGE_TOLERANCE (Settings.coverage_tolerance_seconds); an override in `extra` on older configs.
+    settings = state().settings
+    seconds = getattr(settings, "coverage_tolerance_seconds", settings.extra.get("coverage_tolerance_seconds", 5))
+    tolerance = timedelta(seconds=float(seconds))
+    return inspection_coverage(session(), current_officer(), inspection_id, tolerance=tolerance)
