@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import Flask
@@ -22,7 +22,9 @@ class JSONProvider(DefaultJSONProvider):
 
     @staticmethod
     def default(o):
-        if isinstance(o, datetime | date):
+        if isinstance(o, datetime):
+            return (o.astimezone(UTC) if o.tzinfo else o).isoformat()
+        if isinstance(o, date):
             return o.isoformat()
         return DefaultJSONProvider.default(o)
 

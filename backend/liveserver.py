@@ -37,10 +37,10 @@ def running_server(env: dict[str, str], *, workers: int = 2, port: int | None = 
                 raise RuntimeError(f"server exited with {proc.returncode} before answering"
                                    + (f"; see {log_path}" if log_path else ""))
             try:
-                if requests.get(base + "/api/v1/health", timeout=1).ok:
+                if requests.get(base + "/api/v1/health", timeout=2).ok:
                     break
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException:
+                pass  # not listening yet, or a worker still loading on a busy machine
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not answer in time")
             time.sleep(0.1)

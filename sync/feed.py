@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import event, func, insert, select, text
@@ -27,7 +28,8 @@ PENDING = "fieldcase.pending_changes"
 
 
 def _iso(value) -> str | None:
-    return value.isoformat() if value is not None else None
+    """UTC always: the same instant must read the same whether it was just written or loaded back."""
+    return value.astimezone(UTC).isoformat() if value is not None else None
 
 
 def case_data(c: Case) -> dict[str, Any]:

@@ -206,6 +206,9 @@ class _DeviceWalk:
         self.settings, self.outcome, self.quarantine = settings, outcome, quarantine
         self.ledger_rows: list[dict[str, Any]] = []
         self.lookup = Lookup(session)
+        self.candidates: dict[int, list[Item]] = defaultdict(list)
+        self.deferred: dict[int, DeferredRecord] | None = None
+        self.resent: dict[str, Item] = {}  # sent again while held: answered once the walk is done
 
     def run(self, items: list[Item]) -> None:
         if items:
@@ -265,10 +268,8 @@ class _DeviceWalk:
         by_hash = {r.hash: r for r in existing}
         by_op = {r.op: r for r in existing}
         by_seq = {r.seq: r for r in existing if r.device_id == device.id}
-        self.deferred = {d.seq: d for d in s.scalars(
-            select(DeferredRecord).where(DeferredRecord.device_id == device.id))}
+        self.deferred = self._load_deferred()
         deferred_hashes = {d.hash for d in self.deferred.values()}
-        self.candidates: dict[int, list[Item]] = defaultdict(list)
         first_copy: dict[str, int] = {}
         for it in sorted(items, key=lambda i: (i.seq, i.index)):
             op, seq, h = it.chain.op, it.seq, it.record.hash
@@ -287,7 +288,7 @@ class _DeviceWalk:
                           else f"seq {seq} was released as a chain gap")
                 self._reject(it, "fork", detail)
             elif h in deferred_hashes:
-                self._answer(it, "deferred")
+                self.resent[h] = it
             else:
                 self.candidates[seq].append(it)
 
@@ -300,12 +301,15 @@ class _DeviceWalk:
         self.quarantine.add(it.record.text, code, detail, device_id=self.device.id, seq=it.seq, op=it.chain.op,
                             digest=it.record.hash)
 
+    def _load_deferred(self) -> dict[int, DeferredRecord]:
+        return {d.seq: d for d in self.s.scalars(
+            select(DeferredRecord).where(DeferredRecord.device_id == self.device.id))}
+
     def _catch_up(self) -> None:
         device = self.device
-        candidates = getattr(self, "candidates", {})
-        if not hasattr(self, "deferred"):
-            self.deferred = {d.seq: d for d in self.s.scalars(
-                select(DeferredRecord).where(DeferredRecord.device_id == device.id))}
+        candidates = self.candidates
+        if self.deferred is None:
+            self.deferred = self._load_deferred()
         while True:
             expected = device.head_seq + 1
             batch = candidates.pop(expected, [])
@@ -331,6 +335,9 @@ class _DeviceWalk:
         for seq in sorted(candidates):
             for it in candidates[seq]:
                 self._defer(it)
+        for it in self.resent.values():
+            self._answer(it, "deferred")
+        self.resent.clear()
 
     def _release_gap_on_timeout(self, candidates: dict[int, list[Item]]) -> bool:
         if not self.deferred:
@@ -414,8 +421,12 @@ class _DeviceWalk:
             result["flags"] = applied.flags
         if isinstance(chosen, DeferredRecord):
             self.s.delete(chosen)
-            result["caught_up"] = True
-            self.outcome.caught_up.append(result)
+            resent = self.resent.pop(digest, None)
+            if resent is not None:
+                self.outcome.results[resent.index] = result
+            else:
+                result["caught_up"] = True
+                self.outcome.caught_up.append(result)
         else:
             self.outcome.results[chosen.index] = result
         return True
