@@ -166,3 +166,27 @@ def demo(keep: bool) -> None:
     from .demo import run
 
     sys.exit(run(keep=keep))
+
+
+@main.group()
+def custody() -> None:
+    """The custody log."""
+
+
+@custody.command("verify")
+@click.option("--public-key", help="base64url Ed25519 key to check tree heads against (default: this server's)")
+def custody_verify(public_key: str | None) -> None:
+    """Recompute the Merkle tree from the stored events; check every signed tree head. Exit 1 on any problem."""
+    from media.custody import load_signer, verify_log
+    from sync.jws import load_public_key
+
+    settings = Settings.from_env()
+    key = load_public_key(public_key) if public_key else load_signer(settings.instance_dir).private_key.public_key()
+    database = _db()
+    with database.session() as session:
+        report = verify_log(session, key)
+    for problem in report.problems:
+        click.echo(f"PROBLEM {problem}", err=True)
+    verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    click.echo(f"custody log: {report.leaves} leaves, {report.heads} signed tree heads: {verdict}")
+    sys.exit(0 if report.ok else 1)

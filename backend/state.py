@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from media.settings import MediaSettings
 from media.store import LocalStore, S3Store, Store
@@ -34,11 +35,17 @@ class AppState:
     issuer: TokenIssuer
     store: Store
     media: MediaSettings
+    signer: Any
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
         secret = instance_secret(settings.instance_dir, "jwt-secret.key", 64)
         issuer = TokenIssuer(secret=secret, algorithm=settings.jwt_algorithm,
                              access_ttl=settings.access_token_ttl, refresh_ttl=settings.refresh_token_ttl)
-        return cls(settings=settings, db=Database(settings.database_url), issuer=issuer,
-                   store=make_store(settings), media=media_settings(settings))
+        from media.custody import SIGNER, load_signer  # media imports backend: not at module level
+
+        signer = load_signer(settings.instance_dir)
+        db = Database(settings.database_url)
+        db.sessionmaker.configure(info={SIGNER: signer})
+        return cls(settings=settings, db=db, issuer=issuer, store=make_store(settings),
+                   media=media_settings(settings), signer=signer)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from sqlalchemy.orm import Session
 
 from backend.models import Evidence
 
+from . import custody
 from .settings import MediaSettings
 from .store import Store, opened
 
@@ -37,3 +39,5 @@ def analyse_evidence(session: Session, store: Store, evidence: Evidence, setting
             log.info("no thumbnail for %s: %s", evidence.id, exc)
             return
         evidence.thumbnail_key = store.put_derived(f"thumbnails/{evidence.id}.jpg", thumb, "image/jpeg")
+        custody.record(session, "thumbnail", evidence.id, "fieldcase", derived_from=evidence.sha256,
+                       sha256=hashlib.sha256(thumb).hexdigest(), size=len(thumb), key=evidence.thumbnail_key)

@@ -20,6 +20,7 @@ from backend.jurisdiction import get_scoped
 from backend.models import Evidence, Officer, Upload, new_id, utcnow
 from sync import feed
 
+from . import custody
 from .settings import MediaSettings
 from .store import LocalStore, Store, StoreError
 
@@ -88,6 +89,8 @@ def start_upload(session: Session, store: Store, officer: Officer, evidence_id: 
     except IntegrityError:
         store.abort(upload.id, upload.multipart_id)
         raise Conflict("another upload of this evidence has just started") from None
+    custody.record(session, "upload_started", evidence.id, officer.id, upload=upload.id, method=upload.method,
+                   store=store.kind)
     return plan
 
 
@@ -187,6 +190,8 @@ def verify_upload(session: Session, store: Store, upload_id: str, settings: Medi
         if now - evidence.captured_at > settings.upload_deadline and "late_upload" not in flags:
             flags.append("late_upload")
         evidence.flags = flags
+        custody.record(session, "verified", evidence.id, upload.officer_id, at=now, upload=upload.id,
+                       sha256=digest.sha256, size=digest.size, object_key=evidence.object_key)
         if analyse is not None:
             analyse(session, store, evidence, settings)
     else:
@@ -194,6 +199,8 @@ def verify_upload(session: Session, store: Store, upload_id: str, settings: Medi
         upload.mismatch_key = store.set_apart(upload.id)
         if evidence.status != "verified":
             evidence.status = "mismatch"
+        custody.record(session, "mismatch", evidence.id, upload.officer_id, at=now, upload=upload.id,
+                       received_sha256=digest.sha256, received_size=digest.size, kept_at=upload.mismatch_key)
     feed.emit(session, "evidence", evidence)
     session.flush()
     return evidence
@@ -223,11 +230,15 @@ def readable_evidence(session: Session, viewer: Officer, evidence_id: str) -> Ev
     return get_scoped(session, Evidence, evidence_id, viewer, what="evidence")
 
 
-def open_original(session: Session, store: Store, viewer: Officer, evidence_id: str) -> tuple[Evidence, BinaryIO]:
+def open_original(session: Session, store: Store, viewer: Officer, evidence_id: str,
+                  purpose: str | None = None) -> tuple[Evidence, BinaryIO]:
+    """Every read of an original is a custody event: who, when, and the stated purpose."""
     evidence = readable_evidence(session, viewer, evidence_id)
     if evidence.status != "verified" or not evidence.object_key:
         raise Conflict("only verified evidence has content to read")
-    return evidence, store.open(evidence.object_key)
+    stream = store.open(evidence.object_key)
+    custody.record(session, "read", evidence.id, viewer.id, purpose=purpose)
+    return evidence, stream
 
 
 def open_thumbnail(session: Session, store: Store, viewer: Officer, evidence_id: str) -> BinaryIO:

@@ -29,6 +29,7 @@ from backend.models import (
     RecordingInterruption,
     ViolationCategory,
 )
+from media import custody
 
 from . import feed
 from .lookup import Lookup
@@ -57,6 +58,7 @@ class RecordContext:
     at: datetime
     received_at: datetime
     body: dict[str, Any]
+    record_hash: str = ""
 
 
 def _add_flag(inspection: Inspection, flag: str) -> None:
@@ -173,6 +175,9 @@ def _evidence(ctx: RecordContext) -> Applied:
     )
     ctx.lookup.add(evidence)
     feed.emit(s, "evidence", evidence)
+    custody.record(s, "declared", evidence.id, ctx.officer.id, at=ctx.received_at, op=ctx.op,
+                   record_hash=ctx.record_hash, device=ctx.device_id, sha256=evidence.sha256, size=evidence.size,
+                   kind=evidence.kind, captured_at=custody.rfc3339(evidence.captured_at))
     if case is not None:
         out.refs["case_id"] = case.id
     _clock_flags(ctx, inspection, out)

@@ -106,9 +106,8 @@ def _institution(session: Session, lookup: Lookup, officer: Officer, ref: dict[s
 
 def _open_case(session: Session, lookup: Lookup, open_key: str) -> Case | None:
     case = lookup.memo.get(("open", open_key))
-    if case is not None and case.open_key != open_key:
-        session.flush()  # this push closed it: the query below must see that
     if case is None or case.open_key != open_key:
+        session.flush()  # an earlier record of this push may have closed the case: the query must see it
         case = session.scalars(select(Case).where(Case.open_key == open_key)).first()
         if case is not None:
             lookup.memo[("open", open_key)] = case

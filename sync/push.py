@@ -400,7 +400,7 @@ class _DeviceWalk:
             at, by, rtype, body = content or load_content(payload)
             if by != self.officer.id:
                 raise ContentError("wrong_officer", "by is not the officer who owns the device")
-            ctx = RecordContext(self.s, self.lookup, self.officer, self.device.id, op, at, self.now, body)
+            ctx = RecordContext(self.s, self.lookup, self.officer, self.device.id, op, at, self.now, body, digest)
             if rtype in SAVEPOINT_TYPES:
                 with self.s.begin_nested():
                     applied = apply_record(ctx, rtype)

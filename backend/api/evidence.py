@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, request, stream_with_context, url_for
 from marshmallow import Schema, fields, validate
 
-from media import uploads
+from media import custody, uploads
 from media.store import CHUNK
 
 from .blueprint import Blueprint
@@ -92,15 +92,27 @@ def put_content(evidence_id):
     return {"offset": offset, "size": evidence.size}, 200, {"Upload-Offset": str(offset)}
 
 
+class ReadArgs(StrictSchema):
+    purpose = fields.String(validate=validate.Length(max=500),
+                            metadata={"description": "why it is read; kept in the custody log"})
+
+
+class CustodyEventsSchema(Schema):
+    events = fields.List(fields.Dict())
+
+
 @blp.route("/<evidence_id>/content", methods=["GET"], endpoint="content")
 @authenticated()
+@blp.arguments(ReadArgs, location="query")
 @blp.response(200, description="the original bytes; HEAD answers `Upload-Offset` for an upload in progress")
-def content(evidence_id):
+@committed
+def content(args, evidence_id):
     """Stream the verified original; HEAD tells how many bytes of an upload in progress have arrived."""
     if request.method == "HEAD":
         offset = uploads.upload_offset(session(), state().store, current_officer(), evidence_id)
         return Response(status=200, headers={"Upload-Offset": str(offset), "Cache-Control": "no-store"})
-    evidence, stream = uploads.open_original(session(), state().store, current_officer(), evidence_id)
+    evidence, stream = uploads.open_original(session(), state().store, current_officer(), evidence_id,
+                                             args.get("purpose"))
 
     def generate():
         try:
@@ -132,6 +144,15 @@ def complete(args, evidence_id):
 @blp.response(200, EvidenceSchema)
 def get_evidence(evidence_id):
     return uploads.describe(session(), uploads.readable_evidence(session(), current_officer(), evidence_id))
+
+
+@blp.get("/<evidence_id>/custody")
+@authenticated()
+@blp.response(200, CustodyEventsSchema)
+def custody_events(evidence_id):
+    """Every custody event of the item with its leaf index and the exact leaf text that was hashed."""
+    uploads.readable_evidence(session(), current_officer(), evidence_id)
+    return {"events": custody.events_for(session(), evidence_id)}
 
 
 @blp.get("/<evidence_id>/thumbnail")

@@ -16,6 +16,7 @@ from .cases import (
     RecordingInterruption,
     Upload,
 )
+from .custody import CustodyEvent, CustodyHolder, MerkleNode, TreeHead
 from .feed import Change
 from .institutions import CATEGORIES, LICENCE_STATUSES, RISK_LEVELS, Institution
 from .officers import ROLES, LoginFailure, Officer, RefreshToken
@@ -31,6 +32,10 @@ __all__ = [
     "CaseHistory",
     "ChainGap",
     "Change",
+    "CustodyEvent",
+    "CustodyHolder",
+    "MerkleNode",
+    "TreeHead",
     "Clue",
     "DeferredRecord",
     "Device",
