@@ -394,6 +394,15 @@ class Phone:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _rotate_key(self) -> None:
+        """Replace a key that was never attached to this outbox; refused once records may depend on it."""
+        if self.device_id or self._q("SELECT 1 FROM records LIMIT 1"):
+            raise RuntimeError("the device key of an enrolled phone cannot be replaced")
+        (self.dir / "device.key").unlink(missing_ok=True)
+        self._key = self._load_key()
+        self.public_key = b64url(self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+        self._set("public_key", self.public_key)
+
     def _load_key(self) -> Ed25519PrivateKey:
         path = self.dir / "device.key"
         try:
@@ -661,13 +670,30 @@ class Phone:
         """The logged-in officer's profile."""
         return self._api("GET", _API + "/me")
 
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Read any API resource (a case, an inspection, ...) with this phone's token, refresh and retries.
+
+        ``path`` is relative to the base URL (``/api/v1/cases/...``); errors raise :class:`ApiError`.
+        """
+        return self._api("GET", path, params=params)
+
     # ------------------------------------------------------------------ devices (PROTOCOL §2)
 
     def enrol(self, label: str = "fieldcase phone") -> dict[str, Any]:
         """Register the public key once; records cannot be signed before the server names the device."""
         if self.device_id:
             return {"id": self.device_id, "officer_id": self.officer_id, "head": self.head}
-        payload = self._api("POST", _DEVICES_PATH, json_body={"public_key": self.public_key, "label": label})
+        try:
+            payload = self._api("POST", _DEVICES_PATH, json_body={"public_key": self.public_key, "label": label})
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            # The key is enrolled but the 201 never reached us (a dropped answer, then our retry), and
+            # PROTOCOL §2 offers no way to look a device up by key: without its id this key can sign
+            # nothing, so enrol a fresh one. The orphan device stays on the server, revocable.
+            log.warning("public key already enrolled but its device id is unknown; enrolling a new key")
+            self._rotate_key()
+            payload = self._api("POST", _DEVICES_PATH, json_body={"public_key": self.public_key, "label": label})
         officer_id = payload.get("officer_id") or self.me()["id"]
         self.set_device(str(payload["id"]), str(officer_id),
                         payload.get("head") or {"seq": 0, "hash": ZERO_HASH})
