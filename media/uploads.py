@@ -20,7 +20,7 @@ from backend.jurisdiction import get_scoped
 from backend.models import Evidence, Officer, Upload, new_id, utcnow
 from sync import feed
 
-from . import custody
+from . import custody, holders
 from .settings import MediaSettings
 from .store import LocalStore, Store, StoreError
 
@@ -192,6 +192,7 @@ def verify_upload(session: Session, store: Store, upload_id: str, settings: Medi
         evidence.flags = flags
         custody.record(session, "verified", evidence.id, upload.officer_id, at=now, upload=upload.id,
                        sha256=digest.sha256, size=digest.size, object_key=evidence.object_key)
+        holders.take_first_custody(session, evidence, upload.officer_id)
         if analyse is not None:
             analyse(session, store, evidence, settings)
     else:

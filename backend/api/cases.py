@@ -89,7 +89,7 @@ ConflictPage = page_schema(ConflictSchema, "ConflictPage")
 class ResolveSchema(StrictSchema):
     choice = fields.String(required=True, validate=validate.OneOf(("server", "phone", "custom")))
     value = fields.Raw(allow_none=True)
-    reason = fields.String(required=True, validate=validate.Length(min=3, max=500))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
 
 
 @blp.get("/cases")

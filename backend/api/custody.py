@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from media import custody
+from media import custody, holders
 
 from .blueprint import Blueprint
-from .context import authenticated, committed, session, state
-from .schemas import StrictSchema
+from .context import authenticated, committed, current_officer, session, state
+from .schemas import PageArgs, StrictSchema, page_schema, paged
 
 blp = Blueprint("custody", __name__, url_prefix="/api/v1/custody", description="Custody log (Merkle tree)")
 
@@ -71,6 +71,62 @@ def public_key():
     """The Ed25519 key that signs tree heads (base64url of the raw 32 bytes). Public: anyone may verify."""
     signer = state().signer
     return {"key_id": signer.key_id, "public_key": signer.public_key, "algorithm": "Ed25519"}
+
+
+class HoldingSchema(Schema):
+    evidence_id = fields.String()
+    kind = fields.String()
+    sha256 = fields.String()
+    size = fields.Integer()
+    status = fields.String()
+    case_id = fields.String(allow_none=True)
+    holder_id = fields.String()
+    since = fields.DateTime()
+    pending_to = fields.String(allow_none=True)
+    pending_reason = fields.String(allow_none=True)
+
+
+HoldingPage = page_schema(HoldingSchema, "HoldingPage")
+
+
+class TransferSchema(StrictSchema):
+    to = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class AcknowledgeSchema(StrictSchema):
+    accept = fields.Boolean(load_default=True)
+    note = fields.String(validate=validate.Length(max=500))
+
+
+@blp.get("/holdings")
+@authenticated()
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, HoldingPage)
+def my_holdings(args):
+    """Evidence in the caller's custody, and hand-overs waiting for the caller to acknowledge."""
+    rows, total = holders.holdings(session(), current_officer(), page=args["page"], page_size=args["page_size"])
+    return paged(rows, total, args)
+
+
+@blp.post("/holdings/<evidence_id>/transfer")
+@authenticated()
+@blp.arguments(TransferSchema)
+@blp.response(200, HoldingSchema)
+@committed
+def transfer(args, evidence_id):
+    """Hand an item in your custody to a custodian, with a reason; it moves once they acknowledge."""
+    return holders.request_transfer(session(), current_officer(), evidence_id, args["to"], args["reason"])
+
+
+@blp.post("/holdings/<evidence_id>/acknowledge")
+@authenticated()
+@blp.arguments(AcknowledgeSchema)
+@blp.response(200, HoldingSchema)
+@committed
+def acknowledge(args, evidence_id):
+    """The receiver accepts (or refuses) a hand-over waiting for them."""
+    return holders.acknowledge(session(), current_officer(), evidence_id, args["accept"], args.get("note"))
 
 
 @blp.get("/proofs/inclusion")

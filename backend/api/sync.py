@@ -48,7 +48,7 @@ class DeviceSchema(Schema):
 
 
 class ReleaseSchema(StrictSchema):
-    reason = fields.String(required=True, validate=validate.Length(min=3, max=200))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
 
 class ReleaseResultSchema(Schema):
