@@ -22,9 +22,10 @@ from typing import Any
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import event, func, insert, select, text, tuple_
+from sqlalchemy import func, insert, select, text, tuple_
 from sqlalchemy.orm import Session
 
+from backend import commit_queue
 from backend.config import instance_secret
 from backend.errors import Invalid, NotFound
 from backend.models import CustodyEvent, MerkleNode, TreeHead, utcnow
@@ -94,7 +95,7 @@ def record(session: Session, action: str, evidence_id: str | None, actor: str, *
     """Queue a custody event; it becomes a leaf when the transaction commits, or never."""
     leaf = {"action": action, "evidence_id": evidence_id, "actor": actor, "at": rfc3339(at or utcnow()),
             **{k: v for k, v in details.items() if v is not None}}
-    session.info.setdefault(PENDING, []).append(leaf)
+    commit_queue.enqueue(session, PENDING, leaf)
 
 
 def _size(session: Session) -> int:
@@ -122,9 +123,9 @@ def _getter(nodes: dict[tuple[int, int], bytes]):
     return get
 
 
-@event.listens_for(Session, "before_commit")
+@commit_queue.on_commit
 def _append(session: Session) -> None:
-    leaves = session.info.pop(PENDING, None)
+    leaves = commit_queue.take(session, PENDING)
     if not leaves:
         return
     if session.get_bind().dialect.name == "postgresql":
@@ -149,11 +150,6 @@ def _append(session: Session) -> None:
     signer = session.info.get(SIGNER)
     if signer is not None and start // HEAD_EVERY != end // HEAD_EVERY:
         _issue(session, signer, end, nodes)
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget(session: Session) -> None:
-    session.info.pop(PENDING, None)
 
 
 def _issue(session: Session, signer: Signer, size: int, nodes: dict[tuple[int, int], bytes] | None = None) -> TreeHead:

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
+from backend import commit_queue
 from backend.errors import Gone
 from backend.jurisdiction import regions_of
 from backend.models import Case, CaseAlias, CaseConflict, Change, Evidence, Institution, Officer
@@ -71,7 +72,7 @@ KINDS: dict[str, tuple[Callable[[Any], dict[str, Any]], Callable[[Any], str | No
 def emit(session: Session, kind: str, obj: Any, *, op: str = "upsert", region: str | None = None,
          officer: str | None = None) -> None:
     """Queue a change; the row is snapshotted at commit, so later edits in the same transaction count."""
-    session.info.setdefault(PENDING, {})[(kind, _key(kind, obj))] = (kind, obj, op, region, officer)
+    commit_queue.enqueue(session, PENDING, (kind, obj, op, region, officer))
 
 
 def _key(kind: str, obj: Any) -> str:
@@ -79,12 +80,14 @@ def _key(kind: str, obj: Any) -> str:
 
 
 def _rows(session: Session) -> list[dict[str, Any]]:
-    pending = session.info.pop(PENDING, None)
-    if not pending:
+    latest: dict[tuple[str, str], tuple] = {}
+    for entry in commit_queue.take(session, PENDING):
+        latest[(entry[0], _key(entry[0], entry[1]))] = entry  # one change per entity: its state at commit
+    if not latest:
         return []
     session.flush()
     rows = []
-    for (kind, key), (_k, obj, op, region, officer) in pending.items():
+    for (kind, key), (_k, obj, op, region, officer) in latest.items():
         if kind == "case_alias":
             data, region_of, owner_of = alias_data(obj), None, None
         else:
@@ -95,19 +98,19 @@ def _rows(session: Session) -> list[dict[str, Any]]:
     return rows
 
 
-@event.listens_for(Session, "before_commit")
+@commit_queue.on_commit
 def _publish(session: Session) -> None:
     rows = _rows(session)
     if not rows:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FEED_LOCK_KEY})
+    _sequence_lock(session)
     session.execute(insert(Change), rows)
 
 
-@event.listens_for(Session, "after_rollback")
-def _forget(session: Session) -> None:
-    session.info.pop(PENDING, None)
+def _sequence_lock(session: Session) -> None:
+    """Held from here to the commit: feed ids become visible in the order they were handed out."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": FEED_LOCK_KEY})
 
 
 def encode_cursor(position: int) -> str:

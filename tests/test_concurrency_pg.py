@@ -17,8 +17,7 @@ from datetime import datetime
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import event, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, func, select
 
 from backend.credit_code import check_character
 from backend.institutions import create_institution
@@ -281,21 +280,9 @@ def test_a_reader_paging_during_concurrent_commits_sees_every_change_once_in_ord
 
 
 @pytest.fixture
-def feed_without_lock():
+def feed_without_lock(monkeypatch):
     """The feed hook minus its advisory lock (for the test that shows what the lock is for)."""
-
-    def publish_without_lock(session):
-        rows = feed._rows(session)
-        if rows:
-            session.execute(insert(Change), rows)
-
-    event.remove(Session, "before_commit", feed._publish)
-    event.listen(Session, "before_commit", publish_without_lock)
-    try:
-        yield
-    finally:
-        event.remove(Session, "before_commit", publish_without_lock)
-        event.listen(Session, "before_commit", feed._publish)
+    monkeypatch.setattr(feed, "_sequence_lock", lambda session: None)
 
 
 def interleave_two_commits(db, officers) -> dict:
