@@ -131,9 +131,10 @@ def _finding(ctx: RecordContext) -> Applied:
         raise ContentError("duplicate_id", f"finding {body['finding_id']} already recorded")
     out = Applied(refs={"finding_id": body["finding_id"]})
     inspection = _known_inspection(ctx, body["inspection_id"], out)
-    ctx.lookup.add(Finding(id=body["finding_id"], inspection_id=body["inspection_id"], category=body["category"],
-                  description=body["description"], evidence=list(body["evidence"]), recorded_by=ctx.officer.id,
-                  recorded_at=ctx.at, op=ctx.op))
+    ctx.lookup.add_row(Finding, {
+        "id": body["finding_id"], "inspection_id": body["inspection_id"], "category": body["category"],
+        "description": body["description"], "evidence": list(body["evidence"]), "recorded_by": ctx.officer.id,
+        "recorded_at": ctx.at, "op": ctx.op})
     _clock_flags(ctx, inspection, out)
     return out
 
@@ -165,15 +166,15 @@ def _evidence(ctx: RecordContext) -> Applied:
     if case is None and inspection is not None:
         case = ctx.lookup.get(Case, inspection.case_id)
     clip = body.get("clip")
-    evidence = Evidence(
-        id=body["evidence_id"], inspection_id=body.get("inspection_id"), case_id=case.id if case else None,
-        region_code=case.region_code if case else ctx.officer.region_code, device_id=ctx.device_id,
-        officer_id=ctx.officer.id, kind=body["kind"], media_type=body["media_type"], sha256=body["sha256"],
-        size=body["size"], captured_at=body["captured_at"], location=body.get("location"),
-        clip=_jsonable(clip), camera_serial=clip["camera_serial"] if clip else None,
-        clip_index=clip["clip_index"] if clip else None, status="declared", op=ctx.op,
-    )
-    ctx.lookup.add(evidence)
+    evidence = ctx.lookup.add_row(Evidence, {
+        "id": body["evidence_id"], "inspection_id": body.get("inspection_id"), "case_id": case.id if case else None,
+        "region_code": case.region_code if case else ctx.officer.region_code, "device_id": ctx.device_id,
+        "officer_id": ctx.officer.id, "kind": body["kind"], "media_type": body["media_type"],
+        "sha256": body["sha256"], "size": body["size"], "captured_at": body["captured_at"],
+        "location": body.get("location"), "clip": _jsonable(clip),
+        "camera_serial": clip["camera_serial"] if clip else None,
+        "clip_index": clip["clip_index"] if clip else None, "status": "declared", "op": ctx.op,
+        "declared_at": ctx.received_at})
     feed.emit(s, "evidence", evidence)
     custody.record(s, "declared", evidence.id, ctx.officer.id, at=ctx.received_at, op=ctx.op,
                    record_hash=ctx.record_hash, device=ctx.device_id, sha256=evidence.sha256, size=evidence.size,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 T = TypeVar("T")
@@ -27,6 +28,7 @@ class Lookup:
         self.known: dict[type, dict[Any, Any]] = defaultdict(dict)
         self.missing: dict[type, set[Any]] = defaultdict(set)
         self.memo: dict[tuple, Any] = {}  # answers to look-ups by other keys (institution names, open cases)
+        self.rows: dict[type, list[dict[str, Any]]] = defaultdict(list)
 
     def prefetch(self, model: type, ids: Iterable[Any]) -> None:
         wanted = {i for i in ids if i is not None} - set(self.known[model]) - self.missing[model]
@@ -50,6 +52,22 @@ class Lookup:
         else:
             self.known[model][ident] = obj
         return obj
+
+    def add_row(self, model: type, row: dict[str, Any]) -> SimpleNamespace:
+        """A new row written in bulk with the batch (no ORM object: at push rates the unit of work costs
+        more than the insert). Later records of the push see it here; the returned namespace stands in
+        for it where an object is read (the change feed's snapshot)."""
+        self.rows[model].append(row)
+        view = SimpleNamespace(**row)
+        self.known[model][row[_pk(model).key]] = view
+        self.missing[model].discard(row[_pk(model).key])
+        return view
+
+    def write_rows(self) -> None:
+        for model, rows in self.rows.items():
+            if rows:
+                self.session.execute(insert(model), rows)
+        self.rows.clear()
 
     def add(self, obj: Any, *, persist: bool = True) -> None:
         """Register a new row (and add it to the session unless it is already there)."""

@@ -216,9 +216,15 @@ class _DeviceWalk:
             self._prefetch([it for group in self.candidates.values() for it in group])
         with self.s.no_autoflush:
             self._catch_up()
+        self.write()
+
+    def write(self) -> None:
+        """Objects through the unit of work, then the bulk rows (findings, evidence, ledger) in one go each."""
         self.s.flush()
+        self.lookup.write_rows()
         if self.ledger_rows:
             self.s.execute(insert(LedgerRecord), self.ledger_rows)
+            self.ledger_rows = []
 
     def _prefetch(self, items: list[Item]) -> None:
         """Validate every body once and fetch, table by table, every row the batch refers to."""
@@ -448,10 +454,9 @@ def release_gap(session: Session, reviewer: Officer, device_id: str, reason: str
     while walk.deferred and min(walk.deferred) > device.head_seq + 1:
         walk.release_gap(min(walk.deferred), reviewer.id if reviewer else None, reason)
         released += 1
-        walk._catch_up()
-        if walk.ledger_rows:
-            session.execute(insert(LedgerRecord), walk.ledger_rows)
-            walk.ledger_rows = []
+        with session.no_autoflush:
+            walk._catch_up()
+        walk.write()
     walk.quarantine.write({device.id: device})
     session.commit()
     return {"released_gaps": released, "applied": outcome.caught_up,

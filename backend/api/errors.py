@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, jsonify
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from ..errors import DomainError
@@ -57,6 +57,16 @@ def register(app: Flask) -> None:
             resp.headers[key] = value
         if code == 405 and exc.get_response().headers.get("Allow"):
             resp.headers["Allow"] = exc.get_response().headers["Allow"]
+        return resp
+
+    @app.errorhandler(IntegrityError)
+    def _raced(exc: IntegrityError):
+        # A concurrent request wrote the same key first; nothing of this request was kept. Retrying
+        # sees the other write and answers properly (a duplicate, an invalid id, a merge).
+        log.warning("integrity conflict with a concurrent write: %s", exc.orig)
+        resp = jsonify(error_body(409, "a concurrent request wrote the same data first; retry"))
+        resp.status_code = 409
+        resp.headers["Retry-After"] = "1"
         return resp
 
     @app.errorhandler(OperationalError)

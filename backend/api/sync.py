@@ -62,7 +62,7 @@ class PushSchema(StrictSchema):
 
 
 class PushResultSchema(Schema):
-    results = fields.List(fields.Dict())
+    results = fields.List(fields.Raw(), metadata={"description": "one result object per record, in order"})
     heads = fields.Dict(keys=fields.String(), values=fields.Nested(HeadSchema))
 
 
