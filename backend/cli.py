@@ -190,3 +190,21 @@ def custody_verify(public_key: str | None) -> None:
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     click.echo(f"custody log: {report.leaves} leaves, {report.heads} signed tree heads: {verdict}")
     sys.exit(0 if report.ok else 1)
+
+
+@main.command("verify-package")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--public-key", help="base64url Ed25519 custody key to check the tree head against "
+              "(default: the key inside the package, which only proves self-consistency)")
+def verify_package(file: Path, public_key: str | None) -> None:
+    """Check an evidence package offline (signatures, chains, files, proofs, tree head). Exit 1 on any problem."""
+    from media.package_verify import verify_package as verify
+
+    report = verify(file, public_key)
+    for note in report.notes:
+        click.echo(note, err=note.startswith("WARNING"))
+    for problem in report.problems:
+        click.echo(f"PROBLEM {problem}")
+    verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
+    click.echo(f"{file.name}: {report.summary()}: {verdict}")
+    sys.exit(0 if report.ok else 1)

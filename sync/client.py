@@ -1146,8 +1146,10 @@ class Phone:
         purge = bool(data.get("purge_allowed")) and status == "verified"  # belt and braces: only verified
         with self._tx() as db:
             if status in ("verified", "mismatch"):
+                # A purged copy stays purged: a later pull of the same verdict must not offer it again.
                 db.execute("UPDATE evidence SET status = ?, purge_allowed = ?, last_error = NULL, updated_at = ? "
-                           "WHERE evidence_id = ?", (status, int(purge), self._stamp(), evidence_id))
+                           "WHERE evidence_id = ? AND status != 'purged'",
+                           (status, int(purge), self._stamp(), evidence_id))
             elif status is not None:
                 db.execute("UPDATE evidence SET purge_allowed = 0, updated_at = ? WHERE evidence_id = ?",
                            (self._stamp(), evidence_id))
@@ -1158,7 +1160,11 @@ class Phone:
     def upload_pending(self) -> list[dict[str, Any]]:
         """Upload every captured file whose declaration the ledger holds; one failure never stops the rest.
 
-        Returns one ``{"evidence_id", "status", "purge_allowed", "error"?}`` per file tried.
+        Returns one ``{"evidence_id", "status", "purge_allowed", "error"?}`` per file tried. ``status`` is
+        the server's verdict (``verified``, ``mismatch``) or where the upload stands (``uploading``,
+        ``uploaded``, ``changed``: the file on the phone is no longer the one declared and cannot be sent).
+        ``error`` says what went wrong, a ``mismatch`` included; it is also kept as ``last_error`` in
+        :meth:`evidence_files`. Only ``verified`` with ``purge_allowed`` lets :meth:`purge` delete the copy.
         """
         rows = self._q(
             "SELECT e.*, r.result_status FROM evidence e JOIN records r ON r.op = e.op "
@@ -1182,32 +1188,94 @@ class Phone:
         rows = self._q("SELECT status FROM evidence WHERE evidence_id = ?", (evidence_id,))
         return rows[0]["status"] if rows else "unknown"
 
-    def _set_evidence_status(self, evidence_id: str, status: str) -> None:
+    def _set_evidence_status(self, evidence_id: str, status: str, error: str | None = _UNSET) -> None:
         with self._tx() as db:
-            db.execute("UPDATE evidence SET status = ?, updated_at = ? WHERE evidence_id = ?",
-                       (status, self._stamp(), evidence_id))
+            if error is _UNSET:
+                db.execute("UPDATE evidence SET status = ?, updated_at = ? WHERE evidence_id = ?",
+                           (status, self._stamp(), evidence_id))
+            else:
+                db.execute("UPDATE evidence SET status = ?, last_error = ?, updated_at = ? WHERE evidence_id = ?",
+                           (status, None if error is None else error[:500], self._stamp(), evidence_id))
+
+    @staticmethod
+    def _local_difference(path: str, sha256: str, size: int) -> str | None:
+        """How the file on the phone differs from its signed declaration; None when it is still the same."""
+        digest = hashlib.sha256()
+        actual = 0
+        try:
+            with open(path, "rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    digest.update(chunk)
+                    actual += len(chunk)
+        except FileNotFoundError:
+            return f"the file {path} is gone"
+        if actual != size:
+            return f"the file on the phone is now {actual} bytes, {size} were declared"
+        if digest.hexdigest() != sha256:
+            return f"the file on the phone now hashes to {digest.hexdigest()}, {sha256} was declared"
+        return None
+
+    def _changed(self, evidence_id: str, problem: str) -> dict[str, Any]:
+        """The file changed on the phone after capture, in a way the server cannot be shown: stop, keep it, say so."""
+        error = f"changed after capture: {problem}; the file is kept and not uploaded again"
+        log.warning("evidence %s %s", evidence_id, error)
+        self._set_evidence_status(evidence_id, "changed", error)
+        return {"evidence_id": evidence_id, "status": "changed", "purge_allowed": False, "error": error}
 
     def _upload_one(self, row: sqlite3.Row) -> dict[str, Any]:
-        eid, path, size = row["evidence_id"], row["path"], int(row["size"])
+        eid, path, size, sha256 = row["evidence_id"], row["path"], int(row["size"]), row["sha256"]
         base = f"{_API}/evidence/{eid}"
+        resuming = row["status"] == "uploading"
         if row["status"] == "uploaded":
             # The bytes went up but the verdict never arrived: ask for it instead of sending again.
-            return self._finish_upload(eid, self._api("GET", base))
+            current = self._api("GET", base)
+            if current.get("status") in ("verified", "mismatch"):
+                return self._finish_upload(eid, current)
+            # No verdict: completing found bytes missing (or never ran). Continue where the server stopped.
+            resuming = True
         if not os.path.exists(path):
             raise FileNotFoundError(f"evidence file {path} is gone")
-        resuming = row["status"] == "uploading"
-        plan = self._api("POST", f"{base}/uploads", json_body={})
+        if os.path.getsize(path) < size:
+            # Fewer bytes than declared can never complete an upload, and a Content-Length the body
+            # cannot fill would leave the server waiting for the rest: report it instead.
+            return self._changed(eid, self._local_difference(path, sha256, size) or "the file is shorter")
+        try:
+            plan = self._api("POST", f"{base}/uploads", json_body={})
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            current = self._api("GET", base)  # verified already: the verdict's answer was lost on the way
+            if current.get("status") != "verified":
+                raise
+            return self._finish_upload(eid, current)
         self._set_evidence_status(eid, "uploading")
         method = str(plan.get("method", "")).upper()
         if method == "PUT":
-            self._put_whole(path, size, str(plan["url"]), plan.get("headers") or {}, resume=resuming)
+            url = str(plan["url"])
+            try:
+                self._put_whole(path, size, url, plan.get("headers") or {}, resume=resuming)
+            except ApiError as exc:
+                # An object store that checks the declared hash (S3's x-amz-checksum-sha256) refuses other
+                # bytes outright, so the server never sees them: find out whether the phone's copy changed.
+                if self._same_origin(url) or exc.status != 400:
+                    raise
+                problem = self._local_difference(path, sha256, size)
+                if problem is None:
+                    raise
+                return self._changed(eid, f"{problem} (the object store refused it: {exc.message})")
             complete: dict[str, Any] = {}
         elif method == "MULTIPART":
             complete = {"parts": self._put_parts(path, size, plan)}
         else:
             raise ValueError(f"unknown upload plan method {plan.get('method')!r}")
         self._set_evidence_status(eid, "uploaded")
-        return self._finish_upload(eid, self._api("POST", f"{base}/complete", json_body=complete))
+        try:
+            result = self._api("POST", f"{base}/complete", json_body=complete)
+        except ApiError as exc:
+            if exc.status == 409:  # e.g. bytes still missing: the next try probes the offset and resumes
+                self._set_evidence_status(eid, "uploading")
+            raise
+        return self._finish_upload(eid, result)
 
     def _finish_upload(self, evidence_id: str, result: Mapping[str, Any]) -> dict[str, Any]:
         if "purge_allowed" not in result and result.get("status") in ("verified", "mismatch"):
@@ -1215,7 +1283,26 @@ class Phone:
                 result = {**self._api("GET", f"{_API}/evidence/{evidence_id}"), **result}
             except (ApiError, requests.RequestException) as exc:
                 log.info("could not read purge_allowed for %s: %s", evidence_id, exc)
-        return self._note_evidence_status(evidence_id, result)
+        noted = self._note_evidence_status(evidence_id, result)
+        if noted["status"] == "mismatch":
+            noted["error"] = self._mismatch_error(evidence_id, result)
+            log.warning("evidence %s: %s", evidence_id, noted["error"])
+            with self._tx() as db:
+                db.execute("UPDATE evidence SET last_error = ? WHERE evidence_id = ?",
+                           (noted["error"][:500], evidence_id))
+        return noted
+
+    def _mismatch_error(self, evidence_id: str, result: Mapping[str, Any]) -> str:
+        """What a `mismatch` means for this phone: the server's received hash, and whether our copy changed."""
+        rows = self._q("SELECT path, sha256, size FROM evidence WHERE evidence_id = ?", (evidence_id,))
+        uploads = [u for u in result.get("uploads") or [] if isinstance(u, Mapping) and u.get("status") == "mismatch"]
+        got = uploads[-1] if uploads else {}
+        text = (f"mismatch: the server received {got.get('received_size', '?')} bytes with sha256 "
+                f"{got.get('received_sha256') or '?'}, not the declared ones; the local copy is kept")
+        if rows:
+            problem = self._local_difference(rows[0]["path"], rows[0]["sha256"], int(rows[0]["size"]))
+            text += f" ({problem})" if problem else " (the phone's copy still matches its declaration)"
+        return text
 
     def _probe_offset(self, url: str) -> int | None:
         """Ask the server's own store how much it kept; None means start over."""
@@ -1250,7 +1337,10 @@ class Phone:
                                   data_factory=lambda s=offset: _FileSlice(path, s, size - s) if size else b"")
                 if 200 <= resp.status_code < 300:
                     return
-                if resp.status_code not in RETRY_STATUSES:
+                # 409/422 with Upload-Offset: the server holds another amount than we assumed (a retry after
+                # a drop it had not yet seen, a body cut short): continue from its offset.
+                resumable = own and resp.status_code in (409, 422) and "Upload-Offset" in resp.headers
+                if resp.status_code not in RETRY_STATUSES and not resumable:
                     raise ApiError.from_response(resp)
                 retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
                 error: Exception = ApiError.from_response(resp)

@@ -6,10 +6,11 @@ import swagger_ui_bundle
 from flask import Flask, send_from_directory
 from flask_smorest import Api
 
-from . import auth, cases, custody, errors, evidence, institutions, officers, reference, sync
+from . import auth, cases, custody, errors, evidence, institutions, lifecycle, officers, packages, reference, sync
 from .context import close_session
 
-BLUEPRINTS = (auth.blp, officers.blp, reference.blp, institutions.blp, sync.blp, cases.blp, evidence.blp, custody.blp)
+BLUEPRINTS = (auth.blp, officers.blp, reference.blp, institutions.blp, sync.blp, cases.blp, evidence.blp, custody.blp,
+              packages.blp, lifecycle.blp)
 
 
 def init_api(app: Flask) -> Api:

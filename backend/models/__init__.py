@@ -19,6 +19,7 @@ from .cases import (
 from .custody import CustodyEvent, CustodyHolder, MerkleNode, TreeHead
 from .feed import Change
 from .institutions import CATEGORIES, LICENCE_STATUSES, RISK_LEVELS, Institution
+from .lifecycle import CaseTransition
 from .officers import ROLES, LoginFailure, Officer, RefreshToken
 from .reference import Agency, CategoryDepartment, Department, Region, ViolationCategory
 from .sync import ZERO_HASH, ChainGap, DeferredRecord, Device, LedgerRecord, QuarantinedRecord
@@ -30,6 +31,7 @@ __all__ = [
     "CaseAlias",
     "CaseConflict",
     "CaseHistory",
+    "CaseTransition",
     "ChainGap",
     "Change",
     "CustodyEvent",
