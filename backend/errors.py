@@ -53,6 +53,21 @@ class TooManyRequests(DomainError):
         self.retry_after = retry_after
 
 
+class PayloadTooLarge(DomainError):
+    status = 413
+    reason = "payload_too_large"
+
+
+class RangeNotSatisfiable(DomainError):
+    status = 416
+    reason = "range_not_satisfiable"
+
+
+class LengthRequired(DomainError):
+    status = 411
+    reason = "length_required"
+
+
 class Gone(DomainError):
     status = 410
     reason = "gone"

@@ -15,7 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.errors import Conflict, DomainError, Invalid, NotFound
+from backend.errors import Conflict, DomainError, Invalid, LengthRequired, NotFound
+from backend.errors import PayloadTooLarge as TooLarge
+from backend.errors import RangeNotSatisfiable as RangeError
 from backend.jurisdiction import get_scoped
 from backend.models import Evidence, Officer, Upload, new_id, utcnow
 from sync import feed
@@ -27,21 +29,6 @@ from .store import LocalStore, Store, StoreError
 __all__ = ["MediaSettings"]
 
 RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
-
-
-class RangeError(DomainError):
-    status = 416
-    reason = "range_not_satisfiable"
-
-
-class TooLarge(DomainError):
-    status = 413
-    reason = "payload_too_large"
-
-
-class LengthRequired(DomainError):
-    status = 411
-    reason = "length_required"
 
 
 def _store_error(exc: StoreError) -> DomainError:

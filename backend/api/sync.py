@@ -10,17 +10,12 @@ from marshmallow import Schema, fields, validate
 from sync import devices, feed
 from sync import push as push_domain
 
-from ..errors import DomainError
+from ..errors import PayloadTooLarge
 from .blueprint import Blueprint
 from .context import authenticated, committed, current_officer, session, state
 from .schemas import StrictSchema
 
 blp = Blueprint("sync", __name__, url_prefix="/api/v1", description="Devices, push and pull (offline sync)")
-
-
-class PayloadTooLarge(DomainError):
-    status = 413
-    reason = "payload_too_large"
 
 
 class EnrolSchema(StrictSchema):
