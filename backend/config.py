@@ -40,6 +40,7 @@ class Settings:
     photo_time_tolerance_seconds: float = 120.0
     photo_distance_tolerance_m: float = 200.0
     coverage_tolerance_seconds: float = 5.0
+    major_fine_yuan: int = 10_000
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -73,6 +74,7 @@ class Settings:
                 env.get("FIELDCASE_PHOTO_DISTANCE_TOLERANCE", cls.photo_distance_tolerance_m)),
             coverage_tolerance_seconds=float(
                 env.get("FIELDCASE_COVERAGE_TOLERANCE", cls.coverage_tolerance_seconds)),
+            major_fine_yuan=int(env.get("FIELDCASE_MAJOR_FINE_YUAN", cls.major_fine_yuan)),
             trust_proxy=env.get("FIELDCASE_TRUST_PROXY", "0").lower() in ("1", "true", "yes"),
             log_level=env.get("FIELDCASE_LOG_LEVEL", "INFO"),
         )

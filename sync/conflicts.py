@@ -28,7 +28,7 @@ def list_conflicts(session: Session, viewer: Officer, *, case_id: str | None = N
     return paginate(session, stmt, CaseConflict.id, page=page, page_size=page_size)
 
 
-def _works_on(session: Session, officer: Officer, case: Case) -> bool:
+def works_on(session: Session, officer: Officer, case: Case) -> bool:
     """The case's opener, an officer whose phone opened it offline (merged), or one present at an inspection."""
     if case.created_by == officer.id:
         return True
@@ -46,7 +46,7 @@ def resolve(session: Session, actor: Officer, conflict_id: int, choice: str, rea
     case = session.get(Case, conflict.case_id) if conflict else None
     if conflict is None or case is None or not (may_see_region(actor, case.region_code) or case.created_by == actor.id):
         raise NotFound(f"no conflict {conflict_id}")
-    if not (actor.has_role("reviewer", "legal_reviewer", "admin") or _works_on(session, actor, case)):
+    if not (actor.has_role("reviewer", "legal_reviewer", "admin") or works_on(session, actor, case)):
         raise Forbidden("only the case's officers or a reviewer may resolve its conflicts")
     if conflict.status != "open":
         raise Conflict("this conflict is already resolved")

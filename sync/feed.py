@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from backend import commit_queue
 from backend.errors import Gone
 from backend.jurisdiction import regions_of
-from backend.models import Case, CaseAlias, CaseConflict, Change, Evidence, Institution, Officer
+from backend.models import Case, CaseAlias, CaseConflict, CaseTransition, Change, Evidence, Institution, Officer
 
 FEED_LOCK_KEY = 0x6663_6665_6564  # "fcfeed"
 PENDING = "fieldcase.pending_changes"
@@ -60,12 +60,20 @@ def conflict_data(c: CaseConflict) -> dict[str, Any]:
             "status": c.status, "resolved_value": c.resolved_value}
 
 
+def transition_data(t: CaseTransition) -> dict[str, Any]:
+    return {"id": str(t.id), "case_id": t.case_id, "from": t.from_status, "to": t.to_status, "actor": t.actor,
+            "at": _iso(t.at), "reason": t.reason, "decision": t.decision, "transfer_to": t.transfer_to,
+            "legal_approval": t.legal_approval, "override_reason": t.override_reason, "missing": t.missing,
+            "case_version": t.case_version}
+
+
 # kind -> (snapshot, region of the row, officer who owns it)
 KINDS: dict[str, tuple[Callable[[Any], dict[str, Any]], Callable[[Any], str | None], Callable[[Any], str | None]]] = {
     "case": (case_data, lambda c: c.region_code, lambda c: c.created_by),
     "institution": (institution_data, lambda i: i.region_code, lambda i: None),
     "evidence": (evidence_data, lambda e: e.region_code, lambda e: e.officer_id),
     "conflict": (conflict_data, lambda c: None, lambda c: c.officer_id),
+    "case_transition": (transition_data, lambda t: t.region_code, lambda t: t.actor),
 }
 
 

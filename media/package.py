@@ -1,0 +1,368 @@
+"""Evidence packages (PROTOCOL §8): one ZIP that proves a case's records and files without the server.
+
+A package holds `manifest.json` (the case, its inspections and findings; every
+ledger record of the case as its signed JWS; per device its public key and the
+bare hashes of its *other* records between the first and last included one, so
+each hash chain can be walked without revealing unrelated work; the evidence
+items with their custody events, each with an inclusion proof against a signed
+tree head that is also in the manifest; the custody public key), the verified
+files under `files/`, and `evidence-list.csv` / `evidence-list.html`
+(电子数据清单) for people without tools. `media.package_verify` checks it offline.
+
+**Export events and the tree head.** Exporting is itself a custody event
+(`exported`, with `purpose` and `package`) for every item. The package must
+prove the events it lists, including its own export, so the order is:
+record the export events and commit (they become leaves), *then* take a
+signed head (which therefore covers them) and compute every proof against
+that head, *then* write the ZIP. Events appended after the head (a concurrent
+read) are left out: a package lists only what its head proves. The cost is
+that an export is logged even when the download is interrupted afterwards;
+over-logging a hand-out is the safe side for a custody log.
+
+**Memory.** Everything from the database is gathered first (`prepare_package`);
+the ZIP is then produced by `PreparedPackage.chunks`, a generator that writes
+through `zipfile` into a small drain buffer and yields what accumulated after
+every file chunk, so neither the files nor the archive is ever held whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import mimetypes
+import uuid
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.jurisdiction import get_scoped
+from backend.models import (
+    Case,
+    CaseAlias,
+    ChainGap,
+    CustodyHolder,
+    Device,
+    Evidence,
+    Finding,
+    Inspection,
+    Institution,
+    LedgerRecord,
+    Officer,
+    RecordingInterruption,
+    utcnow,
+)
+
+from . import custody
+from .store import CHUNK, Store, opened
+
+FORMAT = "fieldcase-evidence-package"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CSV_NAME = "evidence-list.csv"
+HTML_NAME = "evidence-list.html"
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    name: str
+    object_key: str
+    size: int
+
+
+@dataclass
+class PreparedPackage:
+    """Everything the ZIP holds except the file bytes, which are streamed from the store when written."""
+
+    id: str
+    case_id: str
+    filename: str
+    manifest: dict[str, Any]
+    evidence_csv: str
+    evidence_html: str
+    files: list[PackageFile] = field(default_factory=list)
+
+    def chunks(self, store: Store) -> Iterator[bytes]:
+        """The ZIP as a stream of byte blocks (at most about one store chunk each)."""
+        drain = _Drain()
+        with zipfile.ZipFile(drain, "w", compression=zipfile.ZIP_DEFLATED) as zf:  # type: ignore[arg-type]
+            zf.writestr(MANIFEST, json.dumps(self.manifest, ensure_ascii=False, indent=1))
+            zf.writestr(CSV_NAME, self.evidence_csv)
+            zf.writestr(HTML_NAME, self.evidence_html)
+            yield drain.take()
+            for item in self.files:
+                info = zipfile.ZipInfo(item.name, date_time=_zip_time())
+                info.compress_type = zipfile.ZIP_STORED  # photos and videos are compressed already
+                info.file_size = item.size  # lets zipfile choose ZIP64 up front for large files
+                with opened(store, item.object_key) as source, zf.open(info, "w") as target:
+                    while block := source.read(CHUNK):
+                        target.write(block)
+                        yield drain.take()
+                yield drain.take()
+        yield drain.take()
+
+    def write(self, store: Store, out: BinaryIO) -> None:
+        for block in self.chunks(store):
+            if block:
+                out.write(block)
+
+
+class _Drain:
+    """A write-only, non-seekable sink: zipfile then streams (data descriptors) and we pick the bytes up."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._buf += data
+        return len(data)
+
+    def flush(self) -> None:
+        return None
+
+    def take(self) -> bytes:
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
+
+def _zip_time() -> tuple[int, int, int, int, int, int]:
+    now = utcnow()
+    return (now.year, now.month, now.day, now.hour, now.minute, now.second)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return custody.rfc3339(value) if value is not None else None
+
+
+def _chunked(values: list[str]) -> Iterable[list[str]]:
+    for start in range(0, len(values), _IN_CHUNK):
+        yield values[start:start + _IN_CHUNK]
+
+
+def _extension(media_type: str) -> str:
+    ext = mimetypes.guess_extension(media_type.split(";")[0].strip()) or ".bin"
+    return ".jpg" if ext in (".jpe", ".jpeg") else ext
+
+
+def write_package(session: Session, store: Store, signer: custody.Signer, viewer: Officer, case_id: str,
+                  out: BinaryIO, *, purpose: str) -> PreparedPackage:
+    """Record the export, then stream the package of a case into `out` (any writable, even non-seekable)."""
+    package = prepare_package(session, signer, viewer, case_id, purpose=purpose)
+    package.write(store, out)
+    return package
+
+
+def prepare_package(session: Session, signer: custody.Signer, viewer: Officer, case_id: str, *,
+                    purpose: str) -> PreparedPackage:
+    """Log the export (committed), take the signed head that covers it, and gather the manifest.
+
+    Commits the session twice: once for the export events, once for the
+    tree head (which is stored, and on PostgreSQL holds an advisory lock until
+    commit). Raises NotFound outside the viewer's jurisdiction, like every get.
+    """
+    case = get_scoped(session, Case, case_id, viewer, what="case")
+    case_id = case.id
+    inspections = list(session.scalars(select(Inspection).where(Inspection.case_id == case_id)
+                                       .order_by(Inspection.started_at, Inspection.id)))
+    inspection_ids = [i.id for i in inspections]
+    evidence = _case_evidence(session, case_id, inspection_ids)
+    package_id = str(uuid.uuid4())
+    created_at = utcnow()
+    for item in evidence:
+        custody.record(session, "exported", item.id, viewer.id, purpose=purpose, package=package_id)
+    session.commit()
+
+    head = custody.latest_head(session, signer)
+    session.commit()
+    size = head["tree_size"]
+
+    case = session.get(Case, case_id)
+    assert case is not None  # noqa: S101 - it was there a moment ago and cases are never deleted
+    findings = _in(session, Finding, Finding.inspection_id, inspection_ids, Finding.recorded_at)
+    records = _case_records(session, case_id, inspection_ids, findings, evidence)
+    devices = _devices(session, records)
+    holders = {h.evidence_id: h for chunk in _chunked([e.id for e in evidence])
+               for h in session.scalars(select(CustodyHolder).where(CustodyHolder.evidence_id.in_(chunk)))}
+    people = {o.id: o for o in session.scalars(select(Officer).where(Officer.id.in_(
+        sorted({e.officer_id for e in evidence} | {h.holder_id for h in holders.values()} | {viewer.id}))))}
+
+    items, files = [], []
+    for n, item in enumerate(evidence, start=1):
+        name = None
+        if item.status == "verified" and item.object_key:
+            name = f"files/{n:04d}_{item.id}{_extension(item.media_type)}"
+            files.append(PackageFile(name, item.object_key, item.size))
+        holder = holders.get(item.id)
+        events = []
+        for event in custody.events_for(session, item.id):
+            if event["leaf_index"] >= size:
+                continue  # appended after the head: this package cannot prove it
+            proof = custody.inclusion(session, event["leaf_index"], size)["proof"]
+            events.append({"leaf_index": event["leaf_index"], "leaf": event["leaf"], "proof": proof})
+        items.append({
+            "item": n, "id": item.id, "sha256": item.sha256, "size": item.size, "kind": item.kind,
+            "media_type": item.media_type, "captured_at": _iso(item.captured_at), "device": item.device_id,
+            "officer": item.officer_id, "officer_name": _name(people, item.officer_id),
+            "inspection_id": item.inspection_id, "status": item.status, "file": name,
+            "custody_holder": holder.holder_id if holder else None,
+            "custody_holder_name": _name(people, holder.holder_id) if holder else None,
+            "custody_events": events,
+        })
+
+    institution = session.get(Institution, case.institution_id)
+    manifest = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "package": {"id": package_id, "case_id": case_id, "created_at": _iso(created_at), "created_by": viewer.id,
+                    "created_by_name": viewer.name, "purpose": purpose},
+        "case": {
+            "id": case.id, "status": case.status, "summary": case.summary, "version": case.version,
+            "region_code": case.region_code, "department_code": case.department_code,
+            "created_by": case.created_by, "created_at": _iso(case.created_at), "updated_at": _iso(case.updated_at),
+            "institution": None if institution is None else {
+                "id": institution.id, "name": institution.name, "credit_code": institution.credit_code,
+                "address": institution.address, "region_code": institution.region_code},
+            "aliases": [{"client_case_id": a.client_case_id, "device": a.device_id, "merged": a.merged}
+                        for a in session.scalars(select(CaseAlias).where(CaseAlias.case_id == case_id)
+                                                 .order_by(CaseAlias.created_at, CaseAlias.client_case_id))],
+        },
+        "inspections": [{
+            "id": i.id, "device": i.device_id, "started_by": i.started_by, "started_at": _iso(i.started_at),
+            "ended_at": _iso(i.ended_at), "officers": i.officers, "location": i.location, "outcome": i.outcome,
+            "notes": i.notes, "flags": i.flags} for i in inspections],
+        "findings": [{
+            "id": f.id, "inspection_id": f.inspection_id, "category": f.category, "description": f.description,
+            "evidence": f.evidence, "recorded_by": f.recorded_by, "recorded_at": _iso(f.recorded_at), "op": f.op}
+            for f in findings],
+        "records": [{"device": r.device_id, "seq": r.seq, "hash": r.hash, "type": r.type, "status": r.status,
+                     "code": r.code, "jws": r.jws} for r in records],
+        "devices": devices,
+        "evidence": items,
+        "custody": {"tree_head": head, "public_key": signer.public_key, "key_id": signer.key_id,
+                    "algorithm": "Ed25519",
+                    "leaf_hash": "SHA-256(0x00 || leaf)", "node_hash": "SHA-256(0x01 || left || right)"},
+    }
+    stamp = created_at.strftime("%Y%m%dT%H%M%SZ")
+    return PreparedPackage(id=package_id, case_id=case_id, filename=f"case-{case_id}-{stamp}.zip",
+                           manifest=manifest, evidence_csv=_csv(items), evidence_html=_html(manifest), files=files)
+
+
+def _name(people: dict[str, Officer], officer_id: str) -> str | None:
+    person = people.get(officer_id)
+    return person.name if person else None
+
+
+def _in(session: Session, model: Any, column: Any, values: list[str], order: Any) -> list[Any]:
+    rows = [r for chunk in _chunked(values) for r in session.scalars(select(model).where(column.in_(chunk)))]
+    return sorted(rows, key=lambda r: (getattr(r, order.key), r.id))
+
+
+def _case_evidence(session: Session, case_id: str, inspection_ids: list[str]) -> list[Evidence]:
+    """Items of the case: declared with it, or with one of its inspections (even before the case was known)."""
+    found = {e.id: e for e in session.scalars(select(Evidence).where(Evidence.case_id == case_id))}
+    for chunk in _chunked(inspection_ids):
+        found.update({e.id: e for e in session.scalars(select(Evidence).where(Evidence.inspection_id.in_(chunk)))})
+    return sorted(found.values(), key=lambda e: (e.captured_at, e.id))
+
+
+def _case_records(session: Session, case_id: str, inspection_ids: list[str], findings: list[Finding],
+                  evidence: list[Evidence]) -> list[LedgerRecord]:
+    """Ledger rows whose refs name the case or one of its inspections, and those that made its findings/items."""
+    found: dict[int, LedgerRecord] = {}
+    for r in session.scalars(select(LedgerRecord).where(LedgerRecord.refs["case_id"].as_string() == case_id)):
+        found[r.id] = r
+    ops = [f.op for f in findings] + [e.op for e in evidence]
+    for chunk in _chunked(inspection_ids):
+        ops += list(session.scalars(select(RecordingInterruption.op)
+                                    .where(RecordingInterruption.inspection_id.in_(chunk))))
+        for r in session.scalars(select(LedgerRecord).where(
+                LedgerRecord.refs["inspection_id"].as_string().in_(chunk))):
+            found[r.id] = r
+    for chunk in _chunked(sorted(set(ops))):
+        for r in session.scalars(select(LedgerRecord).where(LedgerRecord.op.in_(chunk))):
+            found[r.id] = r
+    return sorted(found.values(), key=lambda r: (r.device_id, r.seq))
+
+
+def _devices(session: Session, records: list[LedgerRecord]) -> dict[str, Any]:
+    """Per device: key, included range, the hashes of the other records inside it, and released gaps."""
+    by_device: dict[str, list[LedgerRecord]] = {}
+    for r in records:
+        by_device.setdefault(r.device_id, []).append(r)
+    out: dict[str, Any] = {}
+    for device_id, rows in sorted(by_device.items()):
+        device = session.get(Device, device_id)
+        first, last = rows[0].seq, rows[-1].seq
+        included = {r.seq for r in rows}
+        others = [{"seq": seq, "hash": digest} for seq, digest in session.execute(
+            select(LedgerRecord.seq, LedgerRecord.hash).where(
+                LedgerRecord.device_id == device_id, LedgerRecord.seq.between(first, last))
+            .order_by(LedgerRecord.seq)) if seq not in included]
+        gaps = [[g.first_seq, g.last_seq] for g in session.scalars(select(ChainGap).where(
+            ChainGap.device_id == device_id, ChainGap.first_seq <= last, ChainGap.last_seq >= first)
+            .order_by(ChainGap.first_seq))]
+        out[device_id] = {"public_key": device.public_key if device else None,
+                          "officer": device.officer_id if device else None,
+                          "status": device.status if device else None,
+                          "first_seq": first, "last_seq": last, "other_records": others, "gaps": gaps}
+    return out
+
+
+LIST_COLUMNS = ("序号 Item", "类型 Kind", "文件名 File", "SHA-256", "大小(字节) Size (bytes)",
+                "采集时间 Captured at", "采集设备 Device", "采集人 Officer", "保管人 Custody holder", "状态 Status")
+
+
+def _list_rows(items: list[dict[str, Any]]) -> list[list[str]]:
+    def person(officer_id: str | None, name: str | None) -> str:
+        if officer_id is None:
+            return ""
+        return f"{name} ({officer_id})" if name else officer_id
+
+    return [[str(i["item"]), i["kind"], i["file"] or "(未随包提供 not included)", i["sha256"], str(i["size"]),
+             i["captured_at"] or "", i["device"], person(i["officer"], i["officer_name"]),
+             person(i["custody_holder"], i["custody_holder_name"]), i["status"]] for i in items]
+
+
+def _csv(items: list[dict[str, Any]]) -> str:
+    """UTF-8 with a BOM so spreadsheet programs show the Chinese headings correctly."""
+    buf = io.StringIO()
+    buf.write("\ufeff")
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(LIST_COLUMNS)
+    writer.writerows(_list_rows(items))
+    return buf.getvalue()
+
+
+def _html(manifest: dict[str, Any]) -> str:
+    e = html.escape
+    case, pkg, head = manifest["case"], manifest["package"], manifest["custody"]["tree_head"]
+    institution = (case.get("institution") or {}).get("name") or ""
+    header = "".join(f"<th>{e(c)}</th>" for c in LIST_COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>\n"
+                   for row in _list_rows(manifest["evidence"]))
+    return f"""<!DOCTYPE html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>电子数据清单 {e(case["id"])}</title>
+<style>body{{font-family:sans-serif}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #999;padding:4px;font-size:13px}} td:nth-child(4){{font-family:monospace}}</style></head>
+<body><h1>电子数据清单 Evidence list</h1>
+<p>案件 Case: {e(case["id"])} — {e(institution)}<br>
+导出 Exported: {e(pkg["created_at"])} by {e(pkg["created_by_name"] or "")} ({e(pkg["created_by"])}),
+用途 purpose: {e(pkg["purpose"])}<br>
+包编号 Package: {e(pkg["id"])}<br>
+保管日志树头 Custody tree head: size {head["tree_size"]}, root {e(head["root_hash"])}, key {e(head["key_id"])}</p>
+<table><thead><tr>{header}</tr></thead><tbody>
+{body}</tbody></table>
+<p>核验 To verify offline: <code>fieldcase verify-package FILE --public-key KEY</code>
+(the server's key from <code>GET /api/v1/custody/public-key</code>).
+Each file's SHA-256 can also be checked with any tool, e.g. <code>sha256sum</code>.</p>
+</body></html>
+"""
+
