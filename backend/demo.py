@@ -13,23 +13,43 @@ signal at the tutoring centre all day, so each phone opens its own case.
 PROTOCOL §4 merges an offline `case.open` into the open case *of the
 officer's department*: the two education phones end up with one case, while
 market regulation keeps its own.
+
+Back at the office the files go up (PROTOCOL §6): the photos (real JPEGs
+whose EXIF time and GPS agree with their declarations), the three clips of
+张敏's body camera, and a scan of the signed on-site record that an app
+rewrote after it was declared. The line drops half way through the biggest
+clip; the phone resumes it from the server's `Upload-Offset`. The scan comes
+out `mismatch` and stays on the phone; everything else is `verified` and
+purged. The camera was off for 45 seconds in the middle of the inspection,
+and no `recording.interruption` explains it: PROTOCOL §7 coverage says `gaps`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
+import os
+import re
 import shutil
 import tempfile
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import requests
 from PIL import Image, ImageDraw
+from PIL.ExifTags import GPS, IFD, Base
+from PIL.TiffImagePlugin import IFDRational
+from requests.adapters import HTTPAdapter
 from sqlalchemy import select
 
 from sync.client import SHANGHAI, ApiError, Phone, SimulatedCutOff
@@ -46,6 +66,12 @@ DISTRICT = "330106"
 CENTRE = {"name": "西湖区明日之星培训中心", "region": DISTRICT, "address": "文三路 199 号 3 楼"}
 HERE = {"lat": 30.2787, "lon": 120.1303, "accuracy_m": 8.0}
 CUT_BATCH = 3  # records per push call in the cut-off push, so the cut lands half way
+CAMERA = "DSJ-Z8-0042"  # 张敏's body camera
+# The camera's clips: its own counter, start and end in seconds from the start of the inspection, size in bytes.
+# The inspection lasts 9 minutes; between clips 2 and 3 the camera was off for 45 s (tolerance: 5 s).
+INSPECTION_SECONDS = 540
+CLIPS = ((1, -4, 200, 384 * 1024), (2, 200, 340, 256 * 1024), (3, 385, 543, 3 * 1024 * 1024))
+GAP = (340, 385)
 
 
 @dataclass(frozen=True)
@@ -91,18 +117,97 @@ class Clock:
         return self.now
 
 
-def photo(caption: str, colour: tuple[int, int, int], taken: datetime) -> bytes:
-    """A real JPEG with EXIF, so the declared SHA-256 and size are those of what a phone camera writes."""
+def _dms(value: float) -> tuple[IFDRational, IFDRational, IFDRational]:
+    """Decimal degrees as EXIF degree/minute/second rationals (seconds to 1/10000)."""
+    value = abs(value)
+    degrees = int(value)
+    minutes = int((value - degrees) * 60)
+    seconds = Fraction(round((value - degrees - minutes / 60) * 3600 * 10000), 10000)
+    return IFDRational(degrees, 1), IFDRational(minutes, 1), IFDRational(seconds.numerator, seconds.denominator)
+
+
+def photo(caption: str, colour: tuple[int, int, int], taken: datetime, where: Mapping[str, float] = HERE) -> bytes:
+    """A real JPEG with EXIF as a phone camera writes it (capture time with its offset, GPS position), so the
+    declared SHA-256 and size are those of a real file and the server's Pillow check has something to read."""
     image = Image.new("RGB", (320, 240), colour)
     draw = ImageDraw.Draw(image)
     draw.rectangle((12, 12, 308, 228), outline=(255, 255, 255), width=3)
     draw.text((24, 24), caption, fill=(255, 255, 255))
+    local = taken.astimezone(SHANGHAI)
     exif = Image.Exif()
-    exif[0x010F] = "fieldcase-demo"  # Make
-    exif[0x0132] = taken.strftime("%Y:%m:%d %H:%M:%S")  # DateTime
+    exif[Base.Make] = "fieldcase-demo"
+    exif[Base.Model] = "phone camera"
+    exif[Base.DateTime] = local.strftime("%Y:%m:%d %H:%M:%S")
+    sub = exif.get_ifd(IFD.Exif)
+    sub[Base.DateTimeOriginal] = local.strftime("%Y:%m:%d %H:%M:%S")
+    sub[Base.OffsetTimeOriginal] = "+08:00"
+    gps = exif.get_ifd(IFD.GPSInfo)
+    gps[GPS.GPSVersionID] = b"\x02\x03\x00\x00"
+    gps[GPS.GPSLatitudeRef] = "N" if where["lat"] >= 0 else "S"
+    gps[GPS.GPSLongitudeRef] = "E" if where["lon"] >= 0 else "W"
+    gps[GPS.GPSLatitude], gps[GPS.GPSLongitude] = _dms(where["lat"]), _dms(where["lon"])
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=80, exif=exif)
     return buf.getvalue()
+
+
+class LineDropped(Exception):
+    """Raised inside a request body: the connection goes down with the upload half sent."""
+
+
+class FlakyLine(HTTPAdapter):
+    """张敏's line to the server, over real HTTP: it drops once, half way through one upload.
+
+    The first PUT to `target` sends `cut` bytes of its body (with the whole file's Content-Length) and the
+    connection closes, as when the phone leaves the Wi-Fi. What the phone sends afterwards is recorded, so
+    the report can show that it asked the server how far it got (HEAD) and sent only the rest.
+    """
+
+    def __init__(self, target: str, cut: int) -> None:
+        super().__init__()
+        self.target, self.cut = target, cut
+        self.dropped = False
+        self.puts: list[tuple[str | None, int]] = []  # (Content-Range, bytes sent)
+        self.probes: list[int] = []  # Upload-Offset answers to the phone's HEAD
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if urlsplit(request.url or "").path != self.target:
+            return super().send(request, **kwargs)
+        if request.method == "HEAD":
+            resp = super().send(request, **kwargs)
+            self.probes.append(int(resp.headers.get("Upload-Offset", "-1")))
+            return resp
+        if request.method != "PUT":
+            return super().send(request, **kwargs)
+        content_range = request.headers.get("Content-Range")
+        if self.dropped:
+            self.puts.append((content_range, int(request.headers.get("Content-Length", "0"))))
+            return super().send(request, **kwargs)
+        self.dropped = True
+        first = request.body.read(self.cut)  # type: ignore[union-attr]  # the phone streams a file slice
+
+        def half_then_drop() -> Iterator[bytes]:
+            yield first
+            raise LineDropped
+
+        request.body = half_then_drop()
+        with suppress(LineDropped):  # urllib3 closes the connection: the server sees the body end early
+            super().send(request, **kwargs)
+        self.puts.append((content_range, len(first)))
+        self._settle(request)
+        raise requests.ConnectionError(f"line dropped after {len(first)} bytes (simulated)")
+
+    @staticmethod
+    def _settle(request: requests.PreparedRequest) -> None:
+        """Give the server the moment it needs to notice the drop, so the demo is the same on every run."""
+        headers = {"Authorization": request.headers.get("Authorization", "")}
+        last, deadline = None, time.monotonic() + 5
+        while time.monotonic() < deadline:
+            offset = requests.head(request.url or "", headers=headers, timeout=5).headers.get("Upload-Offset")
+            if offset not in (None, "0") and offset == last:
+                return
+            last = offset
+            time.sleep(0.05)
 
 
 def _create_cast(db: Database) -> dict[str, Person]:
@@ -153,6 +258,7 @@ class FieldDay:
         self.pushes: list[tuple[str, str, dict[str, Any] | None, str]] = []
         self.http = requests.Session()
         self.admin_headers: dict[str, str] = {}
+        self.items: dict[str, tuple[str, str]] = {}  # evidence id -> (username, what it is)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -186,6 +292,14 @@ class FieldDay:
         self.pushes.append((username, what, summary, ""))
         return summary
 
+    def _photo(self, username: str, iid: str, caption: str, colour: tuple[int, int, int], taken: datetime) -> str:
+        """Take a photo: declared with the time and place its EXIF carries."""
+        eid = self.phones[username].capture_evidence(
+            photo(caption, colour, taken), "photo", "image/jpeg", inspection_id=iid, captured_at=taken,
+            location=HERE, at=taken)
+        self.items[eid] = (username, f"photo '{caption}'")
+        return eid
+
     def _told(self, when: str, username: str, what: str) -> None:
         phone = self.phones[username]
         self.echo(f"offline, {when}: {self.cast[username].name}'s phone {what} "
@@ -207,21 +321,24 @@ class FieldDay:
         zhang, wang, li = (self.cast[u] for u in ("zhang.min", "wang.fang", "li.qiang"))
         now = datetime.now(SHANGHAI).replace(microsecond=0)
 
-        # Offline, in the morning: 张敏 (education) and 李强 (market) inspect together on 张敏's phone.
+        # Offline, in the morning: 张敏 (education) and 李强 (market) inspect together on 张敏's phone. The
+        # inspection's times are explicit: its window (start `at` to end `at`) is what the body camera must cover.
         phone = self._phone("zhang.min", now - timedelta(hours=6))
-        cid = phone.open_case(CENTRE, summary="群众举报无证开展学科类培训 (complaint: unlicensed academic tutoring)")
-        iid = phone.start_inspection(cid, officers=[zhang.id, li.id], location=HERE)
-        classroom = phone.capture_evidence(
-            photo("classroom, 23 pupils", (150, 60, 50), phone.clock()), "photo", "image/jpeg",
-            inspection_id=iid, location=HERE)
+        self.window_start = start = now.replace(second=0) - timedelta(hours=6) + timedelta(minutes=2)
+        self.window_end = start + timedelta(seconds=INSPECTION_SECONDS)
+        cid = phone.open_case(CENTRE, summary="群众举报无证开展学科类培训 (complaint: unlicensed academic tutoring)",
+                              at=start - timedelta(minutes=2))
+        iid = phone.start_inspection(cid, officers=[zhang.id, li.id], location=HERE, at=start)
+        classroom = self._photo("zhang.min", iid, "classroom, 23 pupils", (150, 60, 50), start + timedelta(seconds=90))
         phone.add_finding(iid, "unlicensed", "未取得办学许可证, 现场 23 名学生上数学课 "
-                          "(no school licence; 23 pupils in a maths class)", evidence=[classroom])
-        exit_photo = phone.capture_evidence(
-            photo("emergency exit blocked", (60, 60, 150), phone.clock()), "photo", "image/jpeg",
-            inspection_id=iid, location=HERE)
+                          "(no school licence; 23 pupils in a maths class)", evidence=[classroom],
+                          at=start + timedelta(seconds=150))
+        exit_photo = self._photo("zhang.min", iid, "emergency exit blocked", (60, 60, 150),
+                                 start + timedelta(seconds=250))
         phone.add_finding(iid, "fire_safety", "安全出口被课桌堵塞 (emergency exit blocked by desks)",
-                          evidence=[exit_photo])
-        phone.end_inspection(iid, "violation_found", notes="责令立即停止培训 (ordered to stop teaching at once)")
+                          evidence=[exit_photo], at=start + timedelta(seconds=300))
+        phone.end_inspection(iid, "violation_found", notes="责令立即停止培训 (ordered to stop teaching at once)",
+                             at=self.window_end)
         self.morning = Visit(phone, cid, iid, len(phone.outbox()))
         self._told("morning", "zhang.min", "opened a case, inspected with 李强, 2 photos, 2 findings, ended")
 
@@ -234,9 +351,7 @@ class FieldDay:
         phone = self._phone("wang.fang", now - timedelta(hours=2))
         cid = phone.open_case(CENTRE, summary="复查: 停止令执行情况 (follow-up on the stop order)")
         iid = phone.start_inspection(cid, officers=[wang.id, li.id], location=HERE)
-        notice = phone.capture_evidence(
-            photo("class still running", (50, 130, 60), phone.clock()), "photo", "image/jpeg",
-            inspection_id=iid, location=HERE)
+        notice = self._photo("wang.fang", iid, "class still running", (50, 130, 60), phone.clock())
         phone.add_finding(iid, "unlicensed", "停止令下达后仍在上课 (still teaching after the stop order)",
                           evidence=[notice])
         phone.end_inspection(iid, "rectification_ordered", notes="限期整改 (rectify by the deadline)")
@@ -307,6 +422,164 @@ class FieldDay:
                  "market regulation keeps its own case (PROTOCOL §4 merges within a department)", market)
         self.market_case_id = market
 
+    # ------------------------------------------------------------------ back at the office: the files
+
+    def office(self) -> None:
+        """Dock the body camera, scan the signed on-site record, upload everything, purge what the server allows."""
+        phone = self.phones["zhang.min"]
+        iid, start = self.morning.inspection_id, self.window_start
+        at = self.window_end + timedelta(minutes=40)
+        dock = self.workdir / "dock" / CAMERA
+        dock.mkdir(parents=True)
+        self.clips: dict[int, str] = {}
+        previous: str | None = None
+        for n, (index, begin, finish, size) in enumerate(CLIPS):
+            path = dock / f"CLIP{index:04d}.MP4"
+            path.write_bytes(os.urandom(size))  # stands in for the video: only its bytes matter here
+            clip: dict[str, Any] = {"camera_serial": CAMERA, "clip_index": index,
+                                    "started_at": start + timedelta(seconds=begin),
+                                    "ended_at": start + timedelta(seconds=finish)}
+            if previous is not None:
+                clip["prev_sha256"] = previous  # the camera chains each clip to the one before
+            eid = phone.capture_evidence(path, "video", "video/mp4", inspection_id=iid, captured_at=clip["started_at"],
+                                         location=HERE, clip=clip, at=at + timedelta(seconds=5 * n))
+            previous = hashlib.sha256(path.read_bytes()).hexdigest()
+            self.clips[index] = eid
+            self.items[eid] = ("zhang.min", f"clip {CAMERA} #{index} {_local(clip['started_at'])}-"
+                                            f"{_local(clip['ended_at'])}")
+        scan_path = self.workdir / "scans" / "现场检查笔录.pdf"
+        scan_path.parent.mkdir()
+        scan_path.write_bytes(b"%PDF-1.4\n% fieldcase demo: signed on-site record\n" + os.urandom(60_000))
+        scanned = at + timedelta(minutes=2)
+        self.scan = phone.capture_evidence(scan_path, "document", "application/pdf", inspection_id=iid,
+                                           captured_at=scanned, at=scanned)
+        self.items[self.scan] = ("zhang.min", "scan of the signed on-site record (现场检查笔录)")
+        rewritten = bytearray(scan_path.read_bytes())
+        rewritten[len(rewritten) // 2] ^= 0x20  # the scanning app "improves" the file after it was declared
+        scan_path.write_bytes(bytes(rewritten))
+        self.office_push = self._push("zhang.min", "3 clips and a scan imported at the office")
+        self.echo("")
+        self.echo(f"back at the office: 张敏 docks body camera {CAMERA} ({len(CLIPS)} clips) and scans the signed "
+                  "on-site record (the scanning app rewrites it after it was declared); pushed, then both phones "
+                  f"upload their files (the line drops once, half way through clip #{CLIPS[-1][0]})")
+
+        # Upload. The line drops half way through the biggest clip; the phone resumes it in the same call.
+        big_index, _, _, big_size = CLIPS[-1]
+        self.line = FlakyLine(f"/api/v1/evidence/{self.clips[big_index]}/content", big_size // 2)
+        phone.session.mount(self.base, self.line)
+        self.uploads: dict[str, dict[str, Any]] = {}
+        for username in ("zhang.min", "wang.fang"):
+            for result in self.phones[username].upload_pending():
+                self.uploads[result["evidence_id"]] = result
+        self.purged: dict[str, dict[str, Any]] = {}
+        for p in self.phones.values():
+            for item in p.purgeable():
+                if p.purge(item["evidence_id"]):
+                    self.purged[item["evidence_id"]] = item
+        self.kept = {f["evidence_id"]: f for p in self.phones.values() for f in p.evidence_files()
+                     if f["status"] != "purged"}
+        self.server_items = {eid: self._get(f"/api/v1/evidence/{eid}") for eid in self.items}
+        self.coverage = self._get(f"/api/v1/inspections/{iid}/coverage")
+        self.check_office()
+
+    def check_office(self) -> None:
+        c, start = self.checks, self.window_start
+        push = self.office_push or {}
+        c.expect(push.get("counts") == {"applied": len(CLIPS) + 1} and not self.phones["zhang.min"].outbox(),
+                 f"张敏's {len(CLIPS) + 1} office records ({len(CLIPS)} clips, 1 scan) were applied",
+                 push.get("counts"))
+        good = [eid for eid in self.items if eid != self.scan]
+        wrong = {self.items[e][1]: (self.uploads.get(e), self.server_items[e]["status"]) for e in good
+                 if self.uploads.get(e) != {"evidence_id": e, "status": "verified", "purge_allowed": True}
+                 or self.server_items[e]["status"] != "verified" or not self.server_items[e]["purge_allowed"]}
+        c.expect(not wrong, f"all {len(good)} photos and clips are verified, with purge_allowed", wrong)
+        size = CLIPS[-1][3]
+        cut = size // 2
+        c.expect(self.line.puts == [(None, cut), (f"bytes {cut}-{size - 1}/{size}", size - cut)]
+                 and self.line.probes[-1:] == [cut],
+                 f"clip #{CLIPS[-1][0]}'s upload dropped after {cut} bytes and resumed from Upload-Offset {cut}: "
+                 f"only the other {size - cut} bytes were sent again",
+                 {"puts": self.line.puts, "probes": self.line.probes})
+        scan, server = self.uploads.get(self.scan) or {}, self.server_items[self.scan]
+        c.expect(scan.get("status") == "mismatch" and scan.get("purge_allowed") is False
+                 and str(scan.get("error", "")).startswith("mismatch") and server["status"] == "mismatch"
+                 and server["purge_allowed"] is False,
+                 "the scan rewritten after its declaration is a mismatch, not purgeable, and the phone reports it",
+                 {"phone": scan, "server": server["status"]})
+        kept_path = Path(self.kept[self.scan]["path"]) if self.scan in self.kept else None
+        c.expect(set(self.purged) == set(good) and set(self.kept) == {self.scan} and kept_path is not None
+                 and kept_path.exists() and not any(Path(i["path"]).exists() for i in self.purged.values()),
+                 f"the phones purged exactly the {len(good)} verified files and kept the mismatched scan",
+                 {"purged": len(self.purged), "kept": [self.items.get(e, ("", e))[1] for e in self.kept]})
+        photos = {eid: self.server_items[eid] for eid, (_, what) in self.items.items() if what.startswith("photo")}
+        c.expect(all(p["flags"] == [] and (p["media_info"] or {}).get("time_difference_s") == 0
+                     and (p["media_info"] or {}).get("distance_m", 1e9) < 5 for p in photos.values()),
+                 f"the {len(photos)} photos' EXIF time and GPS agree with their declarations: no flags",
+                 {self.items[e][1]: (p["flags"], p["media_info"]) for e, p in photos.items()})
+        cov = self.coverage
+        window = (_when(cov["window"]["start"]), _when(cov["window"]["end"]))
+        c.expect(window == (start, self.window_end),
+                 f"the coverage window is the inspection's, {_local(start)}-{_local(self.window_end)}", cov["window"])
+        gap = (start + timedelta(seconds=GAP[0]), start + timedelta(seconds=GAP[1]))
+        c.expect([(_when(g["start"]), _when(g["end"]), g["seconds"], g["explained"], g.get("reason"))
+                  for g in cov["gaps"]] == [(*gap, float(GAP[1] - GAP[0]), False, None)],
+                 f"exactly one gap: the {GAP[1] - GAP[0]} s between clips #2 and #3, not explained", cov["gaps"])
+        covered = INSPECTION_SECONDS - (GAP[1] - GAP[0])
+        c.expect(cov["status"] == "gaps" and cov["covered_seconds"] == covered
+                 and cov["ratio"] == round(covered / INSPECTION_SECONDS, 4),
+                 f"coverage status gaps: {covered} of {INSPECTION_SECONDS} s covered",
+                 {k: cov[k] for k in ("status", "covered_seconds", "ratio")})
+        c.expect(not (cov["clip_index_gaps"] or cov["clip_chain_breaks"] or cov["unverified_clips"] or cov["flags"]),
+                 "no clip is missing, unverified, flagged or out of the camera's hash chain",
+                 {k: cov[k] for k in ("clip_index_gaps", "clip_chain_breaks", "unverified_clips", "flags")})
+
+    def report_evidence(self) -> None:
+        echo = self.echo
+        echo("")
+        echo("== Evidence: uploaded, verified, purged (PROTOCOL §6) ==")
+        size = CLIPS[-1][3]
+        for username in ("zhang.min", "wang.fang"):
+            echo(f"{self.cast[username].name}'s phone:")
+            for eid, (owner, what) in self.items.items():
+                if owner != username:
+                    continue
+                server = self.server_items[eid]
+                fate = "purged from the phone" if eid in self.purged else "KEPT on the phone"
+                echo(f"  {what}: {server['size']:,} bytes, {server['status']}, "
+                     f"purge_allowed {str(server['purge_allowed']).lower()}, {fate}")
+                if eid == self.clips.get(CLIPS[-1][0]) and self.line.puts:
+                    resumed = self.line.puts[1:]
+                    echo(f"    the line dropped after {self.line.puts[0][1]:,} of {size:,} bytes; HEAD answered "
+                         f"Upload-Offset {self.line.probes[-1] if self.line.probes else '?'}; "
+                         + (f"the phone resumed with Content-Range {resumed[0][0]} ({resumed[0][1]:,} bytes)"
+                            if resumed else "the phone did not resume"))
+                info = server.get("media_info") or {}
+                if what.startswith("photo") and info:
+                    echo(f"    EXIF: taken {_local(info.get('exif_captured_at'))} "
+                         f"({info.get('time_difference_s')} s from the declaration), GPS {info.get('distance_m')} m "
+                         f"from it, camera {info.get('camera_make')}; flags: {', '.join(server['flags']) or 'none'}")
+                if server["status"] == "mismatch":
+                    up = server["uploads"][-1]
+                    echo(f"    declared sha256 {server['sha256'][:16]}…; the server received {up['received_size']:,} "
+                         f"bytes with sha256 {(up['received_sha256'] or '')[:16]}… (kept apart, never served as "
+                         "the evidence)")
+                    error = (self.uploads.get(eid) or {}).get("error") or ""
+                    echo(f"    the phone reports: {_short_hashes(error)}")
+        purged_bytes = sum(int(i["size"]) for i in self.purged.values())
+        echo(f"the phones purged {len(self.purged)} file(s), {purged_bytes:,} bytes; kept: "
+             + (", ".join(self.items.get(e, ("", e))[1] for e in self.kept) or "nothing"))
+        cov = self.coverage
+        echo("")
+        echo("== Body-camera coverage of 张敏's inspection (PROTOCOL §7) ==")
+        echo(f"window {_local(cov['window']['start'])}-{_local(cov['window']['end'])} ({INSPECTION_SECONDS} s), "
+             f"clips of {CAMERA} #{CLIPS[0][0]}-#{CLIPS[-1][0]}")
+        echo(f"covered {cov['covered_seconds']} s, ratio {cov['ratio']}, status {cov['status']}")
+        for g in cov["gaps"]:
+            why = f"explained: {g['reason']}" if g["explained"] else "NOT explained (no recording.interruption)"
+            echo(f"gap {_local(g['start'])}-{_local(g['end'])}: {g['seconds']} s, {why}")
+        echo(f"clip numbers missing: {len(cov['clip_index_gaps']) or 'none'}; hash chain breaks: "
+             f"{len(cov['clip_chain_breaks']) or 'none'}; unverified clips: {len(cov['unverified_clips']) or 'none'}")
+
     def report(self) -> None:
         echo, names = self.echo, {p.id: p for p in self.cast.values()}
         echo("")
@@ -333,15 +606,12 @@ class FieldDay:
                 echo(f"   flags: {', '.join(insp['flags']) or 'none'}")
                 for f in insp["findings"]:
                     echo(f"   finding [{f['category']}] {f['description']}  ({len(f['evidence'])} photo)")
-            echo("")
-            echo("== Evidence declared (hash and size signed at capture; files not uploaded in this demo) ==")
-            for e in case["evidence"]:
-                echo(f"evidence {e['id']}  {e['kind']} {e['size']} bytes sha256 {e['sha256'][:16]}…  "
-                     f"{e['status']}")
             if getattr(self, "market_case_id", None):
                 echo("")
                 echo(f"market regulation's own case for the centre: {self.market_case_id} "
                      "(PROTOCOL §4 merges only within a department)")
+        if getattr(self, "server_items", None):
+            self.report_evidence()
         echo("")
         echo("== Pushes ==")
         for username, what, summary, error in self.pushes:
@@ -364,10 +634,20 @@ class FieldDay:
                  f"outbox {len(phone.outbox())}")
 
 
-def _local(stamp: str | None) -> str:
+def _short_hashes(text: str) -> str:
+    """SHA-256 hex digests cut to 12 digits, so a line of the report stays readable."""
+    return re.sub(r"\b([0-9a-f]{12})[0-9a-f]{52}\b", "\\1…", text)
+
+
+def _when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
+
+
+def _local(stamp: str | datetime | None) -> str:
     if not stamp:
         return "open"
-    return datetime.fromisoformat(stamp).astimezone(SHANGHAI).strftime("%H:%M:%S")
+    when = stamp if isinstance(stamp, datetime) else datetime.fromisoformat(stamp)
+    return when.astimezone(SHANGHAI).strftime("%H:%M:%S")
 
 
 def run(keep: bool = False) -> int:
@@ -378,6 +658,9 @@ def run(keep: bool = False) -> int:
     db = Database(settings.database_url)
     day: FieldDay | None = None
     failed: list[str] = []
+    quiet = logging.NullHandler()  # the phones' own warnings (the mismatch) are in the report already
+    phone_log = logging.getLogger("fieldcase.phone")
+    phone_log.addHandler(quiet)
     try:
         prepare(db)
         cast = _create_cast(db)
@@ -389,6 +672,7 @@ def run(keep: bool = False) -> int:
             try:
                 day.play()
                 day.check()
+                day.office()
                 day.report()
             finally:
                 day.close()
@@ -402,6 +686,7 @@ def run(keep: bool = False) -> int:
         if day is not None:
             failed = [*day.checks.failed, *failed]
     finally:
+        phone_log.removeHandler(quiet)
         db.dispose()
         if keep:
             click.echo(f"kept {workdir} (server log: {workdir / 'server.log'})")

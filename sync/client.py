@@ -76,6 +76,10 @@ IN_LEDGER = frozenset({"applied", "duplicate", "conflict", "invalid"})
 DEVICE_REJECTIONS = frozenset({"unknown_device", "device_revoked", "not_owner"})
 
 KINDS = frozenset({"photo", "video", "audio", "document", "signature"})
+# Evidence files on the phone: captured (waiting for its declaration to reach the ledger), uploading, uploaded
+# (bytes sent, verdict not heard yet), verified, mismatch (the server received other bytes), changed (the file
+# on the phone no longer matches its declaration and cannot be sent), purged, not_declared, record_dropped.
+# Only verified with the server's purge_allowed may be purged.
 OUTCOMES = frozenset({"no_violation", "violation_found", "rectification_ordered", "not_inspected"})
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})

@@ -6,6 +6,7 @@ tests need no fixture; they run the same on the PostgreSQL leg of the suite.
 
 from __future__ import annotations
 
+import pytest
 import requests
 from click.testing import CliRunner
 
@@ -14,11 +15,16 @@ from backend import liveserver
 from backend.cli import main
 
 
-def test_given_a_clean_machine_when_the_demo_runs_then_it_exits_0_and_reports_one_merged_case():
+@pytest.fixture(scope="module")
+def demo_output() -> str:
+    """One run of `fieldcase demo` for the tests that read its report."""
     result = CliRunner().invoke(main, ["demo"])
-
     assert result.exit_code == 0, result.output
-    out = result.output
+    return result.output
+
+
+def test_given_a_clean_machine_when_the_demo_runs_then_it_exits_0_and_reports_one_merged_case(demo_output):
+    out = demo_output
     assert "== The merged case (one case, two phones) ==" in out
     assert "from 张敏's phone: opened it" in out and "from 王芳's phone: merged into it" in out
     assert "西湖区明日之星培训中心" in out
@@ -26,9 +32,63 @@ def test_given_a_clean_machine_when_the_demo_runs_then_it_exits_0_and_reports_on
     assert "finding [unlicensed]" in out and "finding [fire_safety]" in out
     assert "no answer (connection dropped after batch 1 was sent)" in out
     assert "retry: applied 4, duplicate 3, deferred 0" in out
-    assert "head seq 7" in out
+    assert "张敏's phone, 3 clips and a scan imported at the office: applied 4, duplicate 0" in out
+    assert "head seq 11" in out
     assert "[FAILED]" not in out
     assert out.rstrip().endswith("demo finished: OK")
+
+
+def test_the_demo_uploads_the_files_resumes_a_dropped_upload_flags_a_mismatch_and_finds_the_coverage_gap(
+        demo_output):
+    out = demo_output
+    evidence = out.split("== Evidence: uploaded, verified, purged (PROTOCOL §6) ==", 1)[1].split("\n\n", 1)[0]
+    lines = evidence.splitlines()
+    # Three photos and three clips verified and purged; the rewritten scan a mismatch, kept on the phone.
+    verified = [line for line in lines if ", verified, purge_allowed true, purged from the phone" in line]
+    assert len(verified) == 6
+    assert sum("photo '" in line for line in verified) == 3
+    assert sum("clip DSJ-Z8-0042 #" in line for line in verified) == 3
+    (scan,) = [line for line in lines if line.startswith("  scan of the signed on-site record")]
+    assert scan.endswith(", mismatch, purge_allowed false, KEPT on the phone")
+    assert any("the phone reports: mismatch: the server received" in line for line in lines)
+    assert any("the file on the phone now hashes to" in line for line in lines)
+    # The dropped upload resumed from the server's offset with only the rest of the file.
+    assert ("the line dropped after 1,572,864 of 3,145,728 bytes; HEAD answered Upload-Offset 1572864; "
+            "the phone resumed with Content-Range bytes 1572864-3145727/3145728 (1,572,864 bytes)") in evidence
+    # Photos: EXIF time and GPS agree with the declarations.
+    exif = [line for line in lines if line.startswith("    EXIF: taken ")]
+    assert len(exif) == 3 and all("(0.0 s from the declaration), GPS 0.0 m from it" in line for line in exif)
+    assert all(line.endswith("flags: none") for line in exif)
+    assert "the phones purged 6 file(s)" in evidence
+    assert "kept: scan of the signed on-site record (现场检查笔录)" in evidence
+    # Coverage: the window, the ratio and the one unexplained 45 s gap.
+    coverage = out.split("== Body-camera coverage of 张敏's inspection (PROTOCOL §7) ==", 1)[1]
+    assert "(540 s), clips of DSJ-Z8-0042 #1-#3" in coverage
+    assert "covered 495.0 s, ratio 0.9167, status gaps" in coverage
+    assert ": 45.0 s, NOT explained (no recording.interruption)" in coverage
+    assert "clip numbers missing: none; hash chain breaks: none; unverified clips: none" in coverage
+    for claim in ("all 6 photos and clips are verified, with purge_allowed",
+                  "clip #3's upload dropped after 1572864 bytes and resumed from Upload-Offset 1572864",
+                  "the scan rewritten after its declaration is a mismatch, not purgeable, and the phone reports it",
+                  "the phones purged exactly the 6 verified files and kept the mismatched scan",
+                  "the 3 photos' EXIF time and GPS agree with their declarations: no flags",
+                  "exactly one gap: the 45 s between clips #2 and #3, not explained",
+                  "coverage status gaps: 495 of 540 s covered"):
+        assert f"[ok] {claim}" in out
+    assert "[FAILED]" not in out and out.rstrip().endswith("demo finished: OK")
+
+
+def test_given_the_camera_was_never_off_when_the_demo_checks_coverage_then_the_gap_check_fails(monkeypatch, capsys):
+    """The coverage checks are real: with clip #3 starting where #2 ended, there is no gap to find."""
+    monkeypatch.setattr(demo, "CLIPS", (*demo.CLIPS[:2], (3, 340, 543, demo.CLIPS[2][3])))
+
+    code = demo.run()
+
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "[FAILED] exactly one gap: the 45 s between clips #2 and #3, not explained (got: [])" in captured.out
+    assert "[FAILED] coverage status gaps: 495 of 540 s covered (got: {'status': 'complete'" in captured.out
+    assert "[ok] all 6 photos and clips are verified, with purge_allowed" in captured.out
 
 
 def test_given_the_second_phone_belongs_to_another_department_when_the_demo_runs_then_it_fails_and_says_why(
