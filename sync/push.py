@@ -11,12 +11,15 @@ run inside their own savepoint; the rest validate before they write.
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from backend.models import (
@@ -133,9 +136,40 @@ class _Quarantine:
             self.session.execute(delete(QuarantinedRecord).where(owner, QuarantinedRecord.id <= cutoff))
 
 
+RETRIES = 3
+
+
+def _transient(exc: Exception) -> bool:
+    """A deadlock, a serialisation failure or a key another push wrote first: the whole push can run again."""
+    if isinstance(exc, IntegrityError):
+        return True
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return code in ("40P01", "40001")
+
+
 def push(session: Session, officer: Officer, records: list[Any], *, settings: PushSettings | None = None,
          now: datetime | None = None) -> dict[str, Any]:
-    """Handle one push; commits. Returns PROTOCOL §4's answer."""
+    """Handle one push; commits. Returns PROTOCOL §4's answer.
+
+    A push commits once, so when PostgreSQL breaks a deadlock between two
+    pushes (phones naming the same new institutions in different orders) or
+    another push wrote a key first, nothing of this one was kept: it simply
+    runs again, and the records the other push applied answer as duplicates
+    or merges, exactly as a phone's retry would.
+    """
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return _push_once(session, officer, records, settings=settings, now=now)
+        except (OperationalError, IntegrityError) as exc:
+            session.rollback()
+            if attempt == RETRIES or not _transient(exc):
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
+    raise AssertionError("unreachable")
+
+
+def _push_once(session: Session, officer: Officer, records: list[Any], *, settings: PushSettings | None,
+               now: datetime | None) -> dict[str, Any]:
     settings = settings or PushSettings()
     now = now or utcnow()
     outcome = PushOutcome(results=[None] * len(records))
