@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -345,7 +344,3 @@ def opened(store: Store, key: str) -> Iterator[BinaryIO]:
         yield stream
     finally:
         stream.close()
-
-
-def copy_stream(source: BinaryIO, target: BinaryIO) -> None:
-    shutil.copyfileobj(source, target, CHUNK)

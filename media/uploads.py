@@ -218,6 +218,12 @@ def readable_evidence(session: Session, viewer: Officer, evidence_id: str) -> Ev
     return get_scoped(session, Evidence, evidence_id, viewer, what="evidence")
 
 
+def custody_history(session: Session, viewer: Officer, evidence_id: str) -> dict[str, Any]:
+    """The item's custody events, for whoever may read the item."""
+    readable_evidence(session, viewer, evidence_id)
+    return {"events": custody.events_for(session, evidence_id)}
+
+
 def open_original(session: Session, store: Store, viewer: Officer, evidence_id: str,
                   purpose: str | None = None) -> tuple[Evidence, BinaryIO]:
     """Every read of an original is a custody event: who, when, and the stated purpose."""

@@ -40,7 +40,6 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 
 TRANSFER_TARGETS = ("city", "judiciary")  # besides another department's code
 GOOD_COVERAGE = ("complete", "explained")
-transition_data = feed.transition_data
 
 
 def _major_reasons(decision: Mapping[str, Any], threshold: int) -> list[str]:
@@ -164,7 +163,7 @@ def transition(session: Session, actor: Officer, case_id: str, *, to: str, reaso
     session.add(row)
     session.flush()
     feed.emit(session, "case_transition", row)
-    return {"case": feed.case_data(case), "transition": transition_data(row)}
+    return {"case": feed.case_data(case), "transition": feed.transition_data(row)}
 
 
 def list_transitions(session: Session, viewer: Officer, case_id: str) -> dict[str, Any]:
@@ -173,4 +172,4 @@ def list_transitions(session: Session, viewer: Officer, case_id: str) -> dict[st
     rows = session.scalars(select(CaseTransition).where(CaseTransition.case_id == case.id)
                            .order_by(CaseTransition.id))
     return {"case_id": case.id, "status": case.status, "version": case.version,
-            "next": list(TRANSITIONS.get(case.status, ())), "transitions": [transition_data(t) for t in rows]}
+            "next": list(TRANSITIONS.get(case.status, ())), "transitions": [feed.transition_data(t) for t in rows]}

@@ -495,7 +495,3 @@ def release_gap(session: Session, reviewer: Officer, device_id: str, reason: str
     session.commit()
     return {"released_gaps": released, "applied": outcome.caught_up,
             "head": {"seq": device.head_seq, "hash": device.head_hash}}
-
-
-def quarantine_count(session: Session, device_id: str) -> int:
-    return session.scalar(select(func.count()).where(QuarantinedRecord.device_id == device_id)) or 0

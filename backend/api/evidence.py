@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, request, stream_with_context, url_for
 from marshmallow import Schema, fields, validate
 
-from media import custody, uploads
+from media import uploads
 from media.store import CHUNK
 
 from .blueprint import Blueprint
@@ -151,8 +151,7 @@ def get_evidence(evidence_id):
 @blp.response(200, CustodyEventsSchema)
 def custody_events(evidence_id):
     """Every custody event of the item with its leaf index and the exact leaf text that was hashed."""
-    uploads.readable_evidence(session(), current_officer(), evidence_id)
-    return {"events": custody.events_for(session(), evidence_id)}
+    return uploads.custody_history(session(), current_officer(), evidence_id)
 
 
 @blp.get("/<evidence_id>/thumbnail")
