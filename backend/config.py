@@ -41,6 +41,7 @@ class Settings:
     photo_distance_tolerance_m: float = 200.0
     coverage_tolerance_seconds: float = 5.0
     major_fine_yuan: int = 10_000
+    retention_days: int = 183
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -75,6 +76,7 @@ class Settings:
             coverage_tolerance_seconds=float(
                 env.get("FIELDCASE_COVERAGE_TOLERANCE", cls.coverage_tolerance_seconds)),
             major_fine_yuan=int(env.get("FIELDCASE_MAJOR_FINE_YUAN", cls.major_fine_yuan)),
+            retention_days=int(env.get("FIELDCASE_RETENTION_DAYS", cls.retention_days)),
             trust_proxy=env.get("FIELDCASE_TRUST_PROXY", "0").lower() in ("1", "true", "yes"),
             log_level=env.get("FIELDCASE_LOG_LEVEL", "INFO"),
         )

@@ -6,11 +6,25 @@ import swagger_ui_bundle
 from flask import Flask, send_from_directory
 from flask_smorest import Api
 
-from . import auth, cases, custody, errors, evidence, institutions, lifecycle, officers, packages, reference, sync
+from . import (
+    audit,
+    auth,
+    cases,
+    custody,
+    errors,
+    evidence,
+    institutions,
+    lifecycle,
+    officers,
+    packages,
+    reference,
+    retention,
+    sync,
+)
 from .context import close_session
 
 BLUEPRINTS = (auth.blp, officers.blp, reference.blp, institutions.blp, sync.blp, cases.blp, evidence.blp, custody.blp,
-              packages.blp, lifecycle.blp)
+              packages.blp, lifecycle.blp, retention.blp, audit.blp)
 
 
 def init_api(app: Flask) -> Api:

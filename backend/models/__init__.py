@@ -1,5 +1,6 @@
 """Every mapped table, imported in one place so Alembic and the app see the same metadata."""
 
+from .audit import AuditReview
 from .base import Base, UTCDateTime, new_id, utcnow
 from .cases import (
     CASE_STATUSES,
@@ -25,6 +26,7 @@ from .reference import Agency, CategoryDepartment, Department, Region, Violation
 from .sync import ZERO_HASH, ChainGap, DeferredRecord, Device, LedgerRecord, QuarantinedRecord
 
 __all__ = [
+    "AuditReview",
     "CASE_STATUSES",
     "CLOSED_STATUSES",
     "Case",

@@ -107,6 +107,9 @@ class Evidence(Base):
     media_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     thumbnail_key: Mapped[str | None] = mapped_column(String(200))
     flags: Mapped[list[str] | None] = mapped_column(JSON)
+    # Set when retention removed the file; the row, its ledger record and its hash stay for good.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_by: Mapped[str | None] = mapped_column(String(40))
 
 
 class Upload(Base):
