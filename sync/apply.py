@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.errors import DomainError
 from backend.models import (
     CLOSED_STATUSES,
     Case,
@@ -245,6 +246,9 @@ def _case_update(ctx: RecordContext) -> Applied:
         s.add(conflict)
         s.flush()
         feed.emit(s, "conflict", conflict, region=case.region_code)
+    to = changed.pop("status", case.status)
+    if to != case.status:
+        _phone_transition(ctx, case, to)
     record_case_change(s, case, {k: v for k, v in changed.items() if getattr(case, k) != v},
                        ctx.officer.id, ctx.op, ctx.at)
     out = Applied(status="conflict" if conflicts else "applied",
@@ -253,6 +257,17 @@ def _case_update(ctx: RecordContext) -> Applied:
         out.refs["conflicts"] = [name for name, _ in conflicts]
     _clock_flags(ctx, None, out)
     return out
+
+
+def _phone_transition(ctx: RecordContext, case: Case, to: str) -> None:
+    """A status a phone sets passes the same lifecycle gates as one set at the desk, or the record is invalid."""
+    from .lifecycle import move  # lifecycle builds on this module
+
+    try:
+        move(ctx.session, ctx.officer, case, to=to, op=ctx.op, at=ctx.at,
+             reason=f"case.update {ctx.op} from device {ctx.device_id}")
+    except DomainError as exc:
+        raise ContentError("transition_refused", f"status {case.status} -> {to}: {exc}") from None
 
 
 def _clue(ctx: RecordContext) -> Applied:

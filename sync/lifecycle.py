@@ -8,7 +8,7 @@ per-field history, feed) through `record_case_change`, and a `case_transition` c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, or_, select
@@ -111,6 +111,16 @@ def transition(session: Session, actor: Officer, case_id: str, *, to: str, reaso
     """Move the case one step; raises NotFound/Forbidden/Invalid/Conflict having changed nothing."""
     case = get_scoped(session, Case, case_id, actor, what="case")
     session.refresh(case, with_for_update=True)  # one transition at a time per case (PostgreSQL)
+    row = move(session, actor, case, to=to, reason=reason, decision=decision, transfer_to=transfer_to,
+               override_reason=override_reason, major_fine_threshold=major_fine_threshold, tolerance=tolerance)
+    return {"case": feed.case_data(case), "transition": feed.transition_data(row)}
+
+
+def move(session: Session, actor: Officer, case: Case, *, to: str, reason: str,
+         decision: Mapping[str, Any] | None = None, transfer_to: str | None = None,
+         override_reason: str | None = None, major_fine_threshold: int = 10_000,
+         tolerance: timedelta = DEFAULT_TOLERANCE, op: str | None = None, at: datetime | None = None) -> CaseTransition:
+    """The one gate every status change passes, from the desk or from a phone's `case.update` (`op`, `at`)."""
     source = case.status
     if to not in TRANSITIONS.get(source, ()):
         allowed = TRANSITIONS.get(source, ())
@@ -154,8 +164,8 @@ def transition(session: Session, actor: Officer, case_id: str, *, to: str, reaso
                            + " (a reviewer may close it anyway with override_reason)",
                            errors={"missing": missing})
 
-    now = utcnow()
-    record_case_change(session, case, {"status": to}, actor.id, None, now)
+    now = at or utcnow()
+    record_case_change(session, case, {"status": to}, actor.id, op, now)
     row = CaseTransition(case_id=case.id, region_code=case.region_code, from_status=source, to_status=to,
                          actor=actor.id, at=now, reason=reason, decision=stored_decision, transfer_to=transfer_to,
                          legal_approval=source == "legal_review" and to == "notified",
@@ -163,7 +173,7 @@ def transition(session: Session, actor: Officer, case_id: str, *, to: str, reaso
     session.add(row)
     session.flush()
     feed.emit(session, "case_transition", row)
-    return {"case": feed.case_data(case), "transition": feed.transition_data(row)}
+    return row
 
 
 def list_transitions(session: Session, viewer: Officer, case_id: str) -> dict[str, Any]:

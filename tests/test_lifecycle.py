@@ -213,3 +213,31 @@ def test_the_feed_shows_the_status_change_and_the_transition(work):
     (step,) = [c for c in changes if c["kind"] == "case_transition"]
     assert step["data"]["case_id"] == work.case_id
     assert (step["data"]["from"], step["data"]["to"]) == ("registered", "investigating")
+
+
+def _phone_sets_status(work: Work, to: str, base_version: int) -> dict:
+    record = work.phone.record("case.update", {"case": {"client_case_id": work.cid}, "base_version": base_version,
+                                               "fields": {"status": to, "summary": f"phone says {to}"}})
+    return work.phone.push([record])["results"][0]
+
+
+def test_a_phone_status_change_passes_the_same_gates_as_the_desk(work):
+    stepped = _phone_sets_status(work, "investigating", 1)
+    assert stepped["status"] == "applied", stepped
+    history = work.transitions().json
+    assert history["status"] == "investigating"
+    [step] = history["transitions"]
+    assert (step["from"], step["to"], step["actor"]) == ("registered", "investigating", work.phone.officer.id)
+    assert step["reason"].startswith("case.update ")
+
+
+@pytest.mark.parametrize("to", ["decided", "closed", "notified"])
+def test_a_phone_cannot_jump_the_procedure(work, to):
+    work.walk("investigating", "legal_review")
+    before = work.transitions().json
+    refused = _phone_sets_status(work, to, before["version"])
+    assert (refused["status"], refused["code"]) == ("invalid", "transition_refused"), refused
+    after = work.transitions().json
+    assert after["status"] == "legal_review" and after["transitions"] == before["transitions"]
+    case = work.client.get(f"/api/v1/cases/{work.case_id}", headers=work.headers).json
+    assert case["summary"] != f"phone says {to}"  # nothing of the refused record is applied

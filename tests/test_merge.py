@@ -69,7 +69,7 @@ def test_a_closed_case_does_not_absorb_a_new_open(client, officers, db):
     cid, opened = a.open_case(centre)
     first = a.push([opened])["results"][0]["refs"]["case_id"]
     close = a.record("case.update", {"case": {"client_case_id": cid}, "base_version": 1,
-                                     "fields": {"status": "closed"}})
+                                     "fields": {"status": "dismissed"}})
     assert a.push([close])["results"][0]["status"] == "applied"
     second = a.push([a.open_case(centre)[1]])["results"][0]["refs"]
     assert second["case_id"] != first and "merged" not in second
