@@ -22,18 +22,27 @@ clip; the phone resumes it from the server's `Upload-Offset`. The scan comes
 out `mismatch` and stays on the phone; everything else is `verified` and
 purged. The camera was off for 45 seconds in the middle of the inspection,
 and no `recording.interruption` explains it: PROTOCOL §7 coverage says `gaps`.
+
+Last, 陈静, the bureau's evidence custodian, exports the case's evidence
+package (PROTOCOL §8) and checks it the way a court would: offline, with
+`fieldcase verify-package` and the server's published custody key. A copy
+with one byte of one photo changed must fail the same check.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
@@ -97,7 +106,9 @@ CAST = (
     Person("zhang.min", "张敏", "Zhang Min", "education", DISTRICT, ("officer",), "ZJ330106-E-0007"),
     Person("wang.fang", "王芳", "Wang Fang", "education", DISTRICT, ("officer",), "ZJ330106-E-0021"),
     Person("li.qiang", "李强", "Li Qiang", "market", DISTRICT, ("officer",), "ZJ330106-M-0113"),
+    Person("chen.jing", "陈静", "Chen Jing", "education", DISTRICT, ("custodian",), None),
 )
+PACKAGE_PURPOSE = "移送法制审核 (for the legal review of the case file)"
 
 
 class StoryFailed(Exception):
@@ -267,6 +278,13 @@ class FieldDay:
         if not resp.ok:
             raise StoryFailed(f"GET {path} answered {resp.status_code}: {resp.text[:200]}")
         return resp.json()
+
+    def _headers(self, username: str) -> dict[str, str]:
+        token = self.http.post(self.base + "/api/v1/auth/token", timeout=15,
+                               json={"username": username, "password": PASSWORD})
+        if not token.ok:
+            raise StoryFailed(f"{username}'s login answered {token.status_code}")
+        return {"Authorization": "Bearer " + token.json()["access_token"]}
 
     def _phone(self, username: str, start: datetime) -> Phone:
         person = self.cast[username]
@@ -533,6 +551,79 @@ class FieldDay:
                  "no clip is missing, unverified, flagged or out of the camera's hash chain",
                  {k: cov[k] for k in ("clip_index_gaps", "clip_chain_breaks", "unverified_clips", "flags")})
 
+    def archive(self) -> None:
+        """The custodian exports the case package; `fieldcase verify-package` checks it, and a tampered copy."""
+        if not getattr(self, "case_id", None):
+            return
+        headers = self._headers("chen.jing")
+        key = self.http.get(self.base + "/api/v1/custody/public-key", timeout=15).json()
+        self.server_key = key["public_key"]
+        folder = self.workdir / "package"
+        folder.mkdir()
+        self.package = folder / f"case-{self.case_id}.zip"
+        with self.http.get(self.base + f"/api/v1/cases/{self.case_id}/package", headers=headers, stream=True,
+                           params={"purpose": PACKAGE_PURPOSE}, timeout=60) as resp:
+            if not resp.ok:
+                raise StoryFailed(f"the package export answered {resp.status_code}: {resp.text[:200]}")
+            with self.package.open("wb") as out:
+                for chunk in resp.iter_content(64 * 1024):
+                    out.write(chunk)
+        with zipfile.ZipFile(self.package) as zf:
+            self.package_names = zf.namelist()
+            self.manifest = json.loads(zf.read("manifest.json"))
+        self.verdict = self._verify_package(self.package)
+        self.tampered = folder / f"case-{self.case_id}-one-byte-changed.zip"
+        self.tampered_name = _tamper_one_photo(self.package, self.tampered)
+        self.tampered_verdict = self._verify_package(self.tampered)
+        self.exported = [e for eid in self.items for e in self._get(f"/api/v1/evidence/{eid}/custody")["events"]
+                         if e["action"] == "exported"]
+        self.check_archive()
+
+    def _verify_package(self, path: Path) -> subprocess.CompletedProcess[str]:
+        """Exactly what a legal reviewer runs: the CLI in a fresh process, no server, no database."""
+        return subprocess.run([sys.executable, "-m", "backend", "verify-package", str(path),
+                               "--public-key", self.server_key],
+                              capture_output=True, text=True, timeout=120, check=False,
+                              env={**os.environ, "DATABASE_URL": "", "FIELDCASE_INSTANCE_DIR": str(self.workdir)})
+
+    def check_archive(self) -> None:
+        c, verdict, tampered = self.checks, self.verdict, self.tampered_verdict
+        files = [n for n in self.package_names if n.startswith("files/")]
+        c.expect({"manifest.json", "evidence-list.csv", "evidence-list.html"} <= set(self.package_names)
+                 and len(files) == len(self.items) - 1,
+                 f"the package holds the manifest, the evidence list (CSV and HTML) and the {len(self.items) - 1} "
+                 "verified files (the mismatched scan is listed, its bytes are not the evidence)",
+                 sorted(self.package_names))
+        c.expect(verdict.returncode == 0 and verdict.stdout.rstrip().endswith(": OK"),
+                 "fieldcase verify-package accepts the package with the server's published key",
+                 (verdict.returncode, verdict.stdout[-300:], verdict.stderr[-300:]))
+        c.expect(tampered.returncode == 1 and "PROBLEM" in tampered.stdout
+                 and self.tampered_name.rsplit("/", 1)[-1] in tampered.stdout,
+                 f"a copy with one byte of {self.tampered_name} changed fails verification, naming the file",
+                 (tampered.returncode, tampered.stdout[-300:]))
+        c.expect(len(self.exported) == len(self.items)
+                 and all(e.get("purpose") == PACKAGE_PURPOSE and e["actor"] == self.cast["chen.jing"].id
+                         for e in self.exported),
+                 "the export is a custody event of every item, with who asked and why",
+                 [(e["actor"], e.get("purpose")) for e in self.exported])
+
+    def report_archive(self) -> None:
+        echo = self.echo
+        echo("")
+        echo("== Evidence package, checked offline (PROTOCOL §8) ==")
+        head = self.manifest["custody"]["tree_head"]
+        echo(f"陈静 (custodian) exported {self.package.name}: {self.package.stat().st_size:,} bytes, "
+             f"{len(self.package_names)} entries; purpose: {PACKAGE_PURPOSE}")
+        echo(f"signed tree head: size {head['tree_size']}, root {head['root_hash'][:16]}…, "
+             f"custody key {self.manifest['custody']['key_id']}")
+        echo(f"$ fieldcase verify-package {self.package.name} --public-key {self.server_key}")
+        for line in (self.verdict.stderr + self.verdict.stdout).splitlines():
+            echo(f"  {_short_hashes(line)}")
+        echo(f"$ fieldcase verify-package {self.tampered.name} ...   (one byte of {self.tampered_name} changed)")
+        for line in self.tampered_verdict.stdout.splitlines():
+            echo(f"  {_short_hashes(line)}")
+        echo(f"  (exit status {self.tampered_verdict.returncode})")
+
     def report_evidence(self) -> None:
         echo = self.echo
         echo("")
@@ -612,6 +703,8 @@ class FieldDay:
                      "(PROTOCOL §4 merges only within a department)")
         if getattr(self, "server_items", None):
             self.report_evidence()
+        if getattr(self, "tampered_verdict", None):
+            self.report_archive()
         echo("")
         echo("== Pushes ==")
         for username, what, summary, error in self.pushes:
@@ -632,6 +725,20 @@ class FieldDay:
                  f"hash {device['head']['hash'][:12]}…, ledger {rows} ({dict(statuses)}), "
                  f"deferred {device['deferred']['count']}, quarantined {device['quarantined']}, "
                  f"outbox {len(phone.outbox())}")
+
+
+def _tamper_one_photo(source: Path, target: Path) -> str:
+    """Copy the package with one byte of its first photo flipped; answers the entry changed."""
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zout:
+        victim = next(n for n in zin.namelist() if n.startswith("files/") and n.lower().endswith((".jpg", ".jpeg")))
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == victim:
+                changed = bytearray(data)
+                changed[len(changed) // 2] ^= 0x01
+                data = bytes(changed)
+            zout.writestr(info, data)
+    return victim
 
 
 def _short_hashes(text: str) -> str:
@@ -673,6 +780,7 @@ def run(keep: bool = False) -> int:
                 day.play()
                 day.check()
                 day.office()
+                day.archive()
                 day.report()
             finally:
                 day.close()

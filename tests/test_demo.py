@@ -124,3 +124,13 @@ def test_given_a_slow_first_health_answer_when_the_server_starts_then_it_keeps_w
 
     with liveserver.running_server(env, workers=1, log_path=tmp_path / "server.log") as base:
         assert real_get(base + "/api/v1/health", timeout=10).ok
+
+
+def test_the_demo_ends_by_exporting_the_case_package_and_verifying_it_offline(demo_output):
+    section = demo_output.split("== Evidence package, checked offline (PROTOCOL §8) ==", 1)[1].split("\n\n", 1)[0]
+    lines = section.splitlines()
+    assert any(line.startswith("陈静 (custodian) exported case-") for line in lines)
+    good, bad = section.split("one-byte-changed.zip", 1)
+    assert "tree head checked against the key given on the command line" in good
+    assert "7 evidence items (6 files)" in good and "custody events: OK\n" in good
+    assert "PROBLEM evidence" in bad and "the file was altered" in bad and "(exit status 1)" in bad
