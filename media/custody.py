@@ -22,10 +22,11 @@ from typing import Any
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import func, insert, select, text, tuple_
+from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from backend import commit_queue
+from backend.bulk import insert_rows
 from backend.config import instance_secret
 from backend.errors import Invalid, NotFound
 from backend.models import CustodyEvent, MerkleNode, TreeHead, utcnow
@@ -144,8 +145,8 @@ def _append(session: Session) -> None:
         event_rows.append({"leaf_index": index, "evidence_id": leaf.get("evidence_id"), "action": leaf["action"],
                            "actor": leaf["actor"], "at": datetime.fromisoformat(leaf["at"].replace("Z", "+00:00")),
                            "leaf": text_})
-    session.execute(insert(CustodyEvent), event_rows)
-    session.execute(insert(MerkleNode), node_rows)
+    insert_rows(session, CustodyEvent, event_rows)
+    insert_rows(session, MerkleNode, node_rows)
     end = start + len(leaves)
     signer = session.info.get(SIGNER)
     if signer is not None and start // HEAD_EVERY != end // HEAD_EVERY:

@@ -11,8 +11,10 @@ from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from backend.bulk import among, insert_rows
 
 T = TypeVar("T")
 CHUNK = 500
@@ -37,7 +39,7 @@ class Lookup:
         pk, key = _pk(model), _pk(model).key
         ordered = sorted(wanted)
         for start in range(0, len(ordered), CHUNK):
-            for row in self.session.scalars(select(model).where(pk.in_(ordered[start:start + CHUNK]))):
+            for row in self.session.scalars(select(model).where(among(self.session, pk, ordered[start:start + CHUNK]))):
                 self.known[model][getattr(row, key)] = row
         self.missing[model] |= wanted - set(self.known[model])
 
@@ -66,7 +68,7 @@ class Lookup:
     def write_rows(self) -> None:
         for model, rows in self.rows.items():
             if rows:
-                self.session.execute(insert(model), rows)
+                insert_rows(self.session, model, rows)
         self.rows.clear()
 
     def add(self, obj: Any, *, persist: bool = True) -> None:

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from backend.bulk import among, insert_rows
 from backend.models import (
     Case,
     CaseAlias,
@@ -121,7 +122,7 @@ class _Quarantine:
     def write(self, known_devices: dict[str, Device]) -> None:
         if not self.rows:
             return
-        self.session.execute(insert(QuarantinedRecord), self.rows)
+        insert_rows(self.session, QuarantinedRecord, self.rows)
         for device_id, count in self.per_device.items():
             if device_id in known_devices:
                 known_devices[device_id].quarantined_total += count
@@ -257,7 +258,7 @@ class _DeviceWalk:
         self.s.flush()
         self.lookup.write_rows()
         if self.ledger_rows:
-            self.s.execute(insert(LedgerRecord), self.ledger_rows)
+            insert_rows(self.s, LedgerRecord, self.ledger_rows)
             self.ledger_rows = []
 
     def _prefetch(self, items: list[Item]) -> None:
@@ -303,8 +304,8 @@ class _DeviceWalk:
         existing = list(s.execute(select(
             LedgerRecord.hash, LedgerRecord.op, LedgerRecord.seq, LedgerRecord.device_id, LedgerRecord.status,
             LedgerRecord.code, LedgerRecord.detail, LedgerRecord.refs,
-        ).where(or_(LedgerRecord.hash.in_(hashes), LedgerRecord.op.in_(ops),
-                    (LedgerRecord.device_id == device.id) & LedgerRecord.seq.in_([it.seq for it in items])))))
+        ).where(or_(among(s, LedgerRecord.hash, hashes), among(s, LedgerRecord.op, ops),
+                    (LedgerRecord.device_id == device.id) & among(s, LedgerRecord.seq, [it.seq for it in items])))))
         by_hash = {r.hash: r for r in existing}
         by_op = {r.op: r for r in existing}
         by_seq = {r.seq: r for r in existing if r.device_id == device.id}
