@@ -24,8 +24,28 @@ from .lifecycle import CaseTransition
 from .officers import ROLES, LoginFailure, Officer, RefreshToken
 from .reference import Agency, CategoryDepartment, Department, Region, ViolationCategory
 from .sync import ZERO_HASH, ChainGap, DeferredRecord, Device, LedgerRecord, QuarantinedRecord
+from .workflow import (
+    TASK_STATUSES,
+    TRANSFER_STATUSES,
+    TRANSFER_TARGETS,
+    Campaign,
+    CaseDepartment,
+    DiscretionBenchmark,
+    Draw,
+    Task,
+    Transfer,
+)
 
 __all__ = [
+    "Campaign",
+    "CaseDepartment",
+    "DiscretionBenchmark",
+    "Draw",
+    "TASK_STATUSES",
+    "TRANSFER_STATUSES",
+    "TRANSFER_TARGETS",
+    "Task",
+    "Transfer",
     "AuditReview",
     "CASE_STATUSES",
     "CLOSED_STATUSES",

@@ -148,6 +148,20 @@ class Clue(Base):
     reported_by: Mapped[str] = mapped_column(String(40))
     reported_at: Mapped[datetime] = mapped_column(UTCDateTime)
     op: Mapped[str | None] = mapped_column(String(36))
+    # Triage: the violation category and the department it routes to.
+    category: Mapped[str | None] = mapped_column(ForeignKey("violation_categories.code"))
+    department_code: Mapped[str | None] = mapped_column(ForeignKey("departments.code"))
+    # Given to the complainant: what the public status page is looked up by.
+    tracking_code: Mapped[str | None] = mapped_column(String(16), unique=True)
+    duplicate_of: Mapped[str | None] = mapped_column(String(36), index=True)
+    case_id: Mapped[str | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    attachments: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Personal data of the complainant: never on a public page.
+    complainant: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    outcome: Mapped[str | None] = mapped_column(Text)
+    closed_reason: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RecordingInterruption(Base):

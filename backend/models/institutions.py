@@ -34,5 +34,8 @@ class Institution(Base):
     provisional_key: Mapped[str | None] = mapped_column(String(220), unique=True)
     complaint_count: Mapped[int] = mapped_column(Integer, default=0)
     violation_count: Mapped[int] = mapped_column(Integer, default=0)
+    # From the integrity record (see sync/credit.py); sets risk_level, which weighs draws.
+    risk_score: Mapped[int] = mapped_column(Integer, default=0)
+    risk_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
