@@ -10,7 +10,9 @@ from . import (
     audit,
     auth,
     cases,
+    clues,
     custody,
+    draws,
     errors,
     evidence,
     institutions,
@@ -19,12 +21,13 @@ from . import (
     packages,
     reference,
     retention,
+    stats,
     sync,
 )
 from .context import close_session
 
 BLUEPRINTS = (auth.blp, officers.blp, reference.blp, institutions.blp, sync.blp, cases.blp, evidence.blp, custody.blp,
-              packages.blp, lifecycle.blp, retention.blp, audit.blp)
+              packages.blp, lifecycle.blp, retention.blp, audit.blp, clues.blp, draws.blp, stats.blp)
 
 
 def init_api(app: Flask) -> Api:
