@@ -11,11 +11,13 @@ from . import (
     auth,
     cases,
     clues,
+    credit,
     custody,
     draws,
     errors,
     evidence,
     institutions,
+    joint,
     lifecycle,
     officers,
     packages,
@@ -27,7 +29,8 @@ from . import (
 from .context import close_session
 
 BLUEPRINTS = (auth.blp, officers.blp, reference.blp, institutions.blp, sync.blp, cases.blp, evidence.blp, custody.blp,
-              packages.blp, lifecycle.blp, retention.blp, audit.blp, clues.blp, draws.blp, stats.blp)
+              packages.blp, lifecycle.blp, retention.blp, audit.blp, clues.blp, joint.blp, draws.blp, credit.blp,
+              stats.blp)
 
 
 def init_api(app: Flask) -> Api:
