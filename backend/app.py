@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, date, datetime
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from sync.records import contains_nul
+
 from .config import Settings
+from .errors import Invalid
 from .state import AppState
+
+NUL_MESSAGE = "text must not contain NUL characters (U+0000): no database field can store them"
+
 
 
 class JSONProvider(DefaultJSONProvider):
@@ -44,6 +51,19 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
     from .api import init_api
+
+    @app.before_request
+    def _no_nul() -> None:
+        """PostgreSQL cannot store NUL in text: refuse it up front rather than fail half way through a request."""
+        if "\x00" in request.path or any(contains_nul(v) for k, values in request.args.lists() for v in [k, *values]):
+            raise Invalid(NUL_MESSAGE)
+        if request.is_json and b"\\u0000" in request.get_data(cache=True):
+            try:
+                body = json.loads(request.get_data(cache=True))
+            except ValueError:
+                return  # the route's own parsing answers malformed JSON
+            if contains_nul(body):
+                raise Invalid(NUL_MESSAGE)
 
     init_api(app)
     return app

@@ -208,3 +208,51 @@ def verify_package(file: Path, public_key: str | None) -> None:
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     click.echo(f"{file.name}: {report.summary()}: {verdict}")
     sys.exit(0 if report.ok else 1)
+
+
+@main.group()
+def retention() -> None:
+    """Evidence retention: deleting files past FIELDCASE_RETENTION_DAYS that no case keeps."""
+
+
+@retention.command("purge")
+@click.option("--as", "as_username", required=True, help="username of the custodian the deletion is done as")
+@click.option("--reason", required=True, help="why; kept in each item's custody event")
+@click.option("--dry-run", is_flag=True, help="list what would be deleted, delete nothing")
+@click.option("--evidence", "evidence_ids", multiple=True, help="only this item (repeatable)")
+def retention_purge(as_username: str, reason: str, dry_run: bool, evidence_ids: tuple[str, ...]) -> None:
+    """Delete expired, unlinked evidence files, one item at a time. Exit 1 if any item failed."""
+    from media.custody import SIGNER, load_signer
+    from media.retention import purge
+
+    from .accounts import find_by_username
+    from .models import utcnow
+    from .state import make_store
+
+    settings = Settings.from_env()
+    database = _db()
+    database.sessionmaker.configure(info={SIGNER: load_signer(settings.instance_dir)})
+    with database.session() as session:
+        custodian = find_by_username(session, as_username)
+        if custodian is None or not custodian.active or not custodian.has_role("custodian"):
+            _fail(f"{as_username!r} is not an active custodian")
+        try:
+            report = purge(session, make_store(settings), custodian, reason, utcnow(), settings.retention_days,
+                           dry_run=dry_run, evidence_ids=list(evidence_ids) or None)
+        except DomainError as exc:
+            _fail(exc.message)
+    for item in report.items:
+        if item.result == "failed":
+            click.echo(f"FAILED {item.evidence_id}: {item.error}", err=True)
+        elif item.result == "skipped":
+            click.echo(f"skipped {item.evidence_id}: {item.reason}")
+        else:
+            verb = "would delete" if dry_run else "deleted"
+            shared = f" (kept, shared: {', '.join(item.kept)})" if item.kept else ""
+            click.echo(f"{verb} {item.evidence_id} sha256={item.sha256} size={item.size}: "
+                       f"{', '.join(item.removed) or 'nothing stored'}{shared}")
+    done = report.count("would_delete" if dry_run else "deleted")
+    click.echo(f"{'would delete' if dry_run else 'deleted'} {done}, skipped {report.count('skipped')}, "
+               f"failed {report.count('failed')}; retention {report.retention_days} days "
+               f"(captured and received before {report.cutoff.isoformat(timespec='seconds')})")
+    sys.exit(0 if report.ok else 1)

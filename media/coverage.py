@@ -65,12 +65,14 @@ class Clip:
     started_at: datetime
     ended_at: datetime
     sha256: str
-    status: str  # "declared", "verified" or "mismatch": only "verified" covers
+    status: str  # "declared", "verified", "mismatch" or "deleted": only a verified clip covers
     prev_sha256: str | None = None
+    # A clip verified once and later deleted under retention still proves what it covered.
+    was_verified: bool = False
 
     @property
     def verified(self) -> bool:
-        return self.status == "verified"
+        return self.status == "verified" or (self.status == "deleted" and self.was_verified)
 
 
 @dataclass(frozen=True)
@@ -316,7 +318,8 @@ def clip_of(evidence: Evidence) -> Clip:
     return Clip(evidence_id=evidence.id, camera_serial=evidence.camera_serial or data["camera_serial"],
                 clip_index=evidence.clip_index if evidence.clip_index is not None else data["clip_index"],
                 started_at=_parse_time(data["started_at"]), ended_at=_parse_time(data["ended_at"]),
-                sha256=evidence.sha256, status=evidence.status, prev_sha256=data.get("prev_sha256"))
+                sha256=evidence.sha256, status=evidence.status, prev_sha256=data.get("prev_sha256"),
+                was_verified=evidence.verified_at is not None)
 
 
 def inspection_coverage(session: Session, viewer: Officer, inspection_id: str, *,

@@ -8,6 +8,8 @@ items with their custody events, each with an inclusion proof against a signed
 tree head that is also in the manifest; the custody public key), the verified
 files under `files/`, and `evidence-list.csv` / `evidence-list.html`
 (电子数据清单) for people without tools. `media.package_verify` checks it offline.
+An item whose file retention deleted is still listed, with its hash and its
+`deleted` custody event (proven like every other) in place of the file.
 
 **Export events and the tree head.** Exporting is itself a custody event
 (`exported`, with `purpose` and `package`) for every item. The package must
@@ -212,6 +214,7 @@ def prepare_package(session: Session, signer: custody.Signer, viewer: Officer, c
             "media_type": item.media_type, "captured_at": _iso(item.captured_at), "device": item.device_id,
             "officer": item.officer_id, "officer_name": _name(people, item.officer_id),
             "inspection_id": item.inspection_id, "status": item.status, "file": name,
+            "deleted_at": _iso(item.deleted_at), "deleted_by": item.deleted_by,
             "custody_holder": holder.holder_id if holder else None,
             "custody_holder_name": _name(people, holder.holder_id) if holder else None,
             "custody_events": events,
@@ -326,7 +329,14 @@ def _list_rows(items: list[dict[str, Any]]) -> list[list[str]]:
             return ""
         return f"{name} ({officer_id})" if name else officer_id
 
-    return [[str(i["item"]), i["kind"], i["file"] or "(未随包提供 not included)", i["sha256"], str(i["size"]),
+    def file(i: dict[str, Any]) -> str:
+        if i["file"]:
+            return i["file"]
+        if i["status"] == "deleted":
+            return f"(保存期满已删除 deleted under retention {i.get('deleted_at') or ''})".replace(" )", ")")
+        return "(未随包提供 not included)"
+
+    return [[str(i["item"]), i["kind"], file(i), i["sha256"], str(i["size"]),
              i["captured_at"] or "", i["device"], person(i["officer"], i["officer_name"]),
              person(i["custody_holder"], i["custody_holder_name"]), i["status"]] for i in items]
 

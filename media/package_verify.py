@@ -10,6 +10,10 @@ given by the person verifying:
   the hash of the one before (released gaps excepted);
 - each evidence item against its signed `evidence.capture` declaration, and
   each file's SHA-256 and size against the item;
+- that every file the custody log shows verified is in the package, unless
+  the log also proves its deletion under retention (a `deleted` event with the
+  item's hash): the manifest's own `status` is not signed, so only a proven
+  event excuses a missing file;
 - every custody event's inclusion proof against the signed tree head, and
   the head's signature. A key from the package itself proves only that the
   package is self-consistent (whoever forged it could have made the key),
@@ -47,6 +51,7 @@ class PackageReport:
     devices: int = 0
     items: int = 0
     files: int = 0
+    deleted: int = 0
     events: int = 0
     key_source: str | None = None
 
@@ -55,8 +60,9 @@ class PackageReport:
         return not self.problems
 
     def summary(self) -> str:
+        deleted = f", {self.deleted} deleted under retention" if self.deleted else ""
         return (f"{self.records} records from {self.devices} devices, {self.items} evidence items "
-                f"({self.files} files), {self.events} custody events")
+                f"({self.files} files{deleted}), {self.events} custody events")
 
 
 def _b64d(text: str) -> bytes:
@@ -228,12 +234,24 @@ def _evidence(zf: zipfile.ZipFile, manifest: dict[str, Any], captures: dict[str,
                                            f"({body.get(name)!r})")
             if device_id != item["device"]:
                 report.problems.append(f"{where}: declared by device {device_id}, not {item['device']}")
+        proven = _events(item, where, size, root, package_id, report)
+        deletion = proven.get("deleted")
         if item.get("file"):
             listed.add(item["file"])
             _file(zf, item, where, report)
+            if deletion is not None:
+                report.problems.append(f"{where}: the custody log records the deletion of its file, yet the package "
+                                       "holds one")
+        elif deletion is not None:
+            _deleted(item, where, deletion, report)
+        elif item["status"] == "deleted":
+            report.problems.append(f"{where}: listed as deleted, but no proven 'deleted' custody event says so: "
+                                   "its file is missing from the package")
         elif item["status"] == "verified":
             report.problems.append(f"{where}: verified, but its file is not in the package")
-        _events(item, where, size, root, package_id, report)
+        elif "verified" in proven:
+            report.problems.append(f"{where}: the custody log shows it verified, but its file is not in the package "
+                                   f"(listed as {item['status']!r})")
     for name in zf.namelist():
         if name.startswith("files/") and name not in listed:
             report.problems.append(f"file {name}: in the package but not listed in the manifest")
@@ -263,9 +281,24 @@ def _file(zf: zipfile.ZipFile, item: dict[str, Any], where: str, report: Package
         report.problems.append(f"{where}: file {name} is {n} bytes, not the declared {item['size']}")
 
 
+def _deleted(item: dict[str, Any], where: str, leaf: dict[str, Any], report: PackageReport) -> None:
+    if item["status"] != "deleted":
+        report.problems.append(f"{where}: the custody log records the deletion of its file, but it is listed as "
+                               f"{item['status']!r}")
+        return
+    if leaf.get("sha256") != item["sha256"] or leaf.get("size") != item["size"]:
+        report.problems.append(f"{where}: its 'deleted' custody event records another hash or size")
+        return
+    report.deleted += 1
+    report.notes.append(f"{where}: its file was deleted under the retention policy at {leaf.get('at')} by "
+                        f"{leaf.get('actor')} ({leaf.get('reason')}); its hash and custody history remain")
+
+
 def _events(item: dict[str, Any], where: str, size: int, root: bytes, package_id: str,
-            report: PackageReport) -> None:
+            report: PackageReport) -> dict[str, dict[str, Any]]:
+    """Check every event; answer the last proven event of each action that decides whether a file is due."""
     exported = declared = False
+    proven: dict[str, dict[str, Any]] = {}
     for event in item["custody_events"]:
         report.events += 1
         index, text = event["leaf_index"], event["leaf"]
@@ -277,6 +310,8 @@ def _events(item: dict[str, Any], where: str, size: int, root: bytes, package_id
         if not verify_inclusion(leaf_hash, index, size, proof, root):
             report.problems.append(f"{where}: custody event at leaf {index} ({leaf.get('action')}): its inclusion "
                                    f"proof does not hold against the tree head (size {size})")
+        elif leaf.get("evidence_id") == item["id"] and leaf.get("action") in ("verified", "deleted"):
+            proven[leaf["action"]] = leaf
         if leaf.get("action") == "declared":
             declared = True
             if leaf.get("sha256") != item["sha256"] or leaf.get("size") != item["size"]:
@@ -287,6 +322,7 @@ def _events(item: dict[str, Any], where: str, size: int, root: bytes, package_id
         report.problems.append(f"{where}: its custody 'declared' event is not in the package")
     if not exported:
         report.problems.append(f"{where}: the custody log has no 'exported' event for this package")
+    return proven
 
 
 def _tree_head(manifest: dict[str, Any], public_key: str | None, report: PackageReport) -> None:

@@ -4,7 +4,9 @@ Both keep the same three areas: `staging` (an upload in progress, keyed by
 upload id), `objects` (verified originals, keyed by SHA-256, so identical
 bytes are stored once) and `mismatch` (bytes that did not match their
 declaration, kept apart for forensics), plus `derived` (thumbnails).
-Nothing in here deletes or overwrites a verified object.
+Nothing in here overwrites a verified object, and only `remove` deletes one:
+retention (media.retention) calls it, under a custody event, once an item's
+period has run out.
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ class Store(Protocol):
 
     def abort(self, upload_id: str, multipart_id: str | None) -> None:
         """Drop staged bytes of an upload that will not complete."""
+
+    def remove(self, key: str) -> None:
+        """Delete a stored file for good (every version of it); a missing one is no error, so retries are safe."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -215,6 +220,16 @@ class LocalStore:
     def abort(self, upload_id: str, multipart_id: str | None) -> None:
         self._staged(upload_id).unlink(missing_ok=True)
 
+    def remove(self, key: str) -> None:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents or not key.startswith(("objects/", "derived/", "mismatch/")):
+            raise StoreError("bad_key", f"not a stored file: {key!r}")
+        try:
+            path.unlink(missing_ok=True)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise StoreError("unavailable", f"could not delete {key}: {exc.strerror or exc}") from None
+
 
 class S3Store:
     """Any S3-compatible store. Phones PUT to presigned URLs: the bytes never pass through the API."""
@@ -335,6 +350,23 @@ class S3Store:
         if multipart_id:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._staging(upload_id), UploadId=multipart_id)
         self.client.delete_object(Bucket=self.bucket, Key=self._staging(upload_id))
+
+    def remove(self, key: str) -> None:
+        """Deletes every version, so a versioned bucket keeps no copy either; Object Lock refuses (a StoreError)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            listed = self.client.list_object_versions(Bucket=self.bucket, Prefix=key)
+            versions = [v["VersionId"] for v in listed.get("Versions", []) + listed.get("DeleteMarkers", [])
+                        if v["Key"] == key]
+            for version in versions:
+                self.client.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
+            if not versions:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            raise StoreError("unavailable", f"could not delete {key}: {exc.response['Error']['Code']}") from None
+        except BotoCoreError as exc:
+            raise StoreError("unavailable", f"could not delete {key}: {exc}") from None
 
 
 @contextmanager

@@ -15,14 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.errors import Conflict, DomainError, Invalid, LengthRequired, NotFound
+from backend.errors import Conflict, DomainError, Gone, Invalid, LengthRequired, NotFound
 from backend.errors import PayloadTooLarge as TooLarge
 from backend.errors import RangeNotSatisfiable as RangeError
 from backend.jurisdiction import get_scoped
 from backend.models import Evidence, Officer, Upload, new_id, utcnow
 from sync import feed
 
-from . import custody, holders
+from . import custody, holders, retention
 from .settings import MediaSettings
 from .store import LocalStore, Store, StoreError
 
@@ -43,10 +43,16 @@ def _store_error(exc: StoreError) -> DomainError:
 
 
 def own_evidence(session: Session, officer: Officer, evidence_id: str) -> Evidence:
-    """Only the officer who declared an item uploads it; anyone else gets the answer for a missing item."""
+    """Only the officer who declared an item uploads it; anyone else gets the answer for a missing item.
+
+    An item whose file retention deleted answers 410 on every upload path: its
+    file is never re-created, and the phone learns it may drop its own copy.
+    """
     evidence = session.get(Evidence, evidence_id)
     if evidence is None or evidence.officer_id != officer.id:
         raise NotFound(f"no evidence {evidence_id!r}")
+    if evidence.status == "deleted":
+        raise retention.gone(evidence)
     return evidence
 
 
@@ -133,7 +139,14 @@ def receive_content(session: Session, store: Store, officer: Officer, evidence_i
 def complete(session: Session, store: Store, officer: Officer, evidence_id: str, parts: list[dict[str, Any]] | None,
              settings: MediaSettings, analyse: Callable[[Session, Store, Evidence, MediaSettings], None] | None = None
              ) -> Evidence:
-    evidence = own_evidence(session, officer, evidence_id)
+    try:
+        evidence = own_evidence(session, officer, evidence_id)
+    except Gone:
+        # A presigned URL outlives the upload retention closed: drop whatever it still delivered.
+        for closed in session.scalars(select(Upload).where(Upload.evidence_id == evidence_id,
+                                                           Upload.status == "failed")):
+            retention.drop_staged(store, closed)
+        raise
     upload = _open_upload(session, evidence)
     if upload is None:
         if evidence.status in ("verified", "mismatch"):
@@ -157,10 +170,12 @@ def complete(session: Session, store: Store, officer: Officer, evidence_id: str,
 def verify_upload(session: Session, store: Store, upload_id: str, settings: MediaSettings,
                   analyse: Callable[[Session, Store, Evidence, MediaSettings], None] | None = None) -> Evidence:
     """Hash the stored bytes and give the verdict: `verified`, or `mismatch` with the bytes set apart."""
-    upload = session.get(Upload, upload_id, with_for_update=True)
+    upload = session.get(Upload, upload_id, with_for_update=True, populate_existing=True)
+    evidence = session.get(Evidence, upload.evidence_id, populate_existing=True) if upload is not None else None
+    if evidence is not None and evidence.status == "deleted":
+        raise retention.gone(evidence)  # retention closed this upload meanwhile: a late verdict must not revive it
     if upload is None or upload.status != "open":
         raise Conflict("this upload is not open")
-    evidence = session.get(Evidence, upload.evidence_id)
     assert evidence is not None
     try:
         digest = store.staged_digest(upload.id)
@@ -171,6 +186,7 @@ def verify_upload(session: Session, store: Store, upload_id: str, settings: Medi
     upload.open_key = None
     if digest.sha256 == evidence.sha256 and digest.size == evidence.size:
         upload.status = "verified"
+        retention.lock_object(session, digest.sha256)  # a purge must not drop the object we are about to share
         evidence.object_key = store.promote(upload.id, digest.sha256)
         evidence.status, evidence.verified_at = "verified", now
         flags = list(evidence.flags or [])
@@ -202,6 +218,7 @@ def describe(session: Session, evidence: Evidence) -> dict[str, Any]:
         "media_type": evidence.media_type, "captured_at": evidence.captured_at, "location": evidence.location,
         "clip": evidence.clip, "officer_id": evidence.officer_id, "device_id": evidence.device_id,
         "declared_at": evidence.declared_at, "verified_at": evidence.verified_at,
+        "deleted_at": evidence.deleted_at, "deleted_by": evidence.deleted_by,
         "media_info": evidence.media_info, "flags": evidence.flags or [],
         "has_thumbnail": evidence.thumbnail_key is not None,
         "uploads": [{"id": u.id, "status": u.status, "method": u.method, "received_sha256": u.received_sha256,
@@ -228,6 +245,8 @@ def open_original(session: Session, store: Store, viewer: Officer, evidence_id: 
                   purpose: str | None = None) -> tuple[Evidence, BinaryIO]:
     """Every read of an original is a custody event: who, when, and the stated purpose."""
     evidence = readable_evidence(session, viewer, evidence_id)
+    if evidence.status == "deleted":
+        raise retention.gone(evidence)
     if evidence.status != "verified" or not evidence.object_key:
         raise Conflict("only verified evidence has content to read")
     stream = store.open(evidence.object_key)
@@ -237,6 +256,8 @@ def open_original(session: Session, store: Store, viewer: Officer, evidence_id: 
 
 def open_thumbnail(session: Session, store: Store, viewer: Officer, evidence_id: str) -> BinaryIO:
     evidence = readable_evidence(session, viewer, evidence_id)
+    if evidence.status == "deleted":
+        raise retention.gone(evidence)
     if not evidence.thumbnail_key:
         raise NotFound("this evidence has no thumbnail")
     return store.open(evidence.thumbnail_key)

@@ -78,8 +78,9 @@ DEVICE_REJECTIONS = frozenset({"unknown_device", "device_revoked", "not_owner"})
 KINDS = frozenset({"photo", "video", "audio", "document", "signature"})
 # Evidence files on the phone: captured (waiting for its declaration to reach the ledger), uploading, uploaded
 # (bytes sent, verdict not heard yet), verified, mismatch (the server received other bytes), changed (the file
-# on the phone no longer matches its declaration and cannot be sent), purged, not_declared, record_dropped.
-# Only verified with the server's purge_allowed may be purged.
+# on the phone no longer matches its declaration and cannot be sent), purged, not_declared, record_dropped, deleted
+# (the server deleted its file under the retention policy: never sent again).
+# Only verified or deleted with the server's purge_allowed may be purged.
 OUTCOMES = frozenset({"no_violation", "violation_found", "rectification_ordered", "not_inspected"})
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -1147,9 +1148,9 @@ class Phone:
 
     def _note_evidence_status(self, evidence_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         status = data.get("status")
-        purge = bool(data.get("purge_allowed")) and status == "verified"  # belt and braces: only verified
+        purge = bool(data.get("purge_allowed")) and status in ("verified", "deleted")  # belt and braces
         with self._tx() as db:
-            if status in ("verified", "mismatch"):
+            if status in ("verified", "mismatch", "deleted"):
                 # A purged copy stays purged: a later pull of the same verdict must not offer it again.
                 db.execute("UPDATE evidence SET status = ?, purge_allowed = ?, last_error = NULL, updated_at = ? "
                            "WHERE evidence_id = ? AND status != 'purged'",
@@ -1168,7 +1169,8 @@ class Phone:
         the server's verdict (``verified``, ``mismatch``) or where the upload stands (``uploading``,
         ``uploaded``, ``changed``: the file on the phone is no longer the one declared and cannot be sent).
         ``error`` says what went wrong, a ``mismatch`` included; it is also kept as ``last_error`` in
-        :meth:`evidence_files`. Only ``verified`` with ``purge_allowed`` lets :meth:`purge` delete the copy.
+        :meth:`evidence_files`. ``deleted`` (a 410: retention removed the server's file) is never tried again.
+        Only ``verified`` or ``deleted`` with ``purge_allowed`` lets :meth:`purge` delete the copy.
         """
         rows = self._q(
             "SELECT e.*, r.result_status FROM evidence e JOIN records r ON r.op = e.op "
@@ -1227,13 +1229,27 @@ class Phone:
         return {"evidence_id": evidence_id, "status": "changed", "purge_allowed": False, "error": error}
 
     def _upload_one(self, row: sqlite3.Row) -> dict[str, Any]:
+        try:
+            return self._try_upload(row)
+        except ApiError as exc:
+            if exc.status != 410:
+                raise
+            # Deleted under the retention policy: the server will never take this file again.
+            log.info("evidence %s: %s", row["evidence_id"], exc.message)
+            noted = self._note_evidence_status(row["evidence_id"], {"status": "deleted", "purge_allowed": True})
+            with self._tx() as db:
+                db.execute("UPDATE evidence SET last_error = ? WHERE evidence_id = ?",
+                           (exc.message[:500], row["evidence_id"]))
+            return {**noted, "error": exc.message}
+
+    def _try_upload(self, row: sqlite3.Row) -> dict[str, Any]:
         eid, path, size, sha256 = row["evidence_id"], row["path"], int(row["size"]), row["sha256"]
         base = f"{_API}/evidence/{eid}"
         resuming = row["status"] == "uploading"
         if row["status"] == "uploaded":
             # The bytes went up but the verdict never arrived: ask for it instead of sending again.
             current = self._api("GET", base)
-            if current.get("status") in ("verified", "mismatch"):
+            if current.get("status") in ("verified", "mismatch", "deleted"):
                 return self._finish_upload(eid, current)
             # No verdict: completing found bytes missing (or never ran). Continue where the server stopped.
             resuming = True
@@ -1381,14 +1397,14 @@ class Phone:
         return done
 
     def purgeable(self) -> list[dict[str, Any]]:
-        """Files the server verified and allows deleting; the app decides when to free the space."""
+        """Files the server verified (or deleted under retention) and allows deleting; the app decides when."""
         return [dict(r) for r in self._q("SELECT evidence_id, path, size FROM evidence WHERE purge_allowed = 1 "
-                                         "AND status = 'verified'")]
+                                         "AND status IN ('verified', 'deleted')")]
 
     def purge(self, evidence_id: str) -> bool:
         """Delete a local copy, but only one the server has allowed; returns whether a file was removed."""
         rows = self._q("SELECT path, purge_allowed, status FROM evidence WHERE evidence_id = ?", (evidence_id,))
-        if not rows or not rows[0]["purge_allowed"] or rows[0]["status"] != "verified":
+        if not rows or not rows[0]["purge_allowed"] or rows[0]["status"] not in ("verified", "deleted"):
             return False
         with suppress(FileNotFoundError):
             os.remove(rows[0]["path"])

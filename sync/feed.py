@@ -16,10 +16,11 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from backend import commit_queue
+from backend.bulk import insert_rows
 from backend.errors import Gone
 from backend.jurisdiction import regions_of
 from backend.models import Case, CaseAlias, CaseConflict, CaseTransition, Change, Evidence, Institution, Officer
@@ -50,7 +51,8 @@ def institution_data(i: Institution) -> dict[str, Any]:
 
 
 def evidence_data(e: Evidence) -> dict[str, Any]:
-    return {"id": e.id, "status": e.status, "purge_allowed": e.status == "verified", "sha256": e.sha256,
+    # Deleted under retention: the server keeps no file, so neither need the phone.
+    return {"id": e.id, "status": e.status, "purge_allowed": e.status in ("verified", "deleted"), "sha256": e.sha256,
             "size": e.size, "kind": e.kind, "inspection_id": e.inspection_id, "case_id": e.case_id}
 
 
@@ -112,7 +114,7 @@ def _publish(session: Session) -> None:
     if not rows:
         return
     _sequence_lock(session)
-    session.execute(insert(Change), rows)
+    insert_rows(session, Change, rows)
 
 
 def _sequence_lock(session: Session) -> None:

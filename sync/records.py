@@ -214,6 +214,17 @@ class ChainFields:
         self.op, self.seq, self.prev = op, seq, prev
 
 
+def contains_nul(value: Any) -> bool:
+    """NUL anywhere in a decoded JSON value, keys included: PostgreSQL text cannot hold it."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False
+
+
 class ContentError(Exception):
     """Authentic and in its chain, but not applicable: the record is ledgered as `invalid`."""
 
@@ -244,6 +255,8 @@ def load_content(payload: dict[str, Any]) -> tuple[datetime, str, str, dict[str,
     body = payload.get("body")
     if not isinstance(body, dict):
         raise ContentError("bad_body", "body must be an object")
+    if contains_nul(body):
+        raise ContentError("bad_body", "text must not contain NUL characters (U+0000)")
     try:
         loaded = schema.load(body)
     except ValidationError as exc:

@@ -156,6 +156,16 @@ def test_analyse(window_end, clips, interruptions, expected):
         assert answer[key] == value, key
 
 
+def test_a_clip_deleted_under_retention_after_verification_still_covers_its_stretch():
+    from dataclasses import replace
+
+    kept, deleted = clip("A", 1, 0, 300), replace(clip("A", 2, 300, 600), status="deleted", was_verified=True)
+    assert analyse(T0, t(600), [kept, deleted], [], tolerance=TOL)["status"] == "complete"
+    never = replace(deleted, was_verified=False)  # a mismatch deleted later proved nothing
+    answer = analyse(T0, t(600), [kept, never], [], tolerance=TOL)
+    assert answer["status"] != "complete" and answer["unverified_clips"]
+
+
 def test_a_window_ending_before_start_is_flagged():
     answer = analyse(T0, t(-60), [], [], tolerance=TOL)
     assert answer["flags"] == [{"flag": "window_ends_before_start"}]

@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, jsonify
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from ..errors import DomainError
@@ -67,6 +67,14 @@ def register(app: Flask) -> None:
         resp = jsonify(error_body(409, "a concurrent request wrote the same data first; retry"))
         resp.status_code = 409
         resp.headers["Retry-After"] = "1"
+        return resp
+
+    @app.errorhandler(DataError)
+    def _unstorable(exc: DataError):
+        # A value the database refuses (out of range, bad encoding) that validation let through; nothing was kept.
+        log.warning("value refused by the database: %s", exc.orig)
+        resp = jsonify(error_body(422, "a value in the request cannot be stored (out of range or not valid text)"))
+        resp.status_code = 422
         return resp
 
     @app.errorhandler(OperationalError)

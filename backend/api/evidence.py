@@ -50,6 +50,8 @@ class EvidenceSchema(Schema):
     device_id = fields.String()
     declared_at = fields.DateTime()
     verified_at = fields.DateTime(allow_none=True)
+    deleted_at = fields.DateTime(allow_none=True, metadata={"description": "when retention deleted the file"})
+    deleted_by = fields.String(allow_none=True, metadata={"description": "the custodian who deleted it"})
     media_info = fields.Dict(allow_none=True)
     flags = fields.List(fields.String())
     has_thumbnail = fields.Boolean()
