@@ -63,14 +63,15 @@ def db_upgrade() -> None:
 
 @main.command("seed-reference")
 def seed_reference() -> None:
-    """Load or refresh regions, departments and the violation catalogue (idempotent)."""
-    from .reference import seed
+    """Load or refresh regions, departments, the violation catalogue and starting discretion benchmarks (idempotent)."""
+    from .reference import seed, seed_benchmarks
     from .schema import upgrade
 
     database = _db()
     upgrade(database)
     with database.transaction() as session:
         counts = seed(session)
+        counts["discretion benchmarks"] = seed_benchmarks(session)
     click.echo("reference data loaded; new rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 

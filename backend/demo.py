@@ -725,6 +725,88 @@ class FieldDay:
                  f"hash {device['head']['hash'][:12]}…, ledger {rows} ({dict(statuses)}), "
                  f"deferred {device['deferred']['count']}, quarantined {device['quarantined']}, "
                  f"outbox {len(phone.outbox())}")
+        if getattr(self, "stats", None):
+            self.report_statistics()
+
+    # ------------------------------------------------------------------ the day in figures
+
+    def statistics(self) -> None:
+        """The admin's `GET /api/v1/stats` for the story's day(s), checked against what the story itself did.
+
+        The expected figures come from the story's own answers (the cases, their findings, each inspection's
+        own coverage answer, the evidence statuses, the push counts), so the check shows the statistics agree
+        with the rest of the server rather than with numbers written down here.
+        """
+        if not (getattr(self, "case_id", None) and getattr(self, "market_case_id", None)):
+            return
+        first = self.window_start.astimezone(SHANGHAI).date()
+        last = datetime.now(SHANGHAI).date()
+        self.stats = self._get(f"/api/v1/stats?from={first.isoformat()}&to={last.isoformat()}")
+        market = self._get(f"/api/v1/cases/{self.market_case_id}")
+        departments = Counter((self.case["department"], market["department"]))
+        categories = Counter({f["category"] for i in self.case["inspections"] for f in i["findings"]})
+        ended = [i["id"] for i in self.case["inspections"] if i["ended_at"]]
+        recording = Counter(self._get(f"/api/v1/inspections/{iid}/coverage")["status"] for iid in ended)
+        recorded = recording["complete"] + recording["explained"]
+        statuses = Counter(item["status"] for item in self.server_items.values())
+        answered = [Counter(summary["counts"]) for _, _, summary, _ in self.pushes if summary]
+        rejected, invalid = sum(c["rejected"] for c in answered), sum(c["invalid"] for c in answered)
+        st = self.stats
+        got = {"cases": (st["cases"]["opened"], st["cases"]["by_department"], st["cases"]["by_category"],
+                         st["cases"]["without_findings"]),
+               "recording": (st["recording"]["inspections_ended"], st["recording"]["complete_or_explained"],
+                             {k: v for k, v in st["recording"]["by_status"].items() if v}),
+               "evidence": (st["evidence"]["verified"], st["evidence"]["mismatch"],
+                            st["evidence"]["verification_delay_seconds"]["count"]),
+               "rejected": (st["rejected"]["quarantined"], st["rejected"]["invalid"]), "clues": st["clues"]["received"]}
+        want = {"cases": (2, dict(sorted(departments.items())), dict(sorted(categories.items())), 1),
+                "recording": (len(ended), recorded, dict(recording)),
+                "evidence": (statuses["verified"], statuses["mismatch"], statuses["verified"]),
+                "rejected": (rejected, invalid), "clues": 0}
+        self.checks.expect(
+            got == want,
+            f"the statistics match the story: 2 cases opened ({_counts(departments)}), findings "
+            f"{_counts(categories)}, {recorded} of {len(ended)} ended inspections fully recorded, "
+            f"{statuses['verified']} items verified, {statuses['mismatch']} in mismatch, {rejected} records rejected",
+            {"got": got, "want": want})
+
+    def report_statistics(self) -> None:
+        echo, st = self.echo, self.stats
+        clues, cases, rec, ev, rej = (st[k] for k in ("clues", "cases", "recording", "evidence", "rejected"))
+        delay = ev["verification_delay_seconds"]
+        echo("")
+        echo(f"== Statistics (GET /api/v1/stats as the admin, {st['period']['from']} to {st['period']['to']}) ==")
+        rows = (
+            ("clues received / converted / rate", f"{clues['received']} / {clues['converted']} / "
+                                                  f"{_figure(clues['conversion_rate'])}"),
+            ("cases opened", f"{cases['opened']} ({_counts(cases['by_status'])}; {_counts(cases['by_department'])})"),
+            ("cases by category of findings", f"{_counts(cases['by_category']) or 'none'}; "
+                                              f"without findings {cases['without_findings']}"),
+            ("cases closed / median days to close", f"{cases['closed']} / {_figure(cases['to_close_days']['median'])}"),
+            ("inspections ended / fully recorded", f"{rec['inspections_ended']} / {rec['complete_or_explained']} "
+                                                   f"(share {_figure(rec['share'])}; {_counts(rec['by_status'])})"),
+            ("evidence verified / delay median, p90", f"{ev['verified']} / {_figure(delay['median'])} s, "
+                                                      f"{_figure(delay['p90'])} s"),
+            ("evidence in mismatch", f"{ev['mismatch']}"),
+            ("records rejected / invalid", f"{rej['quarantined']} / {rej['invalid']}"),
+        )
+        for label, value in rows:
+            echo(f"{label:<40}{value}")
+        for row in st["regions"]:
+            if any(row[k] for k in ("clues_received", "cases_opened", "inspections_ended", "evidence_verified",
+                                    "rejected_records", "invalid_records")):
+                echo(f"district {row['region']} {row['name_zh']}: cases {row['cases_opened']}, inspections "
+                     f"{row['inspections_ended']} (fully recorded {row['inspections_recorded']}), evidence verified "
+                     f"{row['evidence_verified']} (mismatch {row['evidence_mismatch']}), clues {row['clues_received']}")
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    """`a 1, b 2` for the non-zero entries, in key order."""
+    return ", ".join(f"{key} {n}" for key, n in sorted(counts.items()) if n)
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def _tamper_one_photo(source: Path, target: Path) -> str:
@@ -781,6 +863,7 @@ def run(keep: bool = False) -> int:
                 day.check()
                 day.office()
                 day.archive()
+                day.statistics()
                 day.report()
             finally:
                 day.close()

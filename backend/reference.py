@@ -7,7 +7,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .models import CATEGORIES, ROLES, Agency, CategoryDepartment, Department, Region, ViolationCategory
+from .models import (
+    CATEGORIES,
+    ROLES,
+    Agency,
+    CategoryDepartment,
+    Department,
+    DiscretionBenchmark,
+    Region,
+    ViolationCategory,
+)
 
 CITY = "330100"
 
@@ -63,6 +72,59 @@ CATALOGUE: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "以家政、众筹、游学、托管等名义开展隐形变异学科类培训",
      ("education", "enforcement", "culture", "sports", "science")),
 ]
+
+
+_PRIVATE_EDUCATION = ("《中华人民共和国民办教育促进法》第六十四条：擅自举办民办学校的，责令停止办学、退还所收费用，"
+                      "并对举办者处违法所得一倍以上五倍以下的罚款；《校外培训行政处罚暂行办法》（教育部令第53号）")
+_LENIENCY = "《中华人民共和国行政处罚法》第三十二条、第三十三条（从轻、减轻，初次违法且及时改正的可以不予处罚）"
+_TRAINING = "《校外培训行政处罚暂行办法》（教育部令第53号）"
+_FIRE = ("《中华人民共和国消防法》第六十条第一款：消防设施、器材或者消防安全标志的配置、设置不符合标准，"
+         "占用、堵塞、封闭疏散通道、安全出口的，责令改正，处五千元以上五万元以下罚款")
+_FOOD = ("《中华人民共和国食品安全法》第一百二十二条第一款：未取得食品经营许可从事食品经营活动，"
+         "货值金额不足一万元的，并处五万元以上十万元以下罚款")
+_PRICE = ("《中华人民共和国价格法》第三十九条；《价格违法行为行政处罚规定》第九条：不执行政府指导价，"
+          "没有违法所得的，处五万元以上五十万元以下的罚款")
+
+_STOP_LENIENT = "责令停止培训、退还所收费用；初次违法、涉案金额较小且及时改正的，从轻或者减轻处罚"
+_STOP_FINE = "责令停止培训、退还所收费用，并处违法所得一倍以上五倍以下罚款"
+_WARN_ONLY = "责令改正，予以警告或者通报批评；初次违法且及时改正的，不予罚款"
+_WARN_FINE = "责令改正，退还所收费用，予以警告或者通报批评；情节严重的，处五万元以下罚款"
+_UNLICENSED_KINDS = ("unlicensed", "disguised")
+_TRAINING_KINDS = ("venue", "staff", "content", "materials", "methods", "hours", "fees", "contracts", "competitions")
+
+# A starting set of discretion benchmarks (裁量基准), for the legal department to confirm or replace through
+# the API; amounts in yuan, "amount" being the sum involved (违法所得 / 货值). Seeded per category only while
+# that category has none, so admins' edits are never overwritten.
+# category, first offence, rectified in time, amount min, amount max, fine min, fine max, measures, basis
+DISCRETION_BENCHMARKS: list[tuple[str, bool | None, bool | None, int | None, int | None, int, int, str, str]] = [
+    *[(code, True, True, 0, 10_000, 0, 10_000, _STOP_LENIENT, f"{_PRIVATE_EDUCATION}；{_LENIENCY}")
+      for code in _UNLICENSED_KINDS],
+    *[(code, None, None, lo, hi, fmin, fmax, _STOP_FINE, _PRIVATE_EDUCATION)
+      for code in _UNLICENSED_KINDS
+      for lo, hi, fmin, fmax in ((0, 10_000, 0, 50_000), (10_001, 100_000, 10_001, 500_000))],
+    *[row for code in _TRAINING_KINDS
+      for row in ((code, True, True, None, None, 0, 0, _WARN_ONLY, f"{_TRAINING}；{_LENIENCY}"),
+                  (code, None, None, None, None, 0, 50_000, _WARN_FINE, _TRAINING))],
+    ("fire_safety", True, True, None, None, 5_000, 10_000, "责令改正；初次违法且及时改正的，在下限附近处罚", _FIRE),
+    ("fire_safety", None, None, None, None, 5_000, 50_000, "责令改正", _FIRE),
+    ("food_safety", None, None, 0, 9_999, 50_000, 100_000, "没收违法所得和违法经营的食品", _FOOD),
+    ("pricing", None, None, 0, 0, 50_000, 500_000, "责令改正（无违法所得）", _PRICE),
+]
+
+
+def seed_benchmarks(session: Session) -> int:
+    """Insert the starting benchmarks of every category that has none yet; returns how many rows were added."""
+    have = set(session.scalars(select(DiscretionBenchmark.category_code).distinct()))
+    added = 0
+    for code, first, rectified, amin, amax, fmin, fmax, measures, basis in DISCRETION_BENCHMARKS:
+        if code in have:
+            continue
+        session.add(DiscretionBenchmark(category_code=code, first_offence=first, rectified_in_time=rectified,
+                                        amount_min_yuan=amin, amount_max_yuan=amax, fine_min_yuan=fmin,
+                                        fine_max_yuan=fmax, measures=measures, basis=basis))
+        added += 1
+    session.flush()
+    return added
 
 
 def agency_id(department: str, region: str) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 import migrations
 
 from .db import Database
-from .reference import seed
+from .reference import seed, seed_benchmarks
 
 log = logging.getLogger("fieldcase.schema")
 
@@ -54,3 +54,4 @@ def prepare(db: Database) -> None:
     upgrade(db)
     with db.transaction() as session:
         seed(session)
+        seed_benchmarks(session)

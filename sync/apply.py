@@ -33,6 +33,8 @@ from backend.models import (
 from media import custody
 
 from . import feed
+from .clues import file_clue
+from .draws import link_inspection
 from .lookup import Lookup
 from .merge import open_case, resolve_case, resolve_institution
 from .records import ContentError
@@ -108,6 +110,10 @@ def _inspection_start(ctx: RecordContext) -> Applied:
     )
     if ctx.officer.id not in officers:
         inspection.flags.append("owner_not_present")
+    linked = link_inspection(ctx.session, inspection.task_id, inspection.id, case.institution_id, ctx.at) \
+        if inspection.task_id else None
+    if linked is False:
+        inspection.flags.append("task_mismatch")
     ctx.lookup.add(inspection)
     out = Applied(refs={"case_id": case.id, "inspection_id": inspection.id})
     _clock_flags(ctx, inspection, out)
@@ -275,10 +281,14 @@ def _clue(ctx: RecordContext) -> Applied:
     if ctx.lookup.get(Clue, body["clue_id"]) is not None:
         raise ContentError("duplicate_id", f"clue {body['clue_id']} already reported")
     inst = resolve_institution(s, ctx.officer, body["institution"])
-    ctx.lookup.add(Clue(id=body["clue_id"], source=body["source"], institution_id=inst.id, region_code=inst.region_code,
-               description=body["description"], status="new", reported_by=ctx.officer.id, reported_at=ctx.at,
-               op=ctx.op))
-    out = Applied(refs={"clue_id": body["clue_id"], "institution_id": inst.id})
+    clue = Clue(id=body["clue_id"], source=body["source"], institution_id=inst.id, region_code=inst.region_code,
+                description=body["description"], status="new", reported_by=ctx.officer.id, reported_at=ctx.at,
+                op=ctx.op, attachments=[])
+    file_clue(s, clue)  # routed, linked to a clue it duplicates, given the code the officer hands over
+    ctx.lookup.add(clue)
+    out = Applied(refs={"clue_id": clue.id, "institution_id": inst.id, "tracking_code": clue.tracking_code})
+    if clue.duplicate_of:
+        out.refs["duplicate_of"] = clue.duplicate_of
     _clock_flags(ctx, None, out)
     return out
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from backend.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.jurisdiction import may_see_region, scope
-from backend.models import Case, CaseAlias, CaseConflict, Device, Inspection, Officer, utcnow
+from backend.models import Case, CaseAlias, CaseConflict, CaseDepartment, Device, Inspection, Officer, utcnow
 from backend.paging import paginate
 
 from . import feed
@@ -29,8 +29,13 @@ def list_conflicts(session: Session, viewer: Officer, *, case_id: str | None = N
 
 
 def works_on(session: Session, officer: Officer, case: Case) -> bool:
-    """The case's opener, an officer whose phone opened it offline (merged), or one present at an inspection."""
+    """The case's opener, an officer whose phone opened it offline (merged), one present at an inspection,
+    or an officer of a department taking part in it (joint enforcement) whose jurisdiction covers it."""
     if case.created_by == officer.id:
+        return True
+    if may_see_region(officer, case.region_code) and session.scalar(
+            select(func.count()).select_from(CaseDepartment).where(
+                CaseDepartment.case_id == case.id, CaseDepartment.department_code == officer.department_code)):
         return True
     if session.scalar(select(func.count()).select_from(CaseAlias).join(Device, Device.id == CaseAlias.device_id)
                       .where(CaseAlias.case_id == case.id, Device.officer_id == officer.id)):

@@ -23,7 +23,20 @@ from backend import commit_queue
 from backend.bulk import insert_rows
 from backend.errors import Gone
 from backend.jurisdiction import regions_of
-from backend.models import Case, CaseAlias, CaseConflict, CaseTransition, Change, Evidence, Institution, Officer
+from backend.models import (
+    Case,
+    CaseAlias,
+    CaseConflict,
+    CaseDepartment,
+    CaseTransition,
+    Change,
+    Clue,
+    Evidence,
+    Institution,
+    Officer,
+    Task,
+    Transfer,
+)
 
 FEED_LOCK_KEY = 0x6663_6665_6564  # "fcfeed"
 PENDING = "fieldcase.pending_changes"
@@ -69,6 +82,37 @@ def transition_data(t: CaseTransition) -> dict[str, Any]:
             "case_version": t.case_version}
 
 
+def task_data(t: Task) -> dict[str, Any]:
+    return {"id": t.id, "draw_id": t.draw_id, "campaign_id": t.campaign_id, "institution_id": t.institution_id,
+            "region": t.region_code, "departments": list(t.departments or []), "officers": list(t.officers or []),
+            "planned_date": t.planned_date.isoformat(), "status": t.status, "inspection_id": t.inspection_id,
+            "created_at": _iso(t.created_at), "done_at": _iso(t.done_at)}
+
+
+def clue_data(c: Clue) -> dict[str, Any]:
+    """Everything but the complainant: their personal data never reaches a phone."""
+    return {"id": c.id, "source": c.source, "institution_id": c.institution_id, "region": c.region_code,
+            "description": c.description, "status": c.status, "category": c.category, "department": c.department_code,
+            "tracking_code": c.tracking_code, "duplicate_of": c.duplicate_of, "case_id": c.case_id,
+            "attachments": list(c.attachments or []), "outcome": c.outcome, "closed_reason": c.closed_reason,
+            "reported_by": c.reported_by, "reported_at": _iso(c.reported_at), "updated_at": _iso(c.updated_at),
+            "closed_at": _iso(c.closed_at)}
+
+
+def transfer_data(t: Transfer) -> dict[str, Any]:
+    """The transfer without what was handed over (`sent` can be a whole case file; the API serves it)."""
+    return {"id": t.id, "subject_kind": t.subject_kind, "subject_id": t.subject_id, "region": t.region_code,
+            "from_department": t.from_department, "to": t.to_kind, "to_department": t.to_department,
+            "reason": t.reason, "status": t.status, "requested_by": t.requested_by,
+            "requested_at": _iso(t.requested_at), "decided_by": t.decided_by, "decided_at": _iso(t.decided_at),
+            "decision_reason": t.decision_reason, "successor_case_id": (t.sent or {}).get("successor_case_id")}
+
+
+def participant_data(d: CaseDepartment) -> dict[str, Any]:
+    return {"case_id": d.case_id, "department": d.department_code, "added_by": d.added_by,
+            "added_at": _iso(d.added_at), "reason": d.reason}
+
+
 # kind -> (snapshot, region of the row, officer who owns it)
 KINDS: dict[str, tuple[Callable[[Any], dict[str, Any]], Callable[[Any], str | None], Callable[[Any], str | None]]] = {
     "case": (case_data, lambda c: c.region_code, lambda c: c.created_by),
@@ -76,6 +120,12 @@ KINDS: dict[str, tuple[Callable[[Any], dict[str, Any]], Callable[[Any], str | No
     "evidence": (evidence_data, lambda e: e.region_code, lambda e: e.officer_id),
     "conflict": (conflict_data, lambda c: None, lambda c: c.officer_id),
     "case_transition": (transition_data, lambda t: t.region_code, lambda t: t.actor),
+    # A drawn task is for its team only (sync.draws emits one change per assigned officer): no region.
+    "task": (task_data, lambda t: None, lambda t: None),
+    "clue": (clue_data, lambda c: c.region_code, lambda c: c.reported_by),
+    "transfer": (transfer_data, lambda t: t.region_code, lambda t: t.requested_by),
+    # Emitted with the case's region (sync.joint).
+    "case_department": (participant_data, lambda d: None, lambda d: d.added_by),
 }
 
 
@@ -86,18 +136,23 @@ def emit(session: Session, kind: str, obj: Any, *, op: str = "upsert", region: s
 
 
 def _key(kind: str, obj: Any) -> str:
-    return obj.client_case_id if kind == "case_alias" else str(obj.id)
+    if kind == "case_alias":
+        return obj.client_case_id
+    if kind == "case_department":
+        return f"{obj.case_id}:{obj.department_code}"
+    return str(obj.id)
 
 
 def _rows(session: Session) -> list[dict[str, Any]]:
-    latest: dict[tuple[str, str], tuple] = {}
+    latest: dict[tuple[str, str, str | None], tuple] = {}
     for entry in commit_queue.take(session, PENDING):
-        latest[(entry[0], _key(entry[0], entry[1]))] = entry  # one change per entity: its state at commit
+        # One change per entity and audience: its state at commit.
+        latest[(entry[0], _key(entry[0], entry[1]), entry[4])] = entry
     if not latest:
         return []
     session.flush()
     rows = []
-    for (kind, key), (_k, obj, op, region, officer) in latest.items():
+    for (kind, key, _audience), (_k, obj, op, region, officer) in latest.items():
         if kind == "case_alias":
             data, region_of, owner_of = alias_data(obj), None, None
         else:

@@ -3,6 +3,10 @@
 registered -> investigating -> [legal_review ->] notified -> decided -> executed -> closed, with the exits
 not_penalised, transferred and dismissed. Every step is a `CaseTransition` row, a case change (version,
 per-field history, feed) through `record_case_change`, and a `case_transition` change in the feed.
+
+`transferred` is where a transfer ends the sending department's case. Taken as a step here it is a transfer
+made at once: sync.joint records it, and the receiver's answer opens the successor case. Asked for through
+sync.joint instead, the case stays open until the receiver accepts (docs: "Transfers, as built").
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from backend.jurisdiction import get_scoped
 from backend.models import Case, CaseConflict, CaseTransition, Department, Evidence, Inspection, Officer, utcnow
 from media.coverage import DEFAULT_TOLERANCE, inspection_coverage
 
-from . import feed
+from . import credit, feed
 from .apply import record_case_change
 from .conflicts import works_on
 
@@ -113,14 +117,34 @@ def transition(session: Session, actor: Officer, case_id: str, *, to: str, reaso
     session.refresh(case, with_for_update=True)  # one transition at a time per case (PostgreSQL)
     row = move(session, actor, case, to=to, reason=reason, decision=decision, transfer_to=transfer_to,
                override_reason=override_reason, major_fine_threshold=major_fine_threshold, tolerance=tolerance)
+    if to == "transferred":
+        from .joint import record_lifecycle_transfer  # joint builds on this module
+
+        record_lifecycle_transfer(session, actor, case, row)
     return {"case": feed.case_data(case), "transition": feed.transition_data(row)}
+
+
+def check_step(session: Session, actor: Officer, case: Case, to: str) -> None:
+    """move()'s first gates, for a step asked for now and taken later (a transfer waiting for its answer)."""
+    allowed = TRANSITIONS.get(case.status, ())
+    if to not in allowed:
+        raise Conflict(f"a case in status {case.status!r} cannot go to {to!r}"
+                       + (f"; from {case.status} it may go to: {', '.join(allowed)}" if allowed
+                          else f"; {case.status} is final"),
+                       errors={"to": [f"allowed from {case.status}: {list(allowed)}"]})
+    _check_role(session, actor, case, to)
 
 
 def move(session: Session, actor: Officer, case: Case, *, to: str, reason: str,
          decision: Mapping[str, Any] | None = None, transfer_to: str | None = None,
          override_reason: str | None = None, major_fine_threshold: int = 10_000,
-         tolerance: timedelta = DEFAULT_TOLERANCE, op: str | None = None, at: datetime | None = None) -> CaseTransition:
-    """The one gate every status change passes, from the desk or from a phone's `case.update` (`op`, `at`)."""
+         tolerance: timedelta = DEFAULT_TOLERANCE, op: str | None = None, at: datetime | None = None,
+         role_checked: bool = False) -> CaseTransition:
+    """The one gate every status change passes, from the desk or from a phone's `case.update` (`op`, `at`).
+
+    `role_checked`: the caller settled who may take the step. Only an accepted transfer does: the receiver
+    answers, and the request it answers passed `check_step` when it was made.
+    """
     source = case.status
     if to not in TRANSITIONS.get(source, ()):
         allowed = TRANSITIONS.get(source, ())
@@ -128,7 +152,8 @@ def move(session: Session, actor: Officer, case: Case, *, to: str, reason: str,
                        + (f"from {source} it may go to: {', '.join(allowed)}" if allowed
                           else f"{source} is final"),
                        errors={"to": [f"allowed from {source}: {list(allowed)}"]})
-    _check_role(session, actor, case, to)
+    if not role_checked:
+        _check_role(session, actor, case, to)
     if decision is not None and to != "decided":
         raise Invalid("a decision is given only when going to decided", errors={"decision": ["only for decided"]})
     if transfer_to is not None and to != "transferred":
@@ -147,12 +172,16 @@ def move(session: Session, actor: Officer, case: Case, *, to: str, reason: str,
             raise Invalid("a decision needs a fine, a licence revocation or an ordered closure "
                           "(a case without penalty goes to not_penalised)", errors={"decision": ["required"]})
         major = _major_reasons(decision, major_fine_threshold)
-        if major and not session.scalar(select(exists().where(CaseTransition.case_id == case.id,
-                                                              CaseTransition.legal_approval.is_(True)))):
-            raise Conflict(f"a major decision ({', '.join(major)}) needs a legal reviewer's approval first: "
-                           "send the case through legal_review", errors={"decision": major})
+        discretion = credit.check_decision(session, decision)
+        review = major + ([discretion.reason()] if discretion and discretion.outside else [])
+        if review and not session.scalar(select(exists().where(CaseTransition.case_id == case.id,
+                                                               CaseTransition.legal_approval.is_(True)))):
+            what = "a major decision" if major else "a decision outside the discretion benchmark"
+            raise Conflict(f"{what} ({', '.join(review)}) needs a legal reviewer's approval first: "
+                           "send the case through legal_review", errors={"decision": review})
         stored_decision = {**decision, "major": bool(major), "major_reasons": major,
-                           "major_fine_threshold_yuan": major_fine_threshold}
+                           "major_fine_threshold_yuan": major_fine_threshold,
+                           **(discretion.stored() if discretion else {})}
     if to == "transferred":
         _check_transfer(session, case, transfer_to)
 

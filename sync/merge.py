@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -9,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.credit_code import credit_code_problem, normalise_credit_code
+from backend.errors import Conflict
 from backend.institutions import normalise_name
 from backend.jurisdiction import may_see_region
 from backend.models import Case, CaseAlias, Institution, Officer, Region, new_id
@@ -41,6 +43,8 @@ def find_institution(session: Session, officer: Officer, ref: dict[str, Any]) ->
     name_norm = normalise_name(ref["name"])
     if not name_norm:
         raise ContentError("bad_body", "institution name is empty once normalised")
+    if len(name_norm) > 200:  # NFKC can lengthen a name ("﷽" is 18 characters): the column holds 200
+        raise ContentError("bad_body", "institution name is longer than 200 characters once normalised")
     candidates = list(session.scalars(select(Institution).where(
         Institution.region_code == ref["region"], Institution.name_norm == name_norm)
         .order_by(Institution.provisional, Institution.created_at)))
@@ -178,3 +182,32 @@ def open_case(session: Session, lookup: Lookup, officer: Officer, device_id: str
             refs["merged"] = True
         return refs
     raise ContentError("retry_exhausted", "the case could not be opened; push again")
+
+
+def desk_case(session: Session, institution: Institution, department_code: str, actor_id: str, summary: str,
+              at: datetime) -> tuple[Case, bool]:
+    """The phones' merge rule for a case opened at the desk (a clue converted, a transfer answered).
+
+    The institution's open case of the department if there is one, else a new
+    one; the same unique open key decides, so a racing phone and desk still
+    give one case. Returns (case, it_existed). There is no alias: no phone id
+    names this case.
+    """
+    open_key = f"{institution.id}:{department_code}"
+    for _attempt in range(3):
+        session.flush()  # a case closed earlier in this transaction must not be found open
+        case = session.scalars(select(Case).where(Case.open_key == open_key)).first()
+        if case is not None:
+            return case, True
+        case = Case(id=new_id("case"), institution_id=institution.id, region_code=institution.region_code,
+                    department_code=department_code, status="registered", open_key=open_key, summary=summary,
+                    version=1, field_versions={}, created_by=actor_id, created_at=at, updated_at=at)
+        try:
+            with session.begin_nested():
+                session.add(case)
+                session.flush()
+        except IntegrityError:
+            continue  # a phone opened it a moment ago: take that one
+        feed.emit(session, "case", case)
+        return case, False
+    raise Conflict("the case could not be opened under contention; try again")

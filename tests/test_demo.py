@@ -134,3 +134,24 @@ def test_the_demo_ends_by_exporting_the_case_package_and_verifying_it_offline(de
     assert "tree head checked against the key given on the command line" in good
     assert "7 evidence items (6 files)" in good and "custody events: OK\n" in good
     assert "PROBLEM evidence" in bad and "the file was altered" in bad and "(exit status 1)" in bad
+
+
+def test_the_demo_ends_with_the_day_in_figures_from_the_statistics_endpoint(demo_output):
+    section = demo_output.split("== Statistics (GET /api/v1/stats as the admin, ", 1)[1].split("\n\n", 1)[0]
+    lines = section.splitlines()
+    assert lines[0].endswith(") ==")
+    table = {line[:40].rstrip(): line[40:] for line in lines[1:] if not line.startswith("district ")}
+    assert table["clues received / converted / rate"] == "0 / 0 / -"
+    assert table["cases opened"] == "2 (registered 2; education 1, market 1)"
+    assert table["cases by category of findings"] == "fire_safety 1, unlicensed 1; without findings 1"
+    assert table["cases closed / median days to close"] == "0 / -"
+    # 张敏's clips leave a 45 s gap; 王芳's inspection had no body camera at all.
+    assert table["inspections ended / fully recorded"] == "2 / 0 (share 0.0; gaps 1, none 1)"
+    assert table["evidence verified / delay median, p90"].startswith("6 / ")
+    assert table["evidence in mismatch"] == "1"
+    assert table["records rejected / invalid"] == "0 / 0"
+    assert [line for line in lines if line.startswith("district ")] == [
+        "district 330106 西湖区: cases 2, inspections 2 (fully recorded 0), evidence verified 6 (mismatch 1), clues 0"]
+    assert ("[ok] the statistics match the story: 2 cases opened (education 1, market 1), findings fire_safety 1, "
+            "unlicensed 1, 0 of 2 ended inspections fully recorded, 6 items verified, 1 in mismatch, "
+            "0 records rejected") in demo_output

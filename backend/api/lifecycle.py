@@ -21,6 +21,15 @@ class DecisionSchema(StrictSchema):
                                metadata={"description": "whole yuan; above FIELDCASE_MAJOR_FINE_YUAN is major"})
     licence_revocation = fields.Boolean()
     ordered_closure = fields.Boolean()
+    category = fields.String(validate=validate.Length(min=1, max=32),
+                             metadata={"description": "violation category: the fine is checked against its "
+                                                      "discretion benchmark"})
+    first_offence = fields.Boolean()
+    rectified_in_time = fields.Boolean()
+    amount_involved_yuan = fields.Integer(validate=validate.Range(min=0, max=10_000_000_000))
+    discretion_reason = fields.String(validate=validate.Length(min=1, max=2000),
+                                      metadata={"description": "required (with legal approval on record) for a "
+                                                               "fine outside the benchmark"})
 
 
 class TransitionArgs(StrictSchema):
