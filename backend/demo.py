@@ -23,6 +23,13 @@ out `mismatch` and stays on the phone; everything else is `verified` and
 purged. The camera was off for 45 seconds in the middle of the inspection,
 and no `recording.interruption` explains it: PROTOCOL §7 coverage says `gaps`.
 
+The day starts with a parent's call to the 12345 hotline: a clue for the
+centre, routed to the education bureau, with a tracking code for the parent;
+once the phones have synced, the desk links it to the merged case and the
+public status page says so, without a word of personal data. 周慧, a
+reviewer, then reads the audit: the coverage gap, the inspection with no
+recording at all and the mismatched scan, and marks the gap reviewed.
+
 Last, 陈静, the bureau's evidence custodian, exports the case's evidence
 package (PROTOCOL §8) and checks it the way a court would: offline, with
 `fieldcase verify-package` and the server's published custody key. A copy
@@ -107,7 +114,9 @@ CAST = (
     Person("wang.fang", "王芳", "Wang Fang", "education", DISTRICT, ("officer",), "ZJ330106-E-0021"),
     Person("li.qiang", "李强", "Li Qiang", "market", DISTRICT, ("officer",), "ZJ330106-M-0113"),
     Person("chen.jing", "陈静", "Chen Jing", "education", DISTRICT, ("custodian",), None),
+    Person("zhou.hui", "周慧", "Zhou Hui", "education", DISTRICT, ("reviewer",), None),
 )
+COMPLAINANT = {"name": "陈女士", "phone": "13800000000"}  # personal data: must never reach the public page
 PACKAGE_PURPOSE = "移送法制审核 (for the legal review of the case file)"
 
 
@@ -338,6 +347,7 @@ class FieldDay:
         self.admin_headers = {"Authorization": "Bearer " + token.json()["access_token"]}
         zhang, wang, li = (self.cast[u] for u in ("zhang.min", "wang.fang", "li.qiang"))
         now = datetime.now(SHANGHAI).replace(microsecond=0)
+        self.hotline()
 
         # Offline, in the morning: 张敏 (education) and 李强 (market) inspect together on 张敏's phone. The
         # inspection's times are explicit: its window (start `at` to end `at`) is what the body camera must cover.
@@ -551,6 +561,89 @@ class FieldDay:
                  "no clip is missing, unverified, flagged or out of the camera's hash chain",
                  {k: cov[k] for k in ("clip_index_gaps", "clip_chain_breaks", "unverified_clips", "flags")})
 
+    def hotline(self) -> None:
+        """A parent's call to the hotline becomes a clue, routed by category; the parent gets a tracking code."""
+        r = self.http.post(self.base + "/api/v1/clues", headers=self.admin_headers, timeout=15, json={
+            "source": "hotline", "institution": CENTRE, "category": "unlicensed", "complainant": COMPLAINANT,
+            "description": "家长来电: 该中心无证开展学科类培训 (a parent reports unlicensed academic tutoring)"})
+        if r.status_code != 201:
+            raise StoryFailed(f"filing the hotline clue answered {r.status_code}: {r.text[:200]}")
+        self.clue = r.json()
+        self.echo(f"hotline, before the field day: a parent's complaint is clue {self.clue['id']}, routed to "
+                  f"{self.clue['department']}; the parent's tracking code is {self.clue['tracking_code']}")
+
+    def clue_to_case(self) -> None:
+        """Back at the desk: the clue is linked to the case the phones opened; the parent looks it up."""
+        if not getattr(self, "case_id", None):
+            return
+        r = self.http.post(self.base + f"/api/v1/clues/{self.clue['id']}/case", headers=self.admin_headers,
+                           json={}, timeout=15)
+        if r.status_code != 201:
+            raise StoryFailed(f"turning the clue into a case answered {r.status_code}: {r.text[:200]}")
+        self.linked = r.json()
+        public = self.http.get(self.base + f"/api/v1/public/clues/{self.clue['tracking_code']}", timeout=15)
+        self.public_clue = public.json() if public.ok else {"error": public.status_code}
+        self.public_text = public.text
+        c = self.checks
+        c.expect(self.clue["department"] == "education" and self.linked["existing"] is True
+                 and self.linked["case"]["id"] == self.case_id and self.linked["clue"]["status"] == "case",
+                 "the hotline clue was routed to education and linked to the merged case, not a new one",
+                 {k: self.linked.get(k) for k in ("existing",)} | {"case": self.linked.get("case", {}).get("id")})
+        leaked = [v for v in (*COMPLAINANT.values(), CENTRE["name"]) if v in self.public_text]
+        c.expect(public.ok and self.public_clue["status"] == "case" and self.public_clue["case_status"] == "registered"
+                 and not leaked,
+                 "the parent's tracking code shows status case (registered) on the public page, "
+                 "with no name, phone number or institution", {"public": self.public_clue, "leaked": leaked})
+
+    def audit(self) -> None:
+        """周慧 reads the reviewers' audit of the day and marks the coverage gap reviewed."""
+        if not getattr(self, "case_id", None):
+            return
+        headers = self._headers("zhou.hui")
+        day = self.window_start.astimezone(SHANGHAI).date().isoformat()
+        issues = self.http.get(self.base + "/api/v1/audit/issues", headers=headers, timeout=30,
+                               params={"from": day, "page_size": 100})
+        if not issues.ok:
+            raise StoryFailed(f"the audit answered {issues.status_code}: {issues.text[:200]}")
+        self.issues = issues.json()["items"]
+        kinds = {(i["kind"], link["id"]) for i in self.issues for link in i["links"]
+                 if link["rel"] in ("inspection", "evidence")}
+        expected = {("coverage_gap", self.morning.inspection_id), ("no_recording", self.afternoon.inspection_id),
+                    ("evidence_mismatch", self.scan)}
+        gap = next((i for i in self.issues if i["kind"] == "coverage_gap"), None)
+        self.review = None
+        if gap is not None:
+            comment = "摄像机换电池 45 秒, 已约谈当事执法人员 (battery change; officer interviewed)"
+            r = self.http.post(self.base + f"/api/v1/audit/issues/{gap['key']}/reviews", headers=headers, timeout=15,
+                               json={"comment": comment})
+            self.review = r.json() if r.status_code == 201 else {"error": r.status_code}
+        left = self.http.get(self.base + "/api/v1/audit/issues", headers=headers, timeout=30,
+                             params={"from": day, "reviewed": "false", "page_size": 100}).json()["items"]
+        self.unreviewed = [i["kind"] for i in left]
+        c = self.checks
+        c.expect(expected <= kinds, "the audit shows 张敏's coverage gap, 王芳's inspection with no recording at all "
+                 "and the mismatched scan", sorted(kinds))
+        c.expect(bool(self.review) and (self.review or {}).get("reviewed") is True
+                 and "coverage_gap" not in self.unreviewed,
+                 "周慧's review of the gap is logged and the gap leaves the unreviewed list",
+                 {"review": self.review, "unreviewed": self.unreviewed})
+
+    def report_desk(self) -> None:
+        echo = self.echo
+        echo("")
+        echo("== The hotline clue ==")
+        echo(f"clue {self.clue['id']} ({self.clue['source']}, category {self.clue['category']}) routed to "
+             f"{self.clue['department']}, tracking code {self.clue['tracking_code']}")
+        echo(f"linked to case {self.linked['case']['id']} (existing case: {str(self.linked['existing']).lower()})")
+        echo(f"public page GET /api/v1/public/clues/{self.clue['tracking_code']}: {self.public_text.strip()}")
+        echo("")
+        echo("== Reviewers' audit (周慧) ==")
+        for issue in self.issues:
+            echo(f"{issue['kind']}: {issue['summary']}")
+        if self.review:
+            echo(f"reviewed {self.review.get('key')}: {(self.review.get('review') or {}).get('comment')}")
+        echo(f"still unreviewed: {', '.join(self.unreviewed) or 'nothing'}")
+
     def archive(self) -> None:
         """The custodian exports the case package; `fieldcase verify-package` checks it, and a tampered copy."""
         if not getattr(self, "case_id", None):
@@ -703,6 +796,8 @@ class FieldDay:
                      "(PROTOCOL §4 merges only within a department)")
         if getattr(self, "server_items", None):
             self.report_evidence()
+        if getattr(self, "issues", None) is not None and getattr(self, "linked", None):
+            self.report_desk()
         if getattr(self, "tampered_verdict", None):
             self.report_archive()
         echo("")
@@ -758,16 +853,18 @@ class FieldDay:
                              {k: v for k, v in st["recording"]["by_status"].items() if v}),
                "evidence": (st["evidence"]["verified"], st["evidence"]["mismatch"],
                             st["evidence"]["verification_delay_seconds"]["count"]),
-               "rejected": (st["rejected"]["quarantined"], st["rejected"]["invalid"]), "clues": st["clues"]["received"]}
+               "rejected": (st["rejected"]["quarantined"], st["rejected"]["invalid"]),
+               "clues": (st["clues"]["received"], st["clues"]["converted"])}
         want = {"cases": (2, dict(sorted(departments.items())), dict(sorted(categories.items())), 1),
                 "recording": (len(ended), recorded, dict(recording)),
                 "evidence": (statuses["verified"], statuses["mismatch"], statuses["verified"]),
-                "rejected": (rejected, invalid), "clues": 0}
+                "rejected": (rejected, invalid), "clues": (1, 1)}
         self.checks.expect(
             got == want,
             f"the statistics match the story: 2 cases opened ({_counts(departments)}), findings "
             f"{_counts(categories)}, {recorded} of {len(ended)} ended inspections fully recorded, "
-            f"{statuses['verified']} items verified, {statuses['mismatch']} in mismatch, {rejected} records rejected",
+            f"{statuses['verified']} items verified, {statuses['mismatch']} in mismatch, {rejected} records rejected, "
+            "1 clue received and converted",
             {"got": got, "want": want})
 
     def report_statistics(self) -> None:
@@ -862,6 +959,8 @@ def run(keep: bool = False) -> int:
                 day.play()
                 day.check()
                 day.office()
+                day.clue_to_case()
+                day.audit()
                 day.archive()
                 day.statistics()
                 day.report()

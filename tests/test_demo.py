@@ -141,7 +141,7 @@ def test_the_demo_ends_with_the_day_in_figures_from_the_statistics_endpoint(demo
     lines = section.splitlines()
     assert lines[0].endswith(") ==")
     table = {line[:40].rstrip(): line[40:] for line in lines[1:] if not line.startswith("district ")}
-    assert table["clues received / converted / rate"] == "0 / 0 / -"
+    assert table["clues received / converted / rate"] == "1 / 1 / 1.0"
     assert table["cases opened"] == "2 (registered 2; education 1, market 1)"
     assert table["cases by category of findings"] == "fire_safety 1, unlicensed 1; without findings 1"
     assert table["cases closed / median days to close"] == "0 / -"
@@ -151,7 +151,19 @@ def test_the_demo_ends_with_the_day_in_figures_from_the_statistics_endpoint(demo
     assert table["evidence in mismatch"] == "1"
     assert table["records rejected / invalid"] == "0 / 0"
     assert [line for line in lines if line.startswith("district ")] == [
-        "district 330106 西湖区: cases 2, inspections 2 (fully recorded 0), evidence verified 6 (mismatch 1), clues 0"]
+        "district 330106 西湖区: cases 2, inspections 2 (fully recorded 0), evidence verified 6 (mismatch 1), clues 1"]
     assert ("[ok] the statistics match the story: 2 cases opened (education 1, market 1), findings fire_safety 1, "
             "unlicensed 1, 0 of 2 ended inspections fully recorded, 6 items verified, 1 in mismatch, "
-            "0 records rejected") in demo_output
+            "0 records rejected, 1 clue received and converted") in demo_output
+
+
+def test_the_demo_links_the_hotline_clue_and_the_reviewer_reads_the_audit(demo_output):
+    clue = demo_output.split("== The hotline clue ==", 1)[1].split("\n\n", 1)[0]
+    assert "routed to education" in clue and "(existing case: true)" in clue
+    public = clue.split("public page GET /api/v1/public/clues/", 1)[1]
+    assert '"status":"case"' in public and '"case_status":"registered"' in public
+    assert "13800000000" not in public and "陈女士" not in public and "培训中心" not in public
+    audit = demo_output.split("== Reviewers' audit (周慧) ==", 1)[1].split("\n\n", 1)[0]
+    assert "coverage_gap: 1 unexplained gap in the recording (45 s)" in audit
+    assert "no_recording:" in audit and "evidence_mismatch:" in audit
+    assert "still unreviewed: evidence_mismatch, no_recording" in audit
