@@ -17,7 +17,7 @@ from functools import cmp_to_key
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, cast, func, select, text
 from sqlalchemy.orm import Session
 
 from backend.errors import Conflict, Forbidden, Invalid, NotFound
@@ -49,6 +49,8 @@ FOCUS_WINDOW = timedelta(days=730)
 DESK_ROLES = ("admin", "reviewer", "legal_reviewer")
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 MIN_TEAM = 2
+
+DRAW_LOCK_KEY = 0x6663_6472_6177  # "fcdraw"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -367,6 +369,9 @@ def create_draw(session: Session, actor: Officer, data: Mapping[str, Any], *,
         raise Invalid("the planned date must lie within the period", errors={"planned_date": ["outside the period"]})
     count, team_size = data["count"], data.get("team_size") or MIN_TEAM
     campaign = _campaign_for(session, actor, data.get("campaign_id"), region, planned)
+    if session.get_bind().dialect.name == "postgresql":
+        # Two draws at once would both see an institution as not yet planned; SQLite serialises writers anyway.
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": DRAW_LOCK_KEY})
     now = utcnow()
 
     pool = _institution_pool(session, region, period_start, period_end)

@@ -288,6 +288,14 @@ def _successor(session: Session, transfer: Transfer, case: Case, department: str
     transfer.sent = {**(transfer.sent or {}), "successor_case_id": successor.id}
     for clue in session.scalars(select(Clue).where(Clue.case_id == case.id)):
         clues.touch(session, [clue], at, case_id=successor.id, department_code=department)
+    have = {d.department_code for d in _participant_rows(session, successor.id)} | {successor.department_code}
+    for row in _participant_rows(session, case.id):  # the joint team goes on with the matter
+        if row.department_code not in have:
+            carried = CaseDepartment(case_id=successor.id, department_code=row.department_code,
+                                     added_by=officer_id, added_at=at, reason=f"carried over from case {case.id}")
+            session.add(carried)
+            session.flush()
+            feed.emit(session, "case_department", carried, region=successor.region_code)
     return successor
 
 

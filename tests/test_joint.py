@@ -285,3 +285,20 @@ def test_a_clue_taken_by_the_city_is_handled_at_the_city_only(client, officers):
                        headers=hotline).status_code == 403
     assert client.post(f"/api/v1/clues/{clue['id']}/triage", json={"category": "disguised"},
                        headers=city).status_code == 200
+
+
+def test_the_joint_team_goes_on_with_the_matter_to_the_successor_case(scene, client):
+    url = f"/api/v1/cases/{scene.case_id}/departments"
+    for department in ("culture", "market"):
+        assert client.post(url, json={"department": department, "reason": "联合执法"},
+                           headers=scene.headers).status_code == 201
+    t = scene.transfer(to="department", department="market", reason="收费违规，属市场监管").json
+    market = scene.as_(department="market")
+    successor_id = scene.answer(t["id"], "accept", market, reason="接收").json["successor_case_id"]
+
+    team = client.get(f"/api/v1/cases/{successor_id}/departments", headers=market).json
+    assert team["lead"] == "market"
+    # culture carries over; market leads now, so it is not also a participant
+    assert [p["department"] for p in team["participants"]] == ["culture"]
+    assert team["participants"][0]["reason"] == f"carried over from case {scene.case_id}"
+    assert scene.move("investigating", scene.as_(department="culture"), successor_id).status_code == 201
