@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -11,14 +12,15 @@ from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from sync.records import contains_nul
+from sync.records import contains_lone_surrogate, contains_nul
 
 from .config import Settings
 from .errors import Invalid
 from .state import AppState
 
 NUL_MESSAGE = "text must not contain NUL characters (U+0000): no database field can store them"
-
+SURROGATE_MESSAGE = "text must be Unicode: a lone surrogate (\\ud800-\\udfff not in a pair) cannot be stored"
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class JSONProvider(DefaultJSONProvider):
@@ -26,6 +28,13 @@ class JSONProvider(DefaultJSONProvider):
 
     ensure_ascii = False
     sort_keys = False
+
+    def loads(self, s, **kwargs):
+        """Nesting deeper than the parser's recursion allows is malformed JSON (400), not a server error."""
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
 
     @staticmethod
     def default(o):
@@ -57,13 +66,19 @@ def create_app(config: Settings | dict[str, Any] | None = None) -> Flask:
         """PostgreSQL cannot store NUL in text: refuse it up front rather than fail half way through a request."""
         if "\x00" in request.path or any(contains_nul(v) for k, values in request.args.lists() for v in [k, *values]):
             raise Invalid(NUL_MESSAGE)
-        if request.is_json and b"\\u0000" in request.get_data(cache=True):
+        data = request.get_data(cache=True) if request.is_json else b""
+        if b"\\u0000" in data or _SURROGATE_ESCAPE.search(data):
             try:
-                body = json.loads(request.get_data(cache=True))
-            except ValueError:
+                body = json.loads(data)
+            except (ValueError, RecursionError):
                 return  # the route's own parsing answers malformed JSON
             if contains_nul(body):
                 raise Invalid(NUL_MESSAGE)
+            if contains_lone_surrogate(body):
+                raise Invalid(SURROGATE_MESSAGE)
 
     init_api(app)
+    from .console import init_console  # the review console (docs/protocol.md "Review console")
+
+    init_console(app)
     return app

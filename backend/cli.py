@@ -162,11 +162,15 @@ def import_institutions(file: Path, as_username: str) -> None:
 
 @main.command()
 @click.option("--keep", is_flag=True, help="keep the demo's instance folder and print where it is")
-def demo(keep: bool) -> None:
+@click.option("--serve", is_flag=True,
+              help="after the story, keep the server running with its data: prints the review console's address "
+                   "and a reviewer's login; Ctrl-C stops it")
+@click.option("--port", type=int, default=None, help="the server's port (default: a free one)")
+def demo(keep: bool, serve: bool, port: int | None) -> None:
     """Start a real server on a free port with embedded defaults and walk through it."""
     from .demo import run
 
-    sys.exit(run(keep=keep))
+    sys.exit(run(keep=keep, serve=serve, port=port))
 
 
 @main.group()
@@ -175,14 +179,22 @@ def custody() -> None:
 
 
 @custody.command("verify")
-@click.option("--public-key", help="base64url Ed25519 key to check tree heads against (default: this server's)")
-def custody_verify(public_key: str | None) -> None:
+@click.option("--public-key", "public_keys", multiple=True,
+              help="base64url Ed25519 key to check tree heads against, repeatable (default: this server's current "
+                   "key and the retired ones of FIELDCASE_CUSTODY_KEYRING)")
+def custody_verify(public_keys: tuple[str, ...]) -> None:
     """Recompute the Merkle tree from the stored events; check every signed tree head. Exit 1 on any problem."""
-    from media.custody import load_signer, verify_log
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from media.custody import key_id_of, signer_for, verify_log
     from sync.jws import load_public_key
 
     settings = Settings.from_env()
-    key = load_public_key(public_key) if public_key else load_signer(settings.instance_dir).private_key.public_key()
+    if public_keys:
+        loaded = [load_public_key(k) for k in public_keys]
+        key = {key_id_of(k.public_bytes(Encoding.Raw, PublicFormat.Raw)): k for k in loaded}
+    else:
+        key = signer_for(settings).verification_keys()
     database = _db()
     with database.session() as session:
         report = verify_log(session, key)
@@ -191,6 +203,90 @@ def custody_verify(public_key: str | None) -> None:
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     click.echo(f"custody log: {report.leaves} leaves, {report.heads} signed tree heads: {verdict}")
     sys.exit(0 if report.ok else 1)
+
+
+@custody.command("rotate-key")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def custody_rotate_key(yes: bool) -> None:
+    """Make a new tree-head signing key; the old public key goes to the keyring so old heads stay verifiable.
+
+    Every API process and worker keeps signing with the key it loaded until it is restarted (see
+    docs/deployment.md, "Key rotation"): restart them all after copying the new key file to every host.
+    """
+    from media.custody import rotate_key
+
+    settings = Settings.from_env()
+    if not yes and not click.confirm(f"replace the signing key in {settings.custody_key_path}?"):
+        _fail("nothing changed")
+    old, new = rotate_key(settings.custody_key_path, settings.custody_keyring_path)
+    click.echo(f"custody signing key rotated: {old} -> {new}; retired public key kept in "
+               f"{settings.custody_keyring_path}")
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="work until the queue is empty, then exit (tests, cron)")
+@click.option("--name", help="this worker's name in Redis and in custody events (default host.pid)")
+def worker(burst: bool, name: str | None) -> None:
+    """Run an RQ worker for the slow work (FIELDCASE_JOBS=rq): verifying uploads, photos, tree heads."""
+    import logging
+
+    from .jobs import run_worker
+
+    settings = Settings.from_env()
+    if settings.jobs != "rq":
+        _fail("workers need FIELDCASE_JOBS=rq and FIELDCASE_REDIS_URL (the embedded default runs jobs inline)")
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_worker(settings, burst=burst, name=name)
+
+
+@main.group()
+def jobs() -> None:
+    """The job queue (FIELDCASE_JOBS=rq): its state, its failed jobs, and work to queue again."""
+
+
+def _rq_settings() -> Settings:
+    settings = Settings.from_env()
+    if settings.jobs != "rq":
+        _fail("FIELDCASE_JOBS is not rq: jobs run inline, there is no queue")
+    return settings
+
+
+@jobs.command("status")
+def jobs_status() -> None:
+    """Queue lengths and the failed jobs (retries used up), newest last. Exit 1 when any job failed."""
+    from .jobs import queue_report
+
+    report = queue_report(_rq_settings())
+    click.echo(f"queue {report['queue']}: {report['queued']} queued, {report['started']} running, "
+               f"{report['scheduled']} waiting to retry, {report['failed']} failed")
+    for job in report["failed_jobs"]:
+        click.echo(f"FAILED {job['id']} {job['job']} at {job['ended_at']}: {job['error']}")
+    sys.exit(1 if report["failed"] else 0)
+
+
+@jobs.command("requeue")
+def jobs_requeue() -> None:
+    """Queue every failed job again (after fixing what made it fail)."""
+    from .jobs import requeue_failed
+
+    click.echo(f"requeued {requeue_failed(_rq_settings())} failed job(s)")
+
+
+@jobs.command("sweep")
+def jobs_sweep() -> None:
+    """Queue again the verification of every upload still `verifying` (a job lost with Redis); harmless twice."""
+    from media.jobs import VERIFY, stuck_verifications
+
+    from .jobs import RQRunner
+
+    settings = _rq_settings()
+    runner = RQRunner(settings.redis_url, settings.job_queue)
+    database = _db()
+    with database.session() as session:
+        ids = stuck_verifications(session)
+    for upload_id in ids:
+        runner.enqueue_now(VERIFY, [upload_id])
+    click.echo(f"queued {len(ids)} verification(s) again")
 
 
 @main.command("verify-package")
@@ -223,7 +319,7 @@ def retention() -> None:
 @click.option("--evidence", "evidence_ids", multiple=True, help="only this item (repeatable)")
 def retention_purge(as_username: str, reason: str, dry_run: bool, evidence_ids: tuple[str, ...]) -> None:
     """Delete expired, unlinked evidence files, one item at a time. Exit 1 if any item failed."""
-    from media.custody import SIGNER, load_signer
+    from media.custody import SIGNER, signer_for
     from media.retention import purge
 
     from .accounts import find_by_username
@@ -232,7 +328,7 @@ def retention_purge(as_username: str, reason: str, dry_run: bool, evidence_ids: 
 
     settings = Settings.from_env()
     database = _db()
-    database.sessionmaker.configure(info={SIGNER: load_signer(settings.instance_dir)})
+    database.sessionmaker.configure(info={SIGNER: signer_for(settings)})
     with database.session() as session:
         custodian = find_by_username(session, as_username)
         if custodian is None or not custodian.active or not custodian.has_role("custodian"):

@@ -29,16 +29,34 @@ def take(session: Session, name: str) -> list[Any]:
     return session.info.get(_QUEUES, {}).pop(name, [])
 
 
-def on_commit(writer: Callable[[Session], None]) -> Callable[[Session], None]:
-    """Register `writer` to run just before the outermost commit of any session."""
+Writer = Callable[[Session], None]
+_writers: list[tuple[int, int, Writer]] = []
 
-    @event.listens_for(Session, "before_commit")
-    def _hook(session: Session) -> None:
-        if session.in_nested_transaction():
-            return
+
+def on_commit(writer: Writer | None = None, *, order: int = 100) -> Any:
+    """Register `writer` to run just before the outermost commit of any session.
+
+    Writers run by `order` (then registration), never by import order: the
+    custody log (10) and the feed (20) each take a lock there, and every
+    process (API, job worker, CLI) must take them in the same order, or two
+    processes that happened to import the modules the other way round could
+    deadlock on PostgreSQL.
+    """
+
+    def register(fn: Writer) -> Writer:
+        _writers.append((order, len(_writers), fn))
+        _writers.sort(key=lambda w: w[:2])
+        return fn
+
+    return register(writer) if writer is not None else register
+
+
+@event.listens_for(Session, "before_commit")
+def _run_writers(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
+    for _order, _n, writer in list(_writers):
         writer(session)
-
-    return writer
 
 
 # Queue lengths when each savepoint began, forgotten with the savepoint itself.

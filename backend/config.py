@@ -17,6 +17,9 @@ def _normalise_db_url(url: str) -> str:
     return url
 
 
+JOB_MODES = ("inline", "rq")
+
+
 @dataclass(frozen=True)
 class Settings:
     instance_dir: Path = Path("instance")
@@ -42,7 +45,20 @@ class Settings:
     coverage_tolerance_seconds: float = 5.0
     major_fine_yuan: int = 10_000
     retention_days: int = 183
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    db_pool_timeout: float = 5.0
+    max_concurrent_pushes: int = 3
+    max_concurrent_uploads: int = 2
+    admission_wait: float = 0.5
+    busy_retry_after: int = 2
     log_level: str = "INFO"
+    jobs: str = "inline"
+    redis_url: str = ""
+    job_queue: str = "fieldcase"
+    jwt_secret_file: str = ""
+    custody_key_file: str = ""
+    custody_keyring_file: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -78,14 +94,51 @@ class Settings:
             major_fine_yuan=int(env.get("FIELDCASE_MAJOR_FINE_YUAN", cls.major_fine_yuan)),
             retention_days=int(env.get("FIELDCASE_RETENTION_DAYS", cls.retention_days)),
             trust_proxy=env.get("FIELDCASE_TRUST_PROXY", "0").lower() in ("1", "true", "yes"),
+            db_pool_size=int(env.get("FIELDCASE_DB_POOL_SIZE", cls.db_pool_size)),
+            db_max_overflow=int(env.get("FIELDCASE_DB_MAX_OVERFLOW", cls.db_max_overflow)),
+            db_pool_timeout=float(env.get("FIELDCASE_DB_POOL_TIMEOUT", cls.db_pool_timeout)),
+            max_concurrent_pushes=int(env.get("FIELDCASE_MAX_CONCURRENT_PUSHES", cls.max_concurrent_pushes)),
+            max_concurrent_uploads=int(env.get("FIELDCASE_MAX_CONCURRENT_UPLOADS", cls.max_concurrent_uploads)),
+            admission_wait=float(env.get("FIELDCASE_ADMISSION_WAIT", cls.admission_wait)),
+            busy_retry_after=int(env.get("FIELDCASE_BUSY_RETRY_AFTER", cls.busy_retry_after)),
             log_level=env.get("FIELDCASE_LOG_LEVEL", "INFO"),
+            # Slow work (hashing uploads, photo analysis, periodic tree heads) runs in the request unless a
+            # Redis URL says there are RQ workers; FIELDCASE_JOBS can still force either way.
+            jobs=env.get("FIELDCASE_JOBS") or ("rq" if env.get("FIELDCASE_REDIS_URL") else "inline"),
+            redis_url=env.get("FIELDCASE_REDIS_URL", ""),
+            job_queue=env.get("FIELDCASE_JOB_QUEUE", cls.job_queue),
+            jwt_secret_file=env.get("FIELDCASE_JWT_SECRET_FILE", ""),
+            custody_key_file=env.get("FIELDCASE_CUSTODY_KEY_FILE", ""),
+            custody_keyring_file=env.get("FIELDCASE_CUSTODY_KEYRING", ""),
         )
         return s.resolved()
 
     def resolved(self) -> Settings:
         instance = Path(self.instance_dir).resolve()
         url = self.database_url or f"sqlite:///{instance / 'fieldcase.db'}"
-        return replace(self, instance_dir=instance, database_url=_normalise_db_url(url))
+        jobs = self.jobs.strip().lower()
+        if jobs not in JOB_MODES:
+            raise ValueError(f"FIELDCASE_JOBS must be one of {', '.join(JOB_MODES)}, not {self.jobs!r}")
+        if jobs == "rq" and not self.redis_url:
+            raise ValueError("FIELDCASE_JOBS=rq needs FIELDCASE_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+        return replace(self, instance_dir=instance, database_url=_normalise_db_url(url), jobs=jobs)
+
+    @property
+    def jwt_secret_path(self) -> Path:
+        """The access-token key: every API process of a deployment must read the same one."""
+        return Path(self.jwt_secret_file) if self.jwt_secret_file else self.instance_dir / "jwt-secret.key"
+
+    @property
+    def custody_key_path(self) -> Path:
+        """The custody tree-head signing key (a 32-byte Ed25519 seed), shared by API processes and workers."""
+        return Path(self.custody_key_file) if self.custody_key_file else self.instance_dir / "custody-signing.key"
+
+    @property
+    def custody_keyring_path(self) -> Path:
+        """Public keys of retired custody signing keys, so heads they signed stay verifiable after a rotation."""
+        if self.custody_keyring_file:
+            return Path(self.custody_keyring_file)
+        return self.instance_dir / "custody-keyring.json"
 
     def with_overrides(self, overrides: dict[str, Any]) -> Settings:
         names = {f.name for f in fields(self)}
@@ -95,16 +148,22 @@ class Settings:
 
 
 def instance_secret(instance_dir: Path, name: str, nbytes: int = 32) -> bytes:
-    """Read a secret from the instance folder, creating it (0600) on first use.
+    """Read a secret from the instance folder, creating it (0600) on first use."""
+    return secret_file(instance_dir / name, nbytes)
+
+
+def secret_file(path: Path, nbytes: int = 32) -> bytes:
+    """Read a secret file, creating it (0600) on first use.
 
     Secrets never live in the repository. The new file is written aside and
     hard-linked into place, so processes starting together all end up with
     the one secret that won, never a half-written one.
     """
-    instance_dir.mkdir(parents=True, exist_ok=True)
-    path = instance_dir / name
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    name = path.name
     if not path.exists():
-        tmp = instance_dir / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
+        tmp = path.parent / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(secrets.token_bytes(nbytes))

@@ -10,12 +10,18 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+POOL_OPTIONS = ("pool_size", "max_overflow", "pool_timeout")
+
 
 def make_engine(url: str, **kwargs) -> Engine:
+    """An engine for `url`. `pool_size`, `max_overflow` and `pool_timeout` (seconds to wait for a free
+    connection before `sqlalchemy.exc.TimeoutError`, which the API answers with `503`) size the pool."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        else:  # an in-memory database lives in one connection per thread: no queue to size
+            kwargs = {k: v for k, v in kwargs.items() if k not in POOL_OPTIONS}
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine

@@ -45,6 +45,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -936,8 +937,51 @@ def _local(stamp: str | datetime | None) -> str:
     return when.astimezone(SHANGHAI).strftime("%H:%M:%S")
 
 
-def run(keep: bool = False) -> int:
-    """Play the field day; 0 when every check held, 1 otherwise (with what went wrong)."""
+def _print_checks(day: FieldDay) -> None:
+    click.echo("")
+    click.echo("== Checks ==")
+    for ok, claim in day.checks.results:
+        click.echo(f"[{'ok' if ok else 'FAILED'}] {claim}")
+
+
+def _wait_for_interrupt() -> None:
+    """Block until Ctrl-C (SIGINT) or SIGTERM; the caller's `finally` then stops the server."""
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo("stopping the server")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def serve_demo(base: str, workdir: Path, wait: Callable[[], None] = _wait_for_interrupt) -> None:
+    """`fieldcase demo --serve`: say where the console is and how to sign in, then keep the server up."""
+    reviewer = next(p for p in CAST if "reviewer" in p.roles)
+    custodian = next(p for p in CAST if "custodian" in p.roles)
+    click.echo("")
+    click.echo("== The server stays up with the demo's data ==")
+    click.echo(f"review console: {base}/console/")
+    click.echo(f"reviewer login: {reviewer.username} / {PASSWORD}  ({reviewer.name} {reviewer.english})")
+    click.echo(f"custodian login: {custodian.username} / {PASSWORD}  ({custodian.name} {custodian.english})")
+    click.echo(f"API: {base}/api/v1/docs")
+    click.echo(f"database: {workdir / 'instance' / 'fieldcase.db'}")
+    click.echo("press Ctrl-C to stop")
+    wait()
+
+
+def run(keep: bool = False, serve: bool = False, port: int | None = None,
+        wait: Callable[[], None] = _wait_for_interrupt) -> int:
+    """Play the field day; 0 when every check held, 1 otherwise (with what went wrong).
+
+    With `serve`, a day whose checks all held leaves the server running on its data (the review console at
+    /console/) until `wait` returns: Ctrl-C or SIGTERM for the command line.
+    """
     workdir = Path(tempfile.mkdtemp(prefix="fieldcase-demo-"))
     env = {"FIELDCASE_INSTANCE_DIR": str(workdir / "instance"), "DATABASE_URL": ""}
     settings = Settings.from_env(env)
@@ -950,7 +994,7 @@ def run(keep: bool = False) -> int:
     try:
         prepare(db)
         cast = _create_cast(db)
-        with running_server(env, workers=2, log_path=workdir / "server.log") as base:
+        with running_server(env, workers=2, port=port, log_path=workdir / "server.log") as base:
             click.echo(f"fieldcase demo: server at {base} (SQLite and files in {workdir})")
             click.echo("cast: " + "; ".join(f"{p.label}{' certificate ' + p.cert if p.cert else ''}"
                                             for p in cast.values()))
@@ -966,11 +1010,10 @@ def run(keep: bool = False) -> int:
                 day.report()
             finally:
                 day.close()
-        click.echo("")
-        click.echo("== Checks ==")
-        for ok, claim in day.checks.results:
-            click.echo(f"[{'ok' if ok else 'FAILED'}] {claim}")
-        failed = day.checks.failed
+            _print_checks(day)
+            failed = day.checks.failed
+            if serve and not failed:
+                serve_demo(base, workdir, wait)
     except (StoryFailed, ApiError, requests.RequestException, OSError, RuntimeError, ValueError, KeyError) as exc:
         failed = [f"{type(exc).__name__}: {exc}"]
         if day is not None:
@@ -989,4 +1032,3 @@ def run(keep: bool = False) -> int:
         return 1
     click.echo("demo finished: OK")
     return 0
-

@@ -154,8 +154,18 @@ def import_csv(session: Session, actor: Officer, text: str) -> ImportReport:
     A row whose credit code is already registered updates that institution,
     so re-importing a corrected file is safe.
     """
+    # newline="": the csv module reads line ends itself, a lone CR included (as it asks to be opened).
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    try:
+        return _import_rows(session, actor, reader)
+    except csv.Error as exc:
+        # A file csv cannot read (a field past its 128 KiB limit, ...) is refused whole; nothing is kept.
+        where = f"after line {reader.line_num}" if reader.line_num else "in its first line"
+        raise Invalid(f"CSV is malformed {where}: {exc}", errors={"csv": [f"{where}: {exc}"]}) from None
+
+
+def _import_rows(session: Session, actor: Officer, reader: csv.DictReader) -> ImportReport:
     report = ImportReport()
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     missing = [c for c in ("name", "region") if c not in (reader.fieldnames or [])]
     if missing:
         raise Invalid("CSV header lacks required columns: " + ", ".join(missing),

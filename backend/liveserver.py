@@ -1,4 +1,5 @@
-"""Start the real server (gunicorn, `fieldcase serve`) in a child process: for the demo, tests, benches."""
+"""Start the real server (gunicorn, `fieldcase serve`) and job workers in child processes: for the demo, tests,
+benches."""
 
 from __future__ import annotations
 
@@ -55,3 +56,49 @@ def running_server(env: dict[str, str], *, workers: int = 2, port: int | None = 
                 proc.wait()
         if log_path:
             log.close()
+
+
+@contextmanager
+def running_workers(env: dict[str, str], count: int = 1, *, log_dir: Path | None = None,
+                    name_prefix: str = "worker", startup_timeout: float = 30.0) -> Iterator[list[str]]:
+    """`count` job-queue workers (`fieldcase worker`, FIELDCASE_JOBS=rq in `env`) in child processes.
+
+    Yields their names (what custody events record as `rq:<name>`) once each
+    has registered with Redis; on exit each gets SIGTERM (finish the current
+    job, then stop), and SIGKILL after 20 s.
+    """
+    from redis import Redis
+    from rq import Worker
+
+    full_env = {**os.environ, **env}
+    procs: list[tuple[subprocess.Popen, object]] = []
+    names = [f"{name_prefix}-{i + 1}-{os.getpid()}" for i in range(count)]
+    try:
+        for name in names:
+            log = open(log_dir / f"{name}.log", "ab") if log_dir else subprocess.DEVNULL  # noqa: SIM115
+            cmd = [sys.executable, "-m", "backend", "worker", "--name", name]
+            procs.append((subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True), log))
+        redis = Redis.from_url(full_env["FIELDCASE_REDIS_URL"])
+        deadline = time.monotonic() + startup_timeout
+        while {w.name for w in Worker.all(connection=redis)} < set(names):
+            for proc, _ in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"a worker exited with {proc.returncode} before it registered"
+                                       + (f"; see {log_dir}" if log_dir else ""))
+            if time.monotonic() > deadline:
+                raise RuntimeError("the workers did not register with Redis in time")
+            time.sleep(0.1)
+        yield names
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc, log in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            if log is not subprocess.DEVNULL:
+                log.close()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 import migrations
 
@@ -17,6 +19,8 @@ from .db import Database
 from .reference import seed, seed_benchmarks
 
 log = logging.getLogger("fieldcase.schema")
+
+SCHEMA_LOCK_KEY = 0x6663_7363_686D  # "fcschm"
 
 
 def alembic_config(url: str) -> Config:
@@ -49,9 +53,31 @@ def upgrade(db: Database) -> bool:
     return True
 
 
+@contextmanager
+def schema_lock(db: Database) -> Iterator[None]:
+    """One process at a time brings the schema and reference data up to date (PostgreSQL: a session advisory lock).
+
+    Several API processes of a new release start together; without it they
+    would all run the same migration, and all but one fail to start. SQLite
+    serialises the upgrade by its own write lock.
+    """
+    if db.engine.dialect.name != "postgresql":
+        yield
+        return
+    with db.engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK_KEY})
+            conn.commit()
+
+
 def prepare(db: Database) -> None:
     """What `serve` and `demo` do before taking requests: schema to head, reference data loaded."""
-    upgrade(db)
-    with db.transaction() as session:
-        seed(session)
-        seed_benchmarks(session)
+    with schema_lock(db):
+        upgrade(db)
+        with db.transaction() as session:
+            seed(session)
+            seed_benchmarks(session)

@@ -51,4 +51,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 2, threads: 
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "limit_request_field_size": 16384,
+        # gunicorn's control socket has one default path per user: several servers on a host would take it
+        # from each other. Processes are managed by the supervisor (systemd, k8s), not gunicornc.
+        "control_socket_disable": True,
     }).run()

@@ -9,8 +9,10 @@ from typing import Any
 from media.settings import MediaSettings
 from media.store import LocalStore, S3Store, Store
 
-from .config import Settings, instance_secret
+from .admission import Admission
+from .config import Settings, secret_file
 from .db import Database
+from .jobs import RUNNER, InlineRunner, JobContext, JobRunner, RQRunner
 from .tokens import TokenIssuer
 
 
@@ -36,16 +38,25 @@ class AppState:
     store: Store
     media: MediaSettings
     signer: Any
+    admission: Admission
+    runner: JobRunner
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
-        secret = instance_secret(settings.instance_dir, "jwt-secret.key", 64)
+        secret = secret_file(settings.jwt_secret_path, 64)
         issuer = TokenIssuer(secret=secret, algorithm=settings.jwt_algorithm,
                              access_ttl=settings.access_token_ttl, refresh_ttl=settings.refresh_token_ttl)
-        from media.custody import SIGNER, load_signer  # media imports backend: not at module level
+        from media.custody import SIGNER, signer_for  # media imports backend: not at module level
 
-        signer = load_signer(settings.instance_dir)
-        db = Database(settings.database_url)
-        db.sessionmaker.configure(info={SIGNER: signer})
-        return cls(settings=settings, db=db, issuer=issuer, store=make_store(settings),
-                   media=media_settings(settings), signer=signer)
+        signer = signer_for(settings)
+        store = make_store(settings)
+        media = media_settings(settings)
+        runner: JobRunner = (RQRunner(settings.redis_url, settings.job_queue) if settings.jobs == "rq"
+                             else InlineRunner(JobContext(store=store, media=media, signer=signer)))
+        db = Database(settings.database_url, pool_size=settings.db_pool_size,
+                      max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout)
+        db.sessionmaker.configure(info={SIGNER: signer, RUNNER: runner})
+        return cls(settings=settings, db=db, issuer=issuer, store=store, media=media, signer=signer, runner=runner,
+                   admission=Admission.build(pushes=settings.max_concurrent_pushes,
+                                             uploads=settings.max_concurrent_uploads,
+                                             wait=settings.admission_wait, retry_after=settings.busy_retry_after))

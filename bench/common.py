@@ -307,8 +307,9 @@ def server_pids(base: str) -> list[int]:
 class CpuMeter:
     """CPU seconds used by the server processes and, on PostgreSQL, the backends serving the bench database."""
 
-    def __init__(self, base: str, url: str) -> None:
-        self.base, self.url = base, url
+    def __init__(self, base: str | list[str], url: str) -> None:
+        self.bases = [base] if isinstance(base, str) else list(base)  # every API process of the run
+        self.base, self.url = self.bases[0], url
         self.postgres = make_url(url).get_backend_name() == "postgresql"
         self.start: dict[str, dict[int, float]] = {}
 
@@ -324,7 +325,7 @@ class CpuMeter:
             engine.dispose()
 
     def _sample(self) -> dict[str, dict[int, float]]:
-        return {"server": {pid: process_cpu(pid) for pid in server_pids(self.base)},
+        return {"server": {pid: process_cpu(pid) for base in self.bases for pid in server_pids(base)},
                 "database": {pid: process_cpu(pid) for pid in self._backends()}}
 
     def begin(self) -> None:

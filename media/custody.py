@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+import os
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,9 +27,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from backend import commit_queue
+from backend import commit_queue, jobs
 from backend.bulk import insert_rows
-from backend.config import instance_secret
+from backend.config import secret_file
 from backend.errors import Invalid, NotFound
 from backend.models import CustodyEvent, MerkleNode, TreeHead, utcnow
 
@@ -37,6 +39,7 @@ PENDING = "fieldcase.pending_custody"
 SIGNER = "fieldcase.custody_signer"
 CUSTODY_LOCK_KEY = 0x6663_6375_7374  # "fccust"
 HEAD_EVERY = 256
+ISSUE_HEAD_JOB = "media.jobs.issue_tree_head"
 
 
 def b64url(data: bytes) -> str:
@@ -52,9 +55,25 @@ def canonical(obj: Any) -> bytes:
     return rfc8785.dumps(obj)
 
 
+def key_id_of(public_raw: bytes) -> str:
+    """A key's id: the first 16 hex digits of SHA-256 of its raw 32 bytes (PROTOCOL §8)."""
+    return hashlib.sha256(public_raw).hexdigest()[:16]
+
+
+def _public_from_b64(text_: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(text_ + "=" * (-len(text_) % 4)))
+
+
 @dataclass(frozen=True)
 class Signer:
+    """The current tree-head key, and the public halves of the keys it replaced (`retired`: key id, base64url).
+
+    Heads are stored with the id of the key that signed them; after a rotation
+    the old heads stay verifiable with the retired public keys.
+    """
+
     private_key: Ed25519PrivateKey
+    retired: tuple[tuple[str, str], ...] = ()
 
     @property
     def public_raw(self) -> bytes:
@@ -62,7 +81,7 @@ class Signer:
 
     @property
     def key_id(self) -> str:
-        return hashlib.sha256(self.public_raw).hexdigest()[:16]
+        return key_id_of(self.public_raw)
 
     @property
     def public_key(self) -> str:
@@ -71,11 +90,88 @@ class Signer:
     def sign(self, data: bytes) -> str:
         return b64url(self.private_key.sign(data))
 
+    def public_keys(self) -> dict[str, str]:
+        """Every key id this deployment has signed heads with, to its base64url public key (current last)."""
+        return {**dict(self.retired), self.key_id: self.public_key}
 
-def load_signer(instance_dir: Path) -> Signer:
-    """The tree-head key, generated into the instance folder (0600) on first run."""
-    seed = instance_secret(instance_dir, "custody-signing.key", 32)[:32]
-    return Signer(Ed25519PrivateKey.from_private_bytes(seed))
+    def public_key_for(self, key_id: str) -> str | None:
+        return self.public_keys().get(key_id)
+
+    def verification_keys(self) -> dict[str, Ed25519PublicKey]:
+        return {kid: _public_from_b64(pub) for kid, pub in self.public_keys().items()}
+
+
+def read_keyring(path: Path | None) -> list[dict[str, str]]:
+    """The retired public keys kept at `path` (JSON `{"keys": [{"key_id", "public_key", "retired_at"}]}`)."""
+    if path is None or not Path(path).exists():
+        return []
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    keys = data.get("keys", []) if isinstance(data, dict) else []
+    for entry in keys:
+        raw = base64.urlsafe_b64decode(entry["public_key"] + "=" * (-len(entry["public_key"]) % 4))
+        if len(raw) != 32 or key_id_of(raw) != entry["key_id"]:
+            raise RuntimeError(f"custody keyring {path}: entry {entry.get('key_id')!r} does not match its key")
+    return keys
+
+
+def load_signer(instance_dir: Path | None = None, *, key_file: Path | None = None,
+                keyring_file: Path | None = None) -> Signer:
+    """The tree-head key (generated, 0600, on first run) with the retired keys of the keyring beside it.
+
+    By default both live in the instance folder; a deployment of several
+    hosts points FIELDCASE_CUSTODY_KEY_FILE and FIELDCASE_CUSTODY_KEYRING at
+    one shared copy (see docs/deployment.md), so every API process and worker
+    signs with the same key.
+    """
+    if key_file is None:
+        if instance_dir is None:
+            raise ValueError("load_signer needs an instance folder or a key file")
+        key_file = Path(instance_dir) / "custody-signing.key"
+    if keyring_file is None and instance_dir is not None:
+        keyring_file = Path(instance_dir) / "custody-keyring.json"
+    seed = secret_file(Path(key_file), 32)[:32]
+    retired = tuple((k["key_id"], k["public_key"]) for k in read_keyring(keyring_file))
+    return Signer(Ed25519PrivateKey.from_private_bytes(seed), retired=retired)
+
+
+def signer_for(settings: Any) -> Signer:
+    """The signer a process of this deployment uses (backend.config.Settings)."""
+    return load_signer(key_file=settings.custody_key_path, keyring_file=settings.custody_keyring_path)
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def rotate_key(key_file: Path, keyring_file: Path) -> tuple[str, str]:
+    """Replace the signing key; the old public key goes to the keyring first. Returns (old id, new id).
+
+    The keyring is written before the key file, so at no moment can a head
+    exist whose key is neither current nor on the keyring. Processes keep
+    signing with the key they loaded until restarted; both keys verify.
+    The old private key is not kept: signed heads need only its public half.
+    """
+    key_file, keyring_file = Path(key_file), Path(keyring_file)
+    old = load_signer(key_file=key_file, keyring_file=keyring_file)
+    keys = read_keyring(keyring_file)
+    if old.key_id not in {k["key_id"] for k in keys}:
+        keys.append({"key_id": old.key_id, "public_key": old.public_key, "retired_at": rfc3339(utcnow())})
+    keyring_file.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(keyring_file, json.dumps({"keys": keys}, indent=2).encode() + b"\n", 0o644)
+    _write_atomically(key_file, secrets.token_bytes(32), 0o600)
+    new = load_signer(key_file=key_file, keyring_file=keyring_file)
+    return old.key_id, new.key_id
 
 
 def head_payload(tree_size: int, root_hash: str, timestamp: str) -> bytes:
@@ -124,7 +220,7 @@ def _getter(nodes: dict[tuple[int, int], bytes]):
     return get
 
 
-@commit_queue.on_commit
+@commit_queue.on_commit(order=10)  # before the feed (20): one lock order in every process
 def _append(session: Session) -> None:
     leaves = commit_queue.take(session, PENDING)
     if not leaves:
@@ -148,9 +244,15 @@ def _append(session: Session) -> None:
     insert_rows(session, CustodyEvent, event_rows)
     insert_rows(session, MerkleNode, node_rows)
     end = start + len(leaves)
-    signer = session.info.get(SIGNER)
-    if signer is not None and start // HEAD_EVERY != end // HEAD_EVERY:
-        _issue(session, signer, end, nodes)
+    if start // HEAD_EVERY != end // HEAD_EVERY:
+        runner = jobs.runner_of(session)
+        signer = session.info.get(SIGNER)
+        if runner is not None and runner.deferred:
+            # A worker signs it: the append (and the lock it holds) stays short. The nodes a head of this
+            # size needs are complete subtrees, stored for good, so the head can be made after the commit.
+            runner.submit(session, ISSUE_HEAD_JOB, end)
+        elif signer is not None:
+            _issue(session, signer, end, nodes)
 
 
 def _issue(session: Session, signer: Signer, size: int, nodes: dict[tuple[int, int], bytes] | None = None) -> TreeHead:
@@ -175,6 +277,15 @@ def _issue(session: Session, signer: Signer, size: int, nodes: dict[tuple[int, i
 def head_dict(head: TreeHead) -> dict[str, Any]:
     return {"tree_size": head.tree_size, "root_hash": head.root_hash, "timestamp": head.timestamp,
             "signature": head.signature, "key_id": head.key_id}
+
+
+def issue_head(session: Session, signer: Signer, size: int) -> dict[str, Any]:
+    """Issue (and store) the head at `size` unless one exists; what the periodic tree-head job runs."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CUSTODY_LOCK_KEY})
+    if not 0 <= size <= _size(session):
+        raise Invalid(f"no tree of size {size} yet", errors={"tree_size": ["out of range"]})
+    return head_dict(_issue(session, signer, size))
 
 
 def latest_head(session: Session, signer: Signer) -> dict[str, Any]:
@@ -244,12 +355,15 @@ def _frontier_root(frontier: list[tuple[int, bytes]]) -> bytes:
     return acc
 
 
-def verify_log(session: Session, public_key: Ed25519PublicKey, *, batch: int = 5000) -> VerifyReport:
+def verify_log(session: Session, public_key: Ed25519PublicKey | Mapping[str, Ed25519PublicKey], *,
+               batch: int = 5000) -> VerifyReport:
     """Recompute the tree from the stored events alone and hold it against the nodes and the signed heads.
 
     Streams the events once, keeping only the right frontier of the tree in
     memory; each event's canonical form, columns and leaf hash are checked,
     every stored head's root and signature, and consistency between heads.
+    `public_key` is one key for every head, or a keyring (key id to key):
+    then each head is checked with the key its `key_id` names.
     """
     report = VerifyReport()
     heads = list(session.scalars(select(TreeHead).order_by(TreeHead.tree_size)))
@@ -278,7 +392,10 @@ def verify_log(session: Session, public_key: Ed25519PublicKey, *, batch: int = 5
     previous = None
     for head in heads:
         report.heads += 1
-        if not verify_head(public_key, head_dict(head)):
+        key = public_key.get(head.key_id) if isinstance(public_key, Mapping) else public_key
+        if key is None:
+            report.problems.append(f"tree head {head.tree_size}: signed with key {head.key_id}, not in the keyring")
+        elif not verify_head(key, head_dict(head)):
             report.problems.append(f"tree head {head.tree_size}: bad signature")
         if head.tree_size == 0:
             continue

@@ -40,19 +40,21 @@ def holding(holder: CustodyHolder, evidence: Evidence) -> dict[str, Any]:
             "since": holder.since, "pending_to": holder.pending_to, "pending_reason": holder.pending_reason}
 
 
-def _held(session: Session, evidence_id: str) -> tuple[CustodyHolder, Evidence]:
+def _held(session: Session, evidence_id: str, missing: str) -> tuple[CustodyHolder, Evidence]:
     holder = session.get(CustodyHolder, evidence_id, with_for_update=True)
     evidence = session.get(Evidence, evidence_id)
     if holder is None or evidence is None:
-        raise NotFound(f"no evidence {evidence_id!r} in anyone's custody")
+        raise NotFound(missing)
     return holder, evidence
 
 
 def request_transfer(session: Session, actor: Officer, evidence_id: str, to_officer_id: str,
                      reason: str) -> dict[str, Any]:
-    holder, evidence = _held(session, evidence_id)
+    # One answer for an id that does not exist and for an item held by someone else: ids are not probed here.
+    missing = f"no evidence {evidence_id!r} in your custody"
+    holder, evidence = _held(session, evidence_id, missing)
     if holder.holder_id != actor.id:
-        raise NotFound(f"no evidence {evidence_id!r} in your custody")
+        raise NotFound(missing)
     target = session.get(Officer, to_officer_id)
     if (target is None or not target.active or not target.has_role("custodian")
             or not may_see_region(target, evidence.region_code)):
@@ -70,8 +72,11 @@ def request_transfer(session: Session, actor: Officer, evidence_id: str, to_offi
 
 def acknowledge(session: Session, actor: Officer, evidence_id: str, accept: bool = True,
                 note: str | None = None) -> dict[str, Any]:
-    holder, evidence = _held(session, evidence_id)
+    missing = f"no hand-over of evidence {evidence_id!r} is waiting for you"
+    holder, evidence = _held(session, evidence_id, missing)
     if holder.pending_to != actor.id:
+        if holder.holder_id != actor.id and not may_see_region(actor, evidence.region_code):
+            raise NotFound(missing)  # outside the caller's jurisdiction: as if it did not exist
         raise Forbidden("no hand-over of this item is waiting for you")
     previous, reason = holder.holder_id, holder.pending_reason
     if accept:

@@ -249,7 +249,9 @@ def prepare_package(session: Session, signer: custody.Signer, viewer: Officer, c
                      "code": r.code, "jws": r.jws} for r in records],
         "devices": devices,
         "evidence": items,
-        "custody": {"tree_head": head, "public_key": signer.public_key, "key_id": signer.key_id,
+        # The key that signed this head: after a key rotation a stored head may carry a retired key's id.
+        "custody": {"tree_head": head, "public_key": signer.public_key_for(head["key_id"]) or signer.public_key,
+                    "key_id": head["key_id"],
                     "algorithm": "Ed25519",
                     "leaf_hash": "SHA-256(0x00 || leaf)", "node_hash": "SHA-256(0x01 || left || right)"},
     }

@@ -294,7 +294,7 @@ def _purge_one(session: Session, store: Store, custodian: Officer, evidence_id: 
 def _delete(session: Session, store: Store, custodian: Officer, evidence_id: str, reason: str, cut: datetime,
             retention_days: int, dry_run: bool) -> PurgeItem:
     open_uploads = list(session.scalars(
-        select(Upload).where(Upload.evidence_id == evidence_id, Upload.status == "open")
+        select(Upload).where(Upload.evidence_id == evidence_id, Upload.status.in_(("open", "verifying")))
         .order_by(Upload.id).with_for_update().execution_options(populate_existing=True)))
     evidence = session.scalars(select(Evidence).where(Evidence.id == evidence_id).with_for_update()
                                .execution_options(populate_existing=True)).one()

@@ -116,7 +116,7 @@ class LocalStore:
             (self.root / area).mkdir(parents=True, exist_ok=True)
 
     def _staged(self, upload_id: str) -> Path:
-        if not upload_id.replace("_", "").isalnum():
+        if not upload_id.replace("_", "").isascii() or not upload_id.replace("_", "").isalnum():
             raise StoreError("bad_upload", "malformed upload id")
         return self.root / "staging" / upload_id
 
@@ -200,17 +200,26 @@ class LocalStore:
         _fsync_dir(self.root / "mismatch")
         return key
 
-    def open(self, key: str) -> BinaryIO:
+    def _inside(self, key: str) -> Path:
+        """The file a key names, refused (as missing) when the key would lead out of the store."""
+        if "\x00" in key:
+            raise StoreError("missing", "no such object")
         path = (self.root / key).resolve()
         if self.root.resolve() not in path.parents:
             raise StoreError("missing", "no such object")
+        return path
+
+    def open(self, key: str) -> BinaryIO:
+        path = self._inside(key)
         try:
             return open(path, "rb")  # noqa: SIM115 - the caller streams and closes it
         except FileNotFoundError:
             raise StoreError("missing", "no such object") from None
 
     def put_derived(self, key: str, data: bytes, content_type: str) -> str:
-        path = self.root / "derived" / key
+        path = self._inside(f"derived/{key}")
+        if (self.root / "derived").resolve() not in path.parents:
+            raise StoreError("bad_key", f"not a derived file: {key!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_bytes(data)
@@ -221,8 +230,10 @@ class LocalStore:
         self._staged(upload_id).unlink(missing_ok=True)
 
     def remove(self, key: str) -> None:
+        if "\x00" in key or not key.startswith(("objects/", "derived/", "mismatch/")):
+            raise StoreError("bad_key", f"not a stored file: {key!r}")
         path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents or not key.startswith(("objects/", "derived/", "mismatch/")):
+        if self.root.resolve() not in path.parents:
             raise StoreError("bad_key", f"not a stored file: {key!r}")
         try:
             path.unlink(missing_ok=True)

@@ -1,8 +1,11 @@
 """Evidence upload (PROTOCOL §6): plans, resumable local uploads, and verification against the declaration.
 
-`verify_upload` is a plain function of a session, a store and an upload id:
-the embedded default runs it inline in `complete`; at scale a job-queue
-worker can run the very same function.
+`complete` marks the upload `verifying` and submits the `media.jobs.verify_upload`
+job (backend.jobs): the embedded default runs it at once, in the request, and
+answers the verdict; with RQ workers the request answers `202` and a worker
+gives the verdict, which the phone reads from `GET /evidence/{id}` or the feed.
+`verify_upload` itself stays a plain function of a session, a store and an
+upload id.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from backend import jobs
 from backend.errors import Conflict, DomainError, Gone, Invalid, LengthRequired, NotFound
 from backend.errors import PayloadTooLarge as TooLarge
 from backend.errors import RangeNotSatisfiable as RangeError
@@ -29,6 +33,8 @@ from .store import LocalStore, Store, StoreError
 __all__ = ["MediaSettings"]
 
 RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
+VERIFYING = "verifying"  # upload status: every byte is in, the verdict is being worked out (maybe by a worker)
+VERIFY_JOB = "media.jobs.verify_upload"
 
 
 def _store_error(exc: StoreError) -> DomainError:
@@ -68,6 +74,7 @@ def start_upload(session: Session, store: Store, officer: Officer, evidence_id: 
         raise Conflict("this evidence is already verified; nothing to upload")
     upload = _open_upload(session, evidence)
     if upload is not None:
+        _not_verifying(upload)
         return store.plan(upload.id, evidence.size, evidence.sha256, content_url, upload.multipart_id)
     upload = Upload(id=new_id("upl"), evidence_id=evidence.id, officer_id=officer.id, store=store.kind,
                     staging_key="", method="put", status="open", open_key=evidence.id)
@@ -85,6 +92,19 @@ def start_upload(session: Session, store: Store, officer: Officer, evidence_id: 
     custody.record(session, "upload_started", evidence.id, officer.id, upload=upload.id, method=upload.method,
                    store=store.kind)
     return plan
+
+
+def _not_verifying(upload: Upload) -> None:
+    """Bytes of an upload being verified must not change under the hash: no new plan, no more bytes."""
+    if upload.status == VERIFYING:
+        raise Conflict("this upload is complete and being verified; the verdict comes with GET "
+                       "/evidence/{id} or the feed")
+
+
+def verification_pending(session: Session, evidence: Evidence) -> bool:
+    """Whether a verdict on this item is still to come (a worker has it)."""
+    upload = _open_upload(session, evidence)
+    return upload is not None and upload.status == VERIFYING
 
 
 def _local(store: Store) -> LocalStore:
@@ -111,6 +131,7 @@ def receive_content(session: Session, store: Store, officer: Officer, evidence_i
         if evidence.status == "verified":
             raise Conflict("this evidence is already verified")
         raise Conflict("no upload in progress: ask for a plan with POST .../uploads first")
+    _not_verifying(upload)
     total = evidence.size
     if content_range:
         m = RANGE_RE.match(content_range.strip())
@@ -130,8 +151,12 @@ def receive_content(session: Session, store: Store, officer: Officer, evidence_i
         start, length = 0, content_length
         if length > total:
             raise TooLarge(f"{length} bytes is more than the declared {total}")
+    upload_id = upload.id
+    # The bytes may take minutes to arrive over a phone's network: end the (read-only) transaction first, so
+    # the upload holds no pooled connection (and, on SQLite, not the database's write lock) while it reads.
+    session.commit()
     try:
-        return local.write(upload.id, stream, start, length, total)
+        return local.write(upload_id, stream, start, length, total)
     except StoreError as exc:
         raise _store_error(exc) from None
 
@@ -139,6 +164,8 @@ def receive_content(session: Session, store: Store, officer: Officer, evidence_i
 def complete(session: Session, store: Store, officer: Officer, evidence_id: str, parts: list[dict[str, Any]] | None,
              settings: MediaSettings, analyse: Callable[[Session, Store, Evidence, MediaSettings], None] | None = None
              ) -> Evidence:
+    """Close the upload and have it verified: now (inline runner) or by a worker (`verification_pending` is then
+    true). A session without a job runner (scripts, benches) verifies here, with `analyse` if given."""
     try:
         evidence = own_evidence(session, officer, evidence_id)
     except Gone:
@@ -148,10 +175,24 @@ def complete(session: Session, store: Store, officer: Officer, evidence_id: str,
             retention.drop_staged(store, closed)
         raise
     upload = _open_upload(session, evidence)
+    if upload is not None:
+        # One complete at a time per upload (a phone retrying, two processes behind a load balancer): the second
+        # sees what the first did, and never puts a verdict back to `verifying`.
+        session.refresh(upload, with_for_update=True)
+        if upload.open_key is None:
+            session.refresh(evidence)
+            upload = None
     if upload is None:
         if evidence.status in ("verified", "mismatch"):
             return evidence  # the verdict was given; asking again changes nothing
         raise Conflict("no upload in progress: ask for a plan with POST .../uploads first")
+    runner = jobs.runner_of(session)
+    if upload.status == VERIFYING:
+        # Completing again while a worker has it: queue the check again (a job lost with the queue is then
+        # recovered by the phone itself); the check is idempotent, so a duplicate only finds the work done.
+        if runner is not None:
+            runner.submit(session, VERIFY_JOB, upload.id)
+        return evidence
     if upload.method == "multipart":
         if not parts:
             raise Invalid("a multipart upload completes with its parts and their ETags",
@@ -164,17 +205,26 @@ def complete(session: Session, store: Store, officer: Officer, evidence_id: str,
         held = store.offset(upload.id)
         if held < evidence.size:
             raise Conflict(f"only {held} of {evidence.size} bytes have arrived", headers={"Upload-Offset": str(held)})
-    return verify_upload(session, store, upload.id, settings, analyse)
+    if runner is None:
+        return verify_upload(session, store, upload.id, settings, analyse)
+    upload.status = VERIFYING
+    session.flush()
+    runner.submit(session, VERIFY_JOB, upload.id)
+    return evidence  # the same object the job updated, when it ran inline
 
 
 def verify_upload(session: Session, store: Store, upload_id: str, settings: MediaSettings,
-                  analyse: Callable[[Session, Store, Evidence, MediaSettings], None] | None = None) -> Evidence:
-    """Hash the stored bytes and give the verdict: `verified`, or `mismatch` with the bytes set apart."""
+                  analyse: Callable[[Session, Store, Evidence, MediaSettings], None] | None = None, *,
+                  verifier: str | None = None) -> Evidence:
+    """Hash the stored bytes and give the verdict: `verified`, or `mismatch` with the bytes set apart.
+
+    `verifier` names the job worker doing it; it goes into the custody event (absent when the request did it).
+    """
     upload = session.get(Upload, upload_id, with_for_update=True, populate_existing=True)
     evidence = session.get(Evidence, upload.evidence_id, populate_existing=True) if upload is not None else None
     if evidence is not None and evidence.status == "deleted":
         raise retention.gone(evidence)  # retention closed this upload meanwhile: a late verdict must not revive it
-    if upload is None or upload.status != "open":
+    if upload is None or upload.status not in ("open", VERIFYING):
         raise Conflict("this upload is not open")
     assert evidence is not None
     try:
@@ -194,7 +244,7 @@ def verify_upload(session: Session, store: Store, upload_id: str, settings: Medi
             flags.append("late_upload")
         evidence.flags = flags
         custody.record(session, "verified", evidence.id, upload.officer_id, at=now, upload=upload.id,
-                       sha256=digest.sha256, size=digest.size, object_key=evidence.object_key)
+                       sha256=digest.sha256, size=digest.size, object_key=evidence.object_key, verifier=verifier)
         holders.take_first_custody(session, evidence, upload.officer_id)
         if analyse is not None:
             analyse(session, store, evidence, settings)
@@ -204,7 +254,8 @@ def verify_upload(session: Session, store: Store, upload_id: str, settings: Medi
         if evidence.status != "verified":
             evidence.status = "mismatch"
         custody.record(session, "mismatch", evidence.id, upload.officer_id, at=now, upload=upload.id,
-                       received_sha256=digest.sha256, received_size=digest.size, kept_at=upload.mismatch_key)
+                       received_sha256=digest.sha256, received_size=digest.size, kept_at=upload.mismatch_key,
+                       verifier=verifier)
     feed.emit(session, "evidence", evidence)
     session.flush()
     return evidence

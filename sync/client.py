@@ -84,6 +84,10 @@ KINDS = frozenset({"photo", "video", "audio", "document", "signature"})
 OUTCOMES = frozenset({"no_violation", "violation_found", "rectification_ordered", "not_inspected"})
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# "Busy" answers: the server is saturated (or throttling) and says when to come back with Retry-After. Nothing
+# was done, so waiting and trying again is always safe; such waits are bounded by time, not by attempts.
+BUSY_STATUSES = frozenset({429, 503})
+MAX_BUSY_RETRIES = 50  # a last bound when a server answers Retry-After: 0 forever
 
 _API = "/api/v1"
 _LOGIN_PATH = _API + "/auth/token"  # noqa: S105 - a URL path, not a secret
@@ -208,6 +212,11 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port
 
 
+def _verifying(evidence: Mapping[str, Any]) -> bool:
+    """Whether the server says a job worker is verifying this item's upload (fieldcase's `202` extension)."""
+    return any(isinstance(u, Mapping) and u.get("status") == "verifying" for u in evidence.get("uploads") or [])
+
+
 def _parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -326,6 +335,43 @@ class _FileSlice:
 _UNSET: Any = object()
 
 
+class _Retrier:
+    """How long one call keeps trying: failures by attempts, busy answers by their number, all by time waited.
+
+    Only the back-off counts against `max_total_wait`: each try is bounded by the request timeouts, and a
+    long upload that fails late still gets its retries.
+    """
+
+    def __init__(self, phone: Phone) -> None:
+        self.phone = phone
+        self.attempt = 1  # the try under way; drives the exponential step
+        self.failures = 0
+        self.busy = 0
+        self.waited = 0.0
+
+    def next_delay(self, retry_after: float | None, *, busy: bool) -> float | None:
+        """The back-off before trying again, or None: give up and let the caller see the last outcome."""
+        if busy:
+            self.busy += 1
+            if self.busy > MAX_BUSY_RETRIES:
+                return None
+        else:
+            self.failures += 1
+            if self.failures >= self.phone.max_attempts:
+                return None
+        delay = self.phone.backoff_delay(self.attempt, retry_after)
+        budget = self.phone.max_total_wait
+        if self.waited + delay > budget:
+            log.info("giving up: waiting %.1f s more would pass the %.0f s limit", delay, budget)
+            return None
+        return delay
+
+    def wait(self, delay: float) -> None:
+        self.phone._sleep(delay)
+        self.waited += delay
+        self.attempt += 1
+
+
 # --------------------------------------------------------------------------- the phone
 
 
@@ -335,6 +381,13 @@ class Phone:
     ``path_dir`` holds ``device.key`` (raw Ed25519 private key, 0600), ``outbox.sqlite3`` and
     ``evidence/`` (files captured from bytes). ``clock`` and ``sleep`` are injectable so tests
     control time and back-off; ``rng`` gives the jitter.
+
+    Retries: a network error or a 5xx is tried ``max_attempts`` times in all, with jittered exponential
+    back-off (``backoff_base`` doubling up to ``backoff_cap`` seconds). A busy answer (``503``/``429``
+    with ``Retry-After``, seconds or an HTTP date) is waited out, never sooner than the server asked
+    (at most ``max_retry_after``) plus jitter, and does not count as a failed attempt. Whatever happens,
+    one call stops retrying once its back-off would pass ``max_total_wait`` seconds in all, so a phone
+    never hangs on a server that stays saturated: the call fails and the app syncs again later.
     """
 
     def __init__(self, path_dir: str | os.PathLike[str], base_url: str, *,
@@ -346,6 +399,7 @@ class Phone:
                  backoff_base: float = 0.5,
                  backoff_cap: float = 30.0,
                  max_retry_after: float = 120.0,
+                 max_total_wait: float = 180.0,
                  sleep: Callable[[float], None] = time.sleep,
                  rng: Callable[[], float] = random.random) -> None:
         self.dir = Path(path_dir)
@@ -363,6 +417,7 @@ class Phone:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.max_retry_after = max_retry_after
+        self.max_total_wait = max_total_wait
         self._sleep = sleep
         self._rng = rng
         self._access_token: str | None = None
@@ -562,12 +617,19 @@ class Phone:
 
     # ------------------------------------------------------------------ HTTP
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> None:
-        delay = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
-        delay = delay / 2 + self._rng() * delay / 2  # "equal jitter": phones that lost the net together spread out
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_retry_after))
-        self._sleep(delay)
+    def backoff_delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before try `attempt + 1`: exponential, capped, jittered, never before Retry-After.
+
+        Without Retry-After this is "equal jitter" (half the exponential step, plus up to another half at
+        random), so phones that lost the network together spread out. With it, the server's time is the
+        floor and the jitter comes on top, so phones told "2 s" at the same moment do not all come back
+        at the same moment and saturate the server again.
+        """
+        step = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
+        if retry_after is None:
+            return step / 2 + self._rng() * step / 2
+        floor = min(max(0.0, retry_after), self.max_retry_after)
+        return max(floor, step / 2) + self._rng() * max(floor, step) / 2
 
     def _call(self, method: str, url: str, *, auth: bool = True, json_body: Any = _UNSET,
               data_factory: Callable[[], Any] | None = None, headers: Mapping[str, str] | None = None,
@@ -579,7 +641,7 @@ class Phone:
         ``data_factory`` builds a fresh body per attempt, since a streamed body cannot be replayed.
         """
         full = url if url.startswith(("http://", "https://")) else self.base_url + url
-        attempt = 1
+        retrier = _Retrier(self)
         refreshed = False
         while True:
             hdrs = dict(headers or {})
@@ -599,11 +661,11 @@ class Phone:
                 network = isinstance(exc, requests.ConnectionError | requests.Timeout
                                      | requests.exceptions.ChunkedEncodingError)
                 may_retry = retry and network and (retry_network or _never_sent(exc))
-                if not may_retry or attempt >= self.max_attempts:
+                delay = retrier.next_delay(None, busy=False) if may_retry else None
+                if delay is None:
                     raise
-                log.info("%s %s failed (%s); retry %d", method, full, exc, attempt)
-                self._backoff(attempt, None)
-                attempt += 1
+                log.info("%s %s failed (%s); retry %d in %.1f s", method, full, exc, retrier.attempt, delay)
+                retrier.wait(delay)
                 continue
             finally:
                 if hasattr(body, "close"):
@@ -613,13 +675,16 @@ class Phone:
                 resp.close()
                 self._refresh(token)
                 continue
-            if retry and resp.status_code in retry_statuses and attempt < self.max_attempts:
+            if retry and resp.status_code in retry_statuses:
                 retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
-                log.info("%s %s -> %d; retry %d", method, full, resp.status_code, attempt)
-                resp.close()
-                self._backoff(attempt, retry_after)
-                attempt += 1
-                continue
+                busy = resp.status_code in BUSY_STATUSES and retry_after is not None
+                delay = retrier.next_delay(retry_after, busy=busy)
+                if delay is not None:
+                    log.info("%s %s -> %d; retry %d in %.1f s", method, full, resp.status_code, retrier.attempt,
+                             delay)
+                    resp.close()
+                    retrier.wait(delay)
+                    continue
             return resp
 
     @staticmethod
@@ -1167,7 +1232,9 @@ class Phone:
 
         Returns one ``{"evidence_id", "status", "purge_allowed", "error"?}`` per file tried. ``status`` is
         the server's verdict (``verified``, ``mismatch``) or where the upload stands (``uploading``,
-        ``uploaded``, ``changed``: the file on the phone is no longer the one declared and cannot be sent).
+        ``uploaded``: every byte sent, the verdict still to come, e.g. from a server's job worker, which
+        :meth:`pull` or the next call brings; ``changed``: the file on the phone is no longer the one declared and
+        cannot be sent).
         ``error`` says what went wrong, a ``mismatch`` included; it is also kept as ``last_error`` in
         :meth:`evidence_files`. ``deleted`` (a 410: retention removed the server's file) is never tried again.
         Only ``verified`` or ``deleted`` with ``purge_allowed`` lets :meth:`purge` delete the copy.
@@ -1251,6 +1318,10 @@ class Phone:
             current = self._api("GET", base)
             if current.get("status") in ("verified", "mismatch", "deleted"):
                 return self._finish_upload(eid, current)
+            if _verifying(current):
+                # A job worker has it. Completing again is safe: it answers the verdict once there is one, and
+                # otherwise has the server queue the check again, in case the first job was lost.
+                return self._after_complete(eid, self._api("POST", f"{base}/complete", json_body={}))
             # No verdict: completing found bytes missing (or never ran). Continue where the server stopped.
             resuming = True
         if not os.path.exists(path):
@@ -1265,6 +1336,9 @@ class Phone:
             if exc.status != 409:
                 raise
             current = self._api("GET", base)  # verified already: the verdict's answer was lost on the way
+            if _verifying(current):
+                self._set_evidence_status(eid, "uploaded")
+                return self._waiting(eid)
             if current.get("status") != "verified":
                 raise
             return self._finish_upload(eid, current)
@@ -1295,7 +1369,21 @@ class Phone:
             if exc.status == 409:  # e.g. bytes still missing: the next try probes the offset and resumes
                 self._set_evidence_status(eid, "uploading")
             raise
-        return self._finish_upload(eid, result)
+        return self._after_complete(eid, result)
+
+    def _after_complete(self, evidence_id: str, result: Mapping[str, Any]) -> dict[str, Any]:
+        """The answer to `complete`: a verdict, or (`202`, upload `verifying`) a verdict still to come."""
+        if result.get("status") in ("verified", "mismatch", "deleted"):
+            return self._finish_upload(evidence_id, result)
+        return self._waiting(evidence_id)
+
+    def _waiting(self, evidence_id: str) -> dict[str, Any]:
+        """Stay `uploaded`: the server has every byte and a worker gives the verdict, which :meth:`pull` (the
+        evidence change) or the next :meth:`upload_pending` brings. Never purge before it: purge_allowed is 0."""
+        with self._tx() as db:
+            db.execute("UPDATE evidence SET purge_allowed = 0, updated_at = ? WHERE evidence_id = ?",
+                       (self._stamp(), evidence_id))
+        return {"evidence_id": evidence_id, "status": "uploaded", "purge_allowed": False}
 
     def _finish_upload(self, evidence_id: str, result: Mapping[str, Any]) -> dict[str, Any]:
         if "purge_allowed" not in result and result.get("status") in ("verified", "mismatch"):
@@ -1343,7 +1431,7 @@ class Phone:
         """One PUT of the whole file; on the server's own store resume from `Upload-Offset` after a failure."""
         own = self._same_origin(url)  # bearer token only for our API, never for a presigned object-store URL
         offset = (self._probe_offset(url) or 0) if own and resume else 0
-        attempt = 1
+        retrier = _Retrier(self)
         while True:
             if size and offset >= size:
                 return  # every byte is there already; only the answer was lost
@@ -1351,6 +1439,7 @@ class Phone:
             if offset:
                 headers["Content-Range"] = f"bytes {offset}-{size - 1}/{size}"
             retry_after: float | None = None
+            busy = False
             try:
                 resp = self._call("PUT", url, auth=own, headers=headers, retry=False,
                                   timeout=self.upload_timeout,
@@ -1363,13 +1452,15 @@ class Phone:
                 if resp.status_code not in RETRY_STATUSES and not resumable:
                     raise ApiError.from_response(resp)
                 retry_after = _parse_retry_after(resp.headers.get("Retry-After"))
+                busy = resp.status_code in BUSY_STATUSES and retry_after is not None
                 error: Exception = ApiError.from_response(resp)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 error = exc
-            if attempt >= self.max_attempts:
+            delay = retrier.next_delay(retry_after, busy=busy)
+            if delay is None:
                 raise error
-            self._backoff(attempt, retry_after)
-            attempt += 1
+            log.info("PUT %s failed (%s); retry %d in %.1f s", url, error, retrier.attempt, delay)
+            retrier.wait(delay)
             if own:
                 probed = self._probe_offset(url)
                 offset = probed if probed is not None and 0 <= probed <= size else 0

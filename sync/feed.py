@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, union_all
 from sqlalchemy.orm import Session
 
 from backend import commit_queue
@@ -163,7 +163,7 @@ def _rows(session: Session) -> list[dict[str, Any]]:
     return rows
 
 
-@commit_queue.on_commit
+@commit_queue.on_commit(order=20)
 def _publish(session: Session) -> None:
     rows = _rows(session)
     if not rows:
@@ -209,11 +209,13 @@ def pull(session: Session, officer: Officer, cursor: str | None, limit: int = 10
     if regions is None:
         rows = list(session.scalars(base))
     else:
-        seen: dict[int, Change] = {}
-        for stmt in (base.where(Change.region_code.in_(sorted(regions))), base.where(Change.officer_id == officer.id)):
-            for row in session.scalars(stmt):
-                seen[row.id] = row
-        rows = [seen[k] for k in sorted(seen)][: limit + 1]
+        # Both audiences in ONE statement, so in one snapshot. Two statements read two snapshots (PostgreSQL's
+        # READ COMMITTED takes one per statement): a jurisdiction change committed between them would be missed
+        # by the first while the second returned a later own change, and the cursor would pass it for good.
+        keys = [select(Change.id).where(Change.id > after, audience).order_by(Change.id).limit(limit + 1).subquery()
+                for audience in (Change.region_code.in_(sorted(regions)), Change.officer_id == officer.id)]
+        ids = union_all(*(select(k.c.id) for k in keys))
+        rows = list(session.scalars(select(Change).where(Change.id.in_(ids)).order_by(Change.id).limit(limit + 1)))
     has_more = len(rows) > limit
     rows = rows[:limit]
     position = rows[-1].id if rows else after

@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -16,8 +17,10 @@ from jwt.algorithms import get_default_algorithms
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 MAX_RECORD_BYTES = 256 * 1024
+MAX_DEPTH = 32  # objects and arrays within one another; a record needs about five
 TYP = "fieldcase-record"
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_B64URL = re.compile(r"^[A-Za-z0-9_-]*\Z")
+_KID = re.compile(r"^[\x21-\x7e]{1,64}\Z")  # printable ASCII: a device id, nothing a database could refuse
 _EDDSA = get_default_algorithms()["EdDSA"]
 
 
@@ -52,6 +55,18 @@ def _b64decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
+def _canonical_b64decode(part: str) -> bytes:
+    """Base64url whose unused trailing bits are zero: the only spelling of its bytes.
+
+    The decoder ignores those bits, so without this check one signature would
+    have several spellings, and so one signed record several texts and hashes.
+    """
+    raw = _b64decode(part)
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != part:
+        raise ValueError("not canonical base64url")
+    return raw
+
+
 def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -61,12 +76,44 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_tree(value: Any) -> None:
+    """I-JSON (RFC 7493): no lone surrogates; and a bounded depth, so nothing later recurses without end."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError("a string holds a lone surrogate (not Unicode text)") from None
+        elif isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+            children = [*item, *item.values()] if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_strict_object,
-                           parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_strict_object, parse_float=_finite,
+                           parse_constant=_no_constant)
+        _check_tree(value)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise RecordRejected("malformed", f"{what} is not strict JSON: {exc}") from None
+        raise RecordRejected("malformed", f"{what} is not strict JSON: {exc}"[:300]) from None
+    except RecursionError:
+        raise RecordRejected("malformed", f"{what} is nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(value, dict):
         raise RecordRejected("malformed", f"{what} is not a JSON object")
     return value
@@ -84,16 +131,17 @@ def parse(text: Any) -> ParsedRecord:
     if len(parts) != 3 or not all(parts):
         raise RecordRejected("malformed", "not a compact JWS (header.payload.signature)")
     try:
-        header_raw, payload_raw, signature = (_b64decode(p) for p in parts)
+        header_raw, payload_raw = _b64decode(parts[0]), _b64decode(parts[1])
+        signature = _canonical_b64decode(parts[2])
     except (ValueError, binascii.Error):
-        raise RecordRejected("malformed", "a part is not base64url") from None
+        raise RecordRejected("malformed", "a part is not (canonical) base64url") from None
     header = _json_object(header_raw, "header")
     if header.get("alg") != "EdDSA":
         raise RecordRejected("malformed", "header alg must be EdDSA")
     if header.get("typ") != TYP:
         raise RecordRejected("malformed", f"header typ must be {TYP}")
     kid = header.get("kid")
-    if not isinstance(kid, str) or not kid or len(kid) > 64:
+    if not isinstance(kid, str) or not _KID.match(kid):
         raise RecordRejected("malformed", "header kid must name the device")
     if set(header) - {"alg", "kid", "typ"}:
         raise RecordRejected("malformed", "header has fields other than alg, kid, typ")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import reprlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -44,11 +45,32 @@ from .apply import Applied, RecordContext, apply_record
 from .devices import visible_device
 from .jws import ParsedRecord, RecordRejected, load_public_key, parse, verify
 from .lookup import Lookup
-from .records import ChainFields, ContentError, load_content
+from .records import UUID_RE, ChainFields, ContentError, load_content
 
 MAX_RECORDS = 500
 MAX_BODY_BYTES = 8 * 1024 * 1024
 SAVEPOINT_TYPES = {"clue.report"}  # case.open keeps its own single savepoint (sync.merge)
+MAX_DETAIL = 500  # the ledger's and the quarantine's `detail` columns
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 8, 4096, 4096, 64, 64
+
+
+def storable_text(value: Any) -> str:
+    """What a database text column can hold of a submission: never NUL, never a lone surrogate.
+
+    A record that is not a string is kept as a bounded repr (a list nested as deep as the JSON
+    parser allows would exhaust the recursion limit of the builtin one).
+    """
+    text = value if isinstance(value, str) else _REPR.repr(value)
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00")
+
+
+def _type_label(rtype: Any) -> str:
+    """The ledger's `type` column for any record, also one whose `type` is not a type at all."""
+    return storable_text(rtype)[:40]
 
 
 @dataclass(frozen=True)
@@ -111,11 +133,12 @@ class _Quarantine:
 
     def add(self, text: Any, code: str, detail: str, device_id: str | None = None, seq: int | None = None,
             op: str | None = None, digest: str | None = None) -> None:
-        raw = text if isinstance(text, str) else repr(text)
+        raw = storable_text(text)
         self.rows.append({
             "device_id": device_id, "officer_id": self.officer.id, "seq": seq, "op": op[:64] if op else None,
             "hash": digest or hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest(),
-            "jws": raw[: 300 * 1024], "code": code, "detail": detail[:500], "received_at": self.now,
+            "jws": raw[: 300 * 1024], "code": code, "detail": storable_text(detail)[:MAX_DETAIL],
+            "received_at": self.now,
         })
         self.per_device[device_id] += 1
 
@@ -129,8 +152,11 @@ class _Quarantine:
             self._trim(device_id)
 
     def _trim(self, device_id: str | None) -> None:
-        owner = (QuarantinedRecord.device_id == device_id if device_id
-                 else (QuarantinedRecord.device_id.is_(None)) & (QuarantinedRecord.officer_id == self.officer.id))
+        """Per device and pushing officer: another officer's `not_owner` pushes naming a device must not
+        evict what its owner's own rejected submissions left for the forensic record."""
+        pusher = QuarantinedRecord.officer_id == self.officer.id
+        owner = (pusher & (QuarantinedRecord.device_id == device_id) if device_id
+                 else pusher & QuarantinedRecord.device_id.is_(None))
         cutoff = self.session.scalar(select(QuarantinedRecord.id).where(owner).order_by(QuarantinedRecord.id.desc())
                                      .offset(self.limit).limit(1))
         if cutoff is not None:
@@ -187,7 +213,8 @@ def _push_once(session: Session, officer: Officer, records: list[Any], *, settin
         try:
             chain = ChainFields(parsed.payload)
         except ValueError as exc:
-            op = parsed.payload.get("op") if isinstance(parsed.payload.get("op"), str) else None
+            op = parsed.payload.get("op")
+            op = op if isinstance(op, str) and UUID_RE.fullmatch(op) else None
             outcome.results[index] = _result(op, parsed.kid, None, "rejected", "malformed", str(exc))
             quarantine.add(text, "malformed", str(exc), digest=parsed.hash, op=op)
             continue
@@ -404,6 +431,11 @@ class _DeviceWalk:
 
     def _defer(self, it: Item) -> None:
         old = self.deferred.get(it.seq)
+        if old is not None and old in self.s.new:
+            # Held by this very push: the first record for a seq wins, as for records next in the chain. (The
+            # pending row cannot be deleted, and answering `deferred` for a record then dropped would mislead.)
+            self._reject(it, "fork", f"another record for seq {it.seq} came first in this push")
+            return
         if old is not None:
             self._drop_deferred(old, "superseded")
             self.s.flush()
@@ -449,10 +481,10 @@ class _DeviceWalk:
                 applied = apply_record(ctx, rtype)
             status = applied.status
         except ContentError as exc:
-            status, code, detail = "invalid", exc.code, exc.detail
+            status, code, detail = "invalid", exc.code, storable_text(exc.detail)[:MAX_DETAIL]
         self.ledger_rows.append({
             "device_id": self.device.id, "seq": seq, "op": op, "hash": digest, "prev": prev, "jws": text,
-            "type": str(rtype)[:40], "officer_id": self.officer.id, "at": at, "received_at": self.now,
+            "type": _type_label(rtype), "officer_id": self.officer.id, "at": at, "received_at": self.now,
             "status": status, "code": code, "detail": detail, "refs": applied.refs or None,
             "flags": applied.flags or None,
         })

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from backend.models import CASE_STATUSES
 
+# Match these with fullmatch: "$" also matches before a final newline, and "<uuid>\n" is 37 characters in a
+# 36-character column. (The patterns keep "$": the OpenAPI document publishes them as ECMA-262 patterns.)
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
-RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII)
+# Timestamps outside these years are refused: a reset phone clock still says 1970, and nothing real is
+# later than 3000, while arithmetic on years near 1 or 9999 (to UTC, plus a retention period) overflows.
+MIN_YEAR, MAX_YEAR = 1900, 2999
+INT32_MAX = 2**31 - 1
 
 KINDS = ("photo", "video", "audio", "document", "signature")
 OUTCOMES = ("no_violation", "violation_found", "rectification_ordered", "not_inspected")
@@ -23,14 +29,17 @@ UPDATABLE_CASE_FIELDS = {"summary": fields.String(validate=validate.Length(max=4
 
 
 def parse_rfc3339(value: str) -> datetime:
-    if not isinstance(value, str) or not RFC3339_RE.match(value):
+    if not isinstance(value, str) or not RFC3339_RE.fullmatch(value):
         raise ValueError("not an RFC 3339 timestamp with an offset")
     text = value.upper().replace("Z", "+00:00")
     if "." in text:  # Python takes at most 6 fractional digits
         head, _, rest = text.partition(".")
         digits = re.match(r"\d+", rest).group(0)  # type: ignore[union-attr]
         text = f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
-    return datetime.fromisoformat(text)
+    parsed = datetime.fromisoformat(text)
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR or not MIN_YEAR <= parsed.astimezone(UTC).year <= MAX_YEAR:
+        raise ValueError(f"timestamps must lie in the years {MIN_YEAR}-{MAX_YEAR}")
+    return parsed
 
 
 class Timestamp(fields.Field):
@@ -41,14 +50,23 @@ class Timestamp(fields.Field):
             raise ValidationError(str(exc)) from None
 
 
+class FullMatch(validate.Regexp):
+    """The whole value must match (Regexp's re.match lets a final newline follow a pattern ending in "$")."""
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
 class Uuid(fields.String):
     def __init__(self, **kwargs):
-        super().__init__(validate=validate.Regexp(UUID_RE, error="not a lower-case UUID"), **kwargs)
+        super().__init__(validate=FullMatch(UUID_RE, error="not a lower-case UUID"), **kwargs)
 
 
 class Hex64(fields.String):
     def __init__(self, **kwargs):
-        super().__init__(validate=validate.Regexp(HEX64_RE, error="not 64 lower-case hex digits"), **kwargs)
+        super().__init__(validate=FullMatch(HEX64_RE, error="not 64 lower-case hex digits"), **kwargs)
 
 
 class Strict(Schema):
@@ -90,7 +108,7 @@ class CaseRef(Strict):
 
 class ClipSchema(Strict):
     camera_serial = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    clip_index = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    clip_index = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=INT32_MAX))
     started_at = Timestamp(required=True)
     ended_at = Timestamp(required=True)
     prev_sha256 = Hex64(allow_none=True)
@@ -135,7 +153,8 @@ class EvidenceCapture(Strict):
     inspection_id = Uuid(allow_none=True)
     case = fields.Nested(CaseRef, allow_none=True)
     kind = fields.String(required=True, validate=validate.OneOf(KINDS))
-    media_type = fields.String(required=True, validate=validate.Regexp(r"^[\w.+-]+/[\w.+-]+$"))
+    media_type = fields.String(required=True, validate=[validate.Length(max=100),
+                                                        FullMatch(r"^[\w.+-]+/[\w.+-]+$")])
     sha256 = Hex64(required=True)
     size = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=2**50))
     captured_at = Timestamp(required=True)
@@ -145,7 +164,7 @@ class EvidenceCapture(Strict):
 
 class CaseUpdate(Strict):
     case = fields.Nested(CaseRef, required=True)
-    base_version = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    base_version = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=INT32_MAX))
     fields_ = fields.Dict(required=True, data_key="fields", validate=validate.Length(min=1))
 
     @validates_schema
@@ -205,23 +224,51 @@ class ChainFields:
 
     def __init__(self, payload: dict[str, Any]) -> None:
         op, seq, prev = payload.get("op"), payload.get("seq"), payload.get("prev")
-        if not isinstance(op, str) or not UUID_RE.match(op):
+        if not isinstance(op, str) or not UUID_RE.fullmatch(op):
             raise ValueError("op must be a lower-case UUID")
         if type(seq) is not int or not 1 <= seq < 2**31:
             raise ValueError("seq must be an integer from 1")
-        if not isinstance(prev, str) or not HEX64_RE.match(prev):
+        if not isinstance(prev, str) or not HEX64_RE.fullmatch(prev):
             raise ValueError("prev must be 64 lower-case hex digits")
         self.op, self.seq, self.prev = op, seq, prev
 
 
 def contains_nul(value: Any) -> bool:
-    """NUL anywhere in a decoded JSON value, keys included: PostgreSQL text cannot hold it."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(contains_nul(v) for v in value)
+    """NUL anywhere in a decoded JSON value, keys included: PostgreSQL text cannot hold it.
+
+    Walks with its own stack: a request body nested as deep as the JSON parser allows must not
+    exhaust Python's recursion limit here.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def contains_lone_surrogate(value: Any) -> bool:
+    """A string no UTF-8 text (and so no database) can hold: JSON's `\\ud800` escape decodes to one."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
 
 
@@ -238,7 +285,9 @@ def load_content(payload: dict[str, Any]) -> tuple[datetime, str, str, dict[str,
     """Validate the rest of the envelope and the body; returns (at, by, type, body)."""
     extra = set(payload) - ENVELOPE_KEYS
     if extra:
-        raise ContentError("bad_envelope", "unknown envelope fields: " + ", ".join(sorted(extra)))
+        raise ContentError("bad_envelope", "unknown envelope fields: " + ", ".join(map(repr, sorted(extra)))[:400])
+    if contains_nul({k: v for k, v in payload.items() if k != "body"}):
+        raise ContentError("bad_envelope", "text must not contain NUL characters (U+0000)")
     if payload.get("v") != 1 or type(payload.get("v")) is not int:
         raise ContentError("unsupported_version", "v must be 1")
     try:

@@ -176,3 +176,41 @@ def media_app(request, store_kind, settings):
     yield application
     _empty_tables(state.db)
     state.db.dispose()
+
+
+REDIS_ENV = "FIELDCASE_TEST_REDIS_URL"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """Redis for the job-queue tests (FIELDCASE_TEST_REDIS_URL, default the local one); skipped when unreachable."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    url = os.environ.get(REDIS_ENV, "redis://127.0.0.1:6379/0")
+    try:
+        Redis.from_url(url, socket_connect_timeout=2).ping()
+    except RedisError as exc:
+        pytest.skip(f"Redis is unreachable at {url} ({exc}); set {REDIS_ENV} to run the job-queue tests")
+    return url
+
+
+@pytest.fixture
+def job_queue(redis_url) -> Iterator[str]:
+    """A queue name of this test's own (Redis may be shared), with its jobs and registries removed afterwards."""
+    from redis import Redis
+    from rq import Queue
+
+    name = f"fieldcase-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    connection = Redis.from_url(redis_url)
+    queue = Queue(name, connection=connection)
+    job_ids = set(queue.job_ids)
+    for registry in (queue.failed_job_registry, queue.finished_job_registry, queue.scheduled_job_registry,
+                     queue.started_job_registry):
+        job_ids.update(registry.get_job_ids())
+    queue.delete(delete_jobs=True)
+    for job_id in job_ids:
+        connection.delete(f"rq:job:{job_id}", f"rq:results:{job_id}")
+    for key in connection.scan_iter(f"rq:*:{name}*"):
+        connection.delete(key)

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
+from sqlalchemy import event
+
+from backend.db import Database
+from backend.models import Change, Officer, new_id
+from sync import feed
+from tests.conftest import PG_ENV
 from tests.phones import TestPhone
 
 
@@ -83,3 +92,34 @@ def test_a_cursor_the_server_cannot_honour_answers_410(client, officers):
         assert r.status_code == 410 and r.json["code"] == 410
     assert client.get("/api/v1/sync/pull", query_string={"limit": 501}, headers=a.headers).status_code == 422
     assert client.get("/api/v1/sync/pull", query_string={"limit": 0}, headers=a.headers).status_code == 422
+
+
+@pytest.mark.skipif(not os.environ.get(PG_ENV), reason="a statement-level snapshot race: PostgreSQL's READ COMMITTED")
+def test_a_change_committed_while_a_page_is_read_is_never_skipped(db, officers):
+    """A district officer's page reads their district and their own changes. Were that two statements, a district
+    change committed between them could be missed while a later own change moved the cursor past it for good."""
+    officer = officers.make(region="330106")
+    writer = Database(db.url)
+    fired: list[int] = []
+
+    def commit_two_changes(conn, cursor, statement, *args) -> None:
+        if fired or "FROM changes" not in statement:
+            return
+        with writer.transaction() as s:
+            for region, owner in (("330106", None), ("330108", officer.id)):  # a district change, then an own one
+                s.add(Change(kind="institution", entity_id=new_id("ins"), op="upsert", data={}, region_code=region,
+                             officer_id=owner))
+                s.flush()
+                fired.append(1)
+
+    event.listen(db.engine, "after_cursor_execute", commit_two_changes)
+    try:
+        with db.session() as s:
+            first = feed.pull(s, s.get(Officer, officer.id), None)
+    finally:
+        event.remove(db.engine, "after_cursor_execute", commit_two_changes)
+        writer.dispose()
+    assert fired
+    with db.session() as s:
+        second = feed.pull(s, s.get(Officer, officer.id), first["cursor"])
+    assert len(first["changes"] + second["changes"]) == 2, (first, second)  # both, on one page or the next

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import swagger_ui_bundle
-from flask import Flask, send_from_directory
+from flask import Flask, request, send_from_directory
 from flask_smorest import Api
+from werkzeug.exceptions import RequestHeaderFieldsTooLarge
 
 from . import (
     audit,
@@ -28,6 +29,11 @@ from . import (
 )
 from .context import close_session
 
+# As gunicorn's limit_request_field_size (backend/server.py) and limit_request_fields: behind any WSGI
+# server, and in-process, a header no real phone sends answers 431 before anything reads it.
+MAX_HEADER_FIELD_BYTES = 16 * 1024
+MAX_HEADER_FIELDS = 100
+
 BLUEPRINTS = (auth.blp, officers.blp, reference.blp, institutions.blp, sync.blp, cases.blp, evidence.blp, custody.blp,
               packages.blp, lifecycle.blp, retention.blp, audit.blp, clues.blp, joint.blp, draws.blp, credit.blp,
               stats.blp)
@@ -48,6 +54,15 @@ def init_api(app: Flask) -> Api:
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
         },
     )
+    def _header_limits() -> None:
+        headers = list(request.headers.items())
+        if len(headers) > MAX_HEADER_FIELDS:
+            raise RequestHeaderFieldsTooLarge(f"more than {MAX_HEADER_FIELDS} header fields")
+        for name, value in headers:
+            if len(name) + len(value) + 2 > MAX_HEADER_FIELD_BYTES:
+                raise RequestHeaderFieldsTooLarge(f"header {name[:40]} is larger than {MAX_HEADER_FIELD_BYTES} bytes")
+
+    app.before_request_funcs.setdefault(None, []).insert(0, _header_limits)  # before anything reads the request
     api = Api(app)
     for blp in BLUEPRINTS:
         api.register_blueprint(blp)

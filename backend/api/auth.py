@@ -6,7 +6,7 @@ from marshmallow import fields, validate
 
 from .. import auth as auth_domain
 from .. import tokens
-from .blueprint import Blueprint
+from .blueprint import RETRY_AFTER, Blueprint
 from .context import authenticated, client_address, committed, current_officer, session, state
 from .schemas import StrictSchema
 
@@ -55,7 +55,7 @@ class ProfileSchema(StrictSchema):
 @blp.arguments(LoginSchema)
 @blp.response(200, TokenPairSchema)
 @blp.alt_response(401, description="wrong username or password")
-@blp.alt_response(429, description="too many failed logins")
+@blp.alt_response(429, description="too many failed logins", headers=RETRY_AFTER)
 @committed
 def token(args):
     """Exchange a username and password for an access and a refresh token."""

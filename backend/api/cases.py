@@ -9,7 +9,7 @@ from sync import conflicts, queries
 from ..models import CASE_STATUSES
 from .blueprint import Blueprint
 from .context import authenticated, committed, current_officer, session
-from .schemas import PageArgs, StrictSchema, page_schema, paged
+from .schemas import INT32_MAX, PageArgs, StrictSchema, page_schema, paged
 
 blp = Blueprint("cases", __name__, url_prefix="/api/v1", description="Cases, inspections, conflicts")
 
@@ -127,7 +127,7 @@ def list_conflicts(args):
     return paged([conflicts.describe(c) for c in rows], total, paging)
 
 
-@blp.post("/conflicts/<int:conflict_id>/resolve")
+@blp.post(f"/conflicts/<int(min=1, max={INT32_MAX}):conflict_id>/resolve")  # CaseConflict.id is an Integer
 @authenticated()
 @blp.arguments(ResolveSchema)
 @blp.response(200, ConflictSchema)

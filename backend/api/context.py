@@ -14,6 +14,7 @@ from ..models import Officer
 from ..state import AppState
 
 BEARER = [{"bearerAuth": []}]
+ROLES_EXTENSION = "x-roles"  # OpenAPI extension on an operation: the caller needs one of these roles
 
 
 def state() -> AppState:
@@ -69,7 +70,10 @@ def authenticated(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., A
             return view(*args, **kwargs)
 
         doc = getattr(wrapper, "_apidoc", {})
-        wrapper._apidoc = {**doc, "manual_doc": {**doc.get("manual_doc", {}), "security": BEARER}}
+        manual = {**doc.get("manual_doc", {}), "security": BEARER}
+        if roles:  # the document says who may call, so a client (and the schema fuzz test) need not guess
+            manual[ROLES_EXTENSION] = list(roles)
+        wrapper._apidoc = {**doc, "manual_doc": manual}
         return wrapper
 
     return decorator

@@ -8,7 +8,7 @@ from sync import credit
 
 from .blueprint import Blueprint
 from .context import authenticated, committed, current_officer, session
-from .schemas import StrictSchema
+from .schemas import INT64_MAX, StrictSchema
 
 blp = Blueprint("credit", __name__, url_prefix="/api/v1",
                 description="Credit and risk: integrity records, risk scores, discretion benchmarks")
@@ -158,7 +158,7 @@ def post_benchmark(args):
     return credit.benchmark_data(credit.create_benchmark(session(), current_officer(), args))
 
 
-@blp.patch("/discretion-benchmarks/<int:benchmark_id>")
+@blp.patch(f"/discretion-benchmarks/<int(min=1, max={INT64_MAX}):benchmark_id>")  # a BigInteger id
 @authenticated("admin")
 @blp.arguments(BenchmarkUpdateSchema)
 @blp.response(200, BenchmarkSchema)

@@ -8,13 +8,15 @@ from media import custody, holders
 
 from .blueprint import Blueprint
 from .context import authenticated, committed, current_officer, session, state
-from .schemas import PageArgs, StrictSchema, page_schema, paged
+from .schemas import INT64_MAX, PageArgs, StrictSchema, page_schema, paged
 
 blp = Blueprint("custody", __name__, url_prefix="/api/v1/custody", description="Custody log (Merkle tree)")
 
 
+# Tree sizes and leaf indexes are BigInteger columns: a number past their range is refused here (422) rather
+# than by the database driver (a 500 on SQLite, which cannot even bind it).
 class HeadArgs(StrictSchema):
-    tree_size = fields.Integer(validate=validate.Range(min=0))
+    tree_size = fields.Integer(validate=validate.Range(min=0, max=INT64_MAX))
 
 
 class TreeHeadSchema(Schema):
@@ -31,9 +33,14 @@ class KeySchema(Schema):
     algorithm = fields.String()
 
 
+class KeyringSchema(Schema):
+    keys = fields.List(fields.Nested(KeySchema), metadata={"description": "retired keys first, the current key last"})
+    current = fields.String(metadata={"description": "the key_id that signs new heads"})
+
+
 class InclusionArgs(StrictSchema):
-    leaf_index = fields.Integer(required=True, validate=validate.Range(min=0))
-    tree_size = fields.Integer(required=True, validate=validate.Range(min=1))
+    leaf_index = fields.Integer(required=True, validate=validate.Range(min=0, max=INT64_MAX))
+    tree_size = fields.Integer(required=True, validate=validate.Range(min=1, max=INT64_MAX))
 
 
 class InclusionSchema(Schema):
@@ -43,8 +50,8 @@ class InclusionSchema(Schema):
 
 
 class ConsistencyArgs(StrictSchema):
-    first = fields.Integer(required=True, validate=validate.Range(min=1))
-    second = fields.Integer(required=True, validate=validate.Range(min=1))
+    first = fields.Integer(required=True, validate=validate.Range(min=1, max=INT64_MAX))
+    second = fields.Integer(required=True, validate=validate.Range(min=1, max=INT64_MAX))
 
 
 class ConsistencySchema(Schema):
@@ -57,6 +64,7 @@ class ConsistencySchema(Schema):
 @authenticated()
 @blp.arguments(HeadArgs, location="query")
 @blp.response(200, TreeHeadSchema)
+@blp.alt_response(404, description="no head of that tree size was stored")
 @committed
 def tree_head(args):
     """The signed head of the tree as it is now (issued and stored on request), or a stored older one."""
@@ -71,6 +79,15 @@ def public_key():
     """The Ed25519 key that signs tree heads (base64url of the raw 32 bytes). Public: anyone may verify."""
     signer = state().signer
     return {"key_id": signer.key_id, "public_key": signer.public_key, "algorithm": "Ed25519"}
+
+
+@blp.get("/public-keys")
+@blp.response(200, KeyringSchema)
+def public_keys():
+    """Every key that has signed tree heads here: after a key rotation, old heads verify with the retired keys."""
+    signer = state().signer
+    return {"keys": [{"key_id": kid, "public_key": pub, "algorithm": "Ed25519"}
+                     for kid, pub in signer.public_keys().items()], "current": signer.key_id}
 
 
 class HoldingSchema(Schema):

@@ -9,7 +9,7 @@ from sync import draws
 from ..models import TASK_STATUSES
 from .blueprint import Blueprint
 from .context import authenticated, committed, current_officer, session
-from .schemas import PageArgs, StrictSchema, page_schema, paged
+from .schemas import DAY, PageArgs, StrictSchema, page_schema, paged
 
 blp = Blueprint("draws", __name__, url_prefix="/api/v1",
                 description="Double random, one public: campaigns, draws, tasks, published results")
@@ -20,8 +20,8 @@ Code = fields.String(validate=validate.Length(min=1, max=32))
 class CampaignArgs(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     region = fields.String(validate=validate.Length(equal=6), metadata={"description": "default: the caller's"})
-    starts_on = fields.Date(required=True)
-    ends_on = fields.Date(required=True)
+    starts_on = fields.Date(required=True, validate=DAY)
+    ends_on = fields.Date(required=True, validate=DAY)
     focus_categories = fields.List(Code, load_default=list, validate=validate.Length(max=32),
                                    metadata={"description": "violation categories the campaign targets"})
     description = fields.String(validate=validate.Length(max=4000))
@@ -40,14 +40,14 @@ class CampaignSchema(Schema):
 
 
 class CampaignListArgs(PageArgs):
-    active_on = fields.Date(metadata={"description": "only campaigns running on this date"})
+    active_on = fields.Date(validate=DAY, metadata={"description": "only campaigns running on this date"})
 
 
 class DrawArgs(StrictSchema):
     region = fields.String(validate=validate.Length(equal=6), metadata={"description": "default: the caller's"})
-    period_start = fields.Date(required=True)
-    period_end = fields.Date(required=True)
-    planned_date = fields.Date(required=True, metadata={"description": "within the period"})
+    period_start = fields.Date(required=True, validate=DAY)
+    period_end = fields.Date(required=True, validate=DAY)
+    planned_date = fields.Date(required=True, validate=DAY, metadata={"description": "within the period"})
     departments = fields.List(fields.String(validate=validate.Length(min=1, max=16)), required=True,
                               validate=validate.Length(min=1, max=8))
     count = fields.Integer(required=True, validate=validate.Range(min=1, max=1000))
@@ -109,22 +109,22 @@ class TaskListArgs(PageArgs):
     draw_id = fields.String(validate=validate.Length(min=1, max=40))
     campaign_id = fields.String(validate=validate.Length(min=1, max=40))
     institution_id = fields.String(validate=validate.Length(min=1, max=40))
-    date_from = fields.Date()
-    date_to = fields.Date()
+    date_from = fields.Date(validate=DAY)
+    date_to = fields.Date(validate=DAY)
 
 
 class TaskCreateArgs(StrictSchema):
     institution_id = fields.String(required=True, validate=validate.Length(min=1, max=40))
     officers = fields.List(fields.String(validate=validate.Length(min=1, max=40)), required=True,
                            validate=validate.Length(min=2, max=10))
-    planned_date = fields.Date(required=True)
+    planned_date = fields.Date(required=True, validate=DAY)
     campaign_id = fields.String(validate=validate.Length(min=1, max=40))
 
 
 class PublicArgs(PageArgs):
     region = fields.String(validate=validate.Length(equal=6))
-    date_from = fields.Date()
-    date_to = fields.Date()
+    date_from = fields.Date(validate=DAY)
+    date_to = fields.Date(validate=DAY)
 
 
 class PublicInspectionSchema(Schema):
@@ -225,6 +225,7 @@ def list_tasks(args):
 @authenticated("admin")
 @blp.arguments(TaskCreateArgs)
 @blp.response(201, TaskSchema)
+@blp.alt_response(404, description="no such institution or campaign within the caller's jurisdiction")
 @committed
 def post_task(args):
     """A planned inspection outside a draw (e.g. a campaign's targeted check): two certified officers at least."""

@@ -6,8 +6,9 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from ..errors import DomainError
@@ -29,6 +30,7 @@ _MESSAGES = {
     405: "method not allowed on this resource",
     413: "request body too large",
     415: "unsupported media type",
+    431: "request header fields too large",
 }
 
 
@@ -83,6 +85,16 @@ def register(app: Flask) -> None:
         resp = jsonify(error_body(503, "the database is busy or unavailable; retry shortly"))
         resp.status_code = 503
         resp.headers["Retry-After"] = "2"
+        return resp
+
+    @app.errorhandler(PoolTimeout)
+    def _pool_exhausted(exc: PoolTimeout):
+        # Every connection of this process's pool stayed busy for FIELDCASE_DB_POOL_TIMEOUT: the server is
+        # saturated. A request's work runs on its one session, so it did nothing yet. Say when to come back.
+        log.warning("database pool exhausted: %s", exc)
+        resp = jsonify(error_body(503, "the server is busy (no database connection free); retry shortly"))
+        resp.status_code = 503
+        resp.headers["Retry-After"] = str(current_app.extensions["fieldcase"].settings.busy_retry_after)
         return resp
 
     @app.errorhandler(Exception)

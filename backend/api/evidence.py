@@ -8,6 +8,7 @@ from marshmallow import Schema, fields, validate
 from media import uploads
 from media.store import CHUNK
 
+from ..admission import UPLOAD, admitted
 from .blueprint import Blueprint
 from .context import authenticated, committed, current_officer, session, state
 from .schemas import StrictSchema
@@ -58,15 +59,13 @@ class EvidenceSchema(Schema):
     uploads = fields.List(fields.Dict())
 
 
+UPLOAD_OFFSET = {"Upload-Offset": {"description": "bytes of the upload the server holds",
+                                   "schema": {"type": "integer"}}}
+
+
 class OffsetSchema(Schema):
     offset = fields.Integer()
     size = fields.Integer()
-
-
-def _analyse():
-    from media.analysis import analyse_evidence
-
-    return analyse_evidence
 
 
 @blp.post("/<evidence_id>/uploads")
@@ -80,8 +79,13 @@ def plan(evidence_id):
 
 
 @blp.route("/<evidence_id>/content", methods=["PUT"], endpoint="put_content")
+@admitted(UPLOAD)
 @authenticated()
-@blp.response(200, OffsetSchema)
+@blp.response(200, OffsetSchema, headers=UPLOAD_OFFSET)
+@blp.alt_response(409, description="no upload open, the item already verified, or the bytes do not start at "
+                                   "`Upload-Offset` (resume from there)", headers=UPLOAD_OFFSET)
+@blp.alt_response(411, description="neither Content-Length nor Content-Range was sent")
+@blp.alt_response(416, description="Content-Range is malformed, or not within the declared size")
 @blp.doc(requestBody={"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
          parameters=[{"in": "header", "name": "Content-Range", "schema": {"type": "string"},
                       "description": "bytes START-END/TOTAL, to resume"}])
@@ -107,6 +111,8 @@ class CustodyEventsSchema(Schema):
 @authenticated()
 @blp.arguments(ReadArgs, location="query")
 @blp.response(200, description="the original bytes; HEAD answers `Upload-Offset` for an upload in progress")
+@blp.alt_response(409, description="only verified evidence has content to read")
+@blp.doc(responses={200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}})
 @committed
 def content(args, evidence_id):
     """Stream the verified original; HEAD tells how many bytes of an upload in progress have arrived."""
@@ -129,16 +135,20 @@ def content(args, evidence_id):
 
 
 @blp.post("/<evidence_id>/complete")
+@admitted(UPLOAD)
 @authenticated()
 @blp.arguments(CompleteSchema)
 @blp.response(200, EvidenceSchema)
+@blp.alt_response(202, schema=EvidenceSchema,
+                  description="accepted: a job worker verifies the bytes (the upload's status is `verifying`); the "
+                              "verdict comes with GET /evidence/{id} and the change feed")
 @committed
 def complete(args, evidence_id):
-    """Read the stored bytes back, hash them, and answer `verified` or `mismatch`."""
+    """Read the stored bytes back, hash them, and answer `verified` or `mismatch` (or `202` while a worker does)."""
     st = state()
-    evidence = uploads.complete(session(), st.store, current_officer(), evidence_id, args.get("parts"), st.media,
-                                _analyse())
-    return uploads.describe(session(), evidence)
+    evidence = uploads.complete(session(), st.store, current_officer(), evidence_id, args.get("parts"), st.media)
+    pending = uploads.verification_pending(session(), evidence)
+    return uploads.describe(session(), evidence), 202 if pending else 200
 
 
 @blp.get("/<evidence_id>")
@@ -159,6 +169,7 @@ def custody_events(evidence_id):
 @blp.get("/<evidence_id>/thumbnail")
 @authenticated()
 @blp.response(200, description="a derived JPEG, longest side 320 px")
+@blp.doc(responses={200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}})
 def thumbnail(evidence_id):
     stream = uploads.open_thumbnail(session(), state().store, current_officer(), evidence_id)
     try:

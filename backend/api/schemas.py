@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from marshmallow import Schema, fields, validate
+
+# The ranges of the integer id columns (SQLAlchemy Integer, BigInteger), for `int` path converters: a path
+# id beyond its column's range is no such resource (404), not a value the database driver refuses (a 500).
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+# Days far enough from datetime's limits that midnight in Hangzhou still converts to UTC at either end, and a
+# day can still be added: 0001-01-01 or 9999-12-31 are no day anyone inspects, but arithmetic on them raises.
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9000, 12, 31)
+DAY = validate.Range(min=FIRST_DAY, max=LAST_DAY, error=f"a day between {FIRST_DAY} and {LAST_DAY}")
 
 
 class StrictSchema(Schema):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Response, request
@@ -15,14 +15,11 @@ from sync.apply import LOCAL_TZ
 
 from .blueprint import Blueprint
 from .context import authenticated, current_officer, session, state
-from .schemas import StrictSchema
+from .schemas import DAY, StrictSchema
 
 blp = Blueprint("stats", __name__, url_prefix="/api/v1", description="Statistics: clues, cases, recording, evidence")
 
 FORMATS = ("json", "csv")
-# Far enough from datetime's limits that midnight in Hangzhou still converts to UTC at either end.
-FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9000, 12, 31)
-DAY = validate.Range(min=FIRST_DAY, max=LAST_DAY, error=f"a day between {FIRST_DAY} and {LAST_DAY}")
 
 
 class StatsArgs(StrictSchema):

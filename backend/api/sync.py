@@ -10,6 +10,7 @@ from marshmallow import Schema, fields, validate
 from sync import devices, feed
 from sync import push as push_domain
 
+from ..admission import PUSH, admitted
 from ..errors import PayloadTooLarge
 from .blueprint import Blueprint
 from .context import authenticated, committed, current_officer, session, state
@@ -123,13 +124,16 @@ def _push_settings() -> push_domain.PushSettings:
 
 
 @blp.post("/sync/push")
+@admitted(PUSH)
 @authenticated()
 @blp.arguments(PushSchema)
 @blp.response(200, PushResultSchema)
 @blp.alt_response(413, description="more than 500 records or 8 MiB")
 def push(args):
     """Push signed records; one result per record in the order sent, then any deferred records caught up."""
-    if (request.content_length or 0) > push_domain.MAX_BODY_BYTES:
+    # A chunked body has no Content-Length: count what was read (the app's MAX_CONTENT_LENGTH bounded it).
+    size = request.content_length if request.content_length is not None else len(request.get_data(cache=True))
+    if size > push_domain.MAX_BODY_BYTES:
         raise PayloadTooLarge("a push carries at most 8 MiB")
     if len(args["records"]) > push_domain.MAX_RECORDS:
         raise PayloadTooLarge(f"a push carries at most {push_domain.MAX_RECORDS} records")

@@ -1,0 +1,77 @@
+"""The slow work on evidence, as jobs (backend.jobs runs them inline or on RQ workers).
+
+Each job is `name(context, session, *ids)` and is idempotent: run twice, or
+again after a worker died half way, it finds the work done (or taken over by
+retention) and does nothing. Each first locks the row it is about, so two
+workers given the same job run it one after the other, the second as a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.errors import DomainError
+from backend.jobs import JobContext, submit
+from backend.models import Evidence, Upload
+
+from . import analysis, custody, uploads
+
+log = logging.getLogger("fieldcase.media.jobs")
+
+VERIFY = "media.jobs.verify_upload"
+ANALYSE = "media.jobs.analyse_evidence"
+ISSUE_HEAD = custody.ISSUE_HEAD_JOB
+
+__all__ = ["ANALYSE", "ISSUE_HEAD", "VERIFY", "analyse_evidence", "issue_tree_head", "stuck_verifications",
+           "verify_upload"]
+
+
+def verify_upload(ctx: JobContext, session: Session, upload_id: str) -> None:
+    """Hash a completed upload and give the verdict; then have the photo read, as a job of its own.
+
+    Only an upload `verifying` is checked: one already verified, set apart,
+    or closed by retention is left alone. In a worker, a refusal (the staged
+    bytes are gone, say) hands the upload back to the phone (`open` again: it
+    sends the bytes anew) instead of failing forever; inline, the refusal is
+    the request's answer, as it always was.
+    """
+    upload = session.get(Upload, upload_id, with_for_update=True, populate_existing=True)
+    if upload is None or upload.status != uploads.VERIFYING:
+        return
+    if ctx.inline:
+        evidence = uploads.verify_upload(session, ctx.store, upload_id, ctx.media)
+    else:
+        try:
+            with session.begin_nested():
+                evidence = uploads.verify_upload(session, ctx.store, upload_id, ctx.media, verifier=ctx.worker)
+        except DomainError as exc:
+            upload = session.get(Upload, upload_id, populate_existing=True)
+            if upload is not None and upload.status == uploads.VERIFYING:
+                upload.status = "open"
+            log.warning("upload %s could not be verified (%s); it is open again for the phone", upload_id,
+                        exc.message)
+            return
+    if evidence.status == "verified":
+        submit(session, ANALYSE, evidence.id)
+
+
+def analyse_evidence(ctx: JobContext, session: Session, evidence_id: str) -> None:
+    """Photo metadata and thumbnail, once: an item already read (media_info set) is not read again."""
+    evidence = session.get(Evidence, evidence_id, with_for_update=True, populate_existing=True)
+    if evidence is None or evidence.status != "verified" or evidence.media_info is not None:
+        return
+    analysis.analyse_evidence(session, ctx.store, evidence, ctx.media)
+
+
+def issue_tree_head(ctx: JobContext, session: Session, tree_size: int) -> None:
+    """The periodic signed tree head at `tree_size` (every HEAD_EVERY leaves); a head already there is kept."""
+    custody.issue_head(session, ctx.signer, int(tree_size))
+
+
+def stuck_verifications(session: Session) -> list[str]:
+    """Uploads waiting for a verdict: what `fieldcase jobs sweep` queues again after a lost job."""
+    return list(session.scalars(select(Upload.id).where(Upload.status == uploads.VERIFYING)
+                                .order_by(Upload.created_at)))
