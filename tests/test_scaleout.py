@@ -277,13 +277,12 @@ def test_two_api_processes_and_two_workers_keep_every_promise(fresh_database_url
         _check_evidence(s, phones, store, {f"rq:{n}" for n in worker_names})
         _check_custody(s, load_signer(instance), heads)
         _check_feeds(s, phones)
-    sent: Counter[tuple[str, str]] = sum((p.lb.sent for p in phones), Counter())
     for p in phones:  # the load balancer really spread each kind of request over both processes
         for route in ROUTES[:4]:
             assert all(p.lb.sent[(base, route)] for base in bases), (p.n, route, p.lb.sent)
         p.phone.close()
-    # Tokens expired under the phones and were refreshed on both processes: one-use refresh state is shared.
-    assert all(sent[(base, "POST /auth/refresh")] for base in bases), sent
+    # Which process the phones' own refreshes reach depends on timing (a slow run may need only one), so the
+    # shared one-use refresh state is proven deterministically in _login_throttle_and_refresh_hold_across.
     db.dispose()
     assert time.monotonic() - started < 120  # ~40 s here; the bound only catches a hang that timed out late
 
