@@ -43,6 +43,7 @@ class ParsedRecord:
     payload: dict[str, Any]
     signing_input: bytes
     signature: bytes
+    nul_escape: bool = True  # strict JSON holds U+0000 only as the escape `\\u0000`: False means none anywhere
 
 
 def record_hash(text: str) -> str:
@@ -105,11 +106,23 @@ def _check_tree(value: Any) -> None:
             stack.extend((child, depth + 1) for child in children)
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _may_break_tree_rules(text: str) -> bool:
+    """Whether `_check_tree` can find anything: strict JSON reaches a lone surrogate only through a
+    `\\uD800`-style escape, and no deeper nesting than it has opening brackets."""
+    return (text.count("{") + text.count("[") >= MAX_DEPTH
+            or ("\\u" in text and _SURROGATE_ESCAPE.search(text) is not None))
+
+
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_strict_object, parse_float=_finite,
+        text = raw.decode("utf-8")
+        value = json.loads(text, object_pairs_hook=_strict_object, parse_float=_finite,
                            parse_constant=_no_constant)
-        _check_tree(value)
+        if _may_break_tree_rules(text):
+            _check_tree(value)
     except (UnicodeDecodeError, ValueError) as exc:
         raise RecordRejected("malformed", f"{what} is not strict JSON: {exc}"[:300]) from None
     except RecursionError:
@@ -148,7 +161,8 @@ def parse(text: Any) -> ParsedRecord:
     if len(signature) != 64:
         raise RecordRejected("bad_signature", "an Ed25519 signature is 64 bytes")
     return ParsedRecord(text=text, hash=record_hash(text), kid=kid, payload=_json_object(payload_raw, "payload"),
-                        signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"), signature=signature)
+                        signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"), signature=signature,
+                        nul_escape=b"\\u0000" in payload_raw)
 
 
 def load_public_key(b64: str) -> Ed25519PublicKey:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,17 +21,15 @@ from .lookup import Lookup
 from .records import ContentError
 
 
-def find_institution(session: Session, officer: Officer, ref: dict[str, Any]) -> tuple[Institution, bool]:
-    """A registry id, else a match by credit code, else by name and region, else a new provisional one.
+def _match(session: Session, ref: dict[str, Any], lookup: Lookup | None = None
+           ) -> tuple[Institution | None, str | None, str]:
+    """What a phone's institution (given by name, region, maybe credit code) matches, without writing.
 
-    Returns (institution, is_new); a new one is not yet added to the session.
+    Returns (match, normalised credit code, normalised name). A match whose
+    credit code is empty while the phone gave one is completed by the caller.
     """
-    if "id" in ref:
-        inst = session.get(Institution, ref["id"])
-        if inst is None or not may_see_region(officer, inst.region_code):
-            raise ContentError("unknown_institution", f"no institution {ref['id']!r}")
-        return inst, False
-    if session.get(Region, ref["region"]) is None:
+    region = lookup.get(Region, ref["region"]) if lookup is not None else session.get(Region, ref["region"])
+    if region is None:
         raise ContentError("unknown_region", f"no region {ref['region']!r}")
     code = normalise_credit_code(ref["credit_code"]) if ref.get("credit_code") else None
     if code:
@@ -39,7 +38,7 @@ def find_institution(session: Session, officer: Officer, ref: dict[str, Any]) ->
             raise ContentError("bad_credit_code", f"credit code {code}: {problem}")
         found = session.scalars(select(Institution).where(Institution.credit_code == code)).first()
         if found:
-            return found, False
+            return found, code, ""
     name_norm = normalise_name(ref["name"])
     if not name_norm:
         raise ContentError("bad_body", "institution name is empty once normalised")
@@ -49,19 +48,76 @@ def find_institution(session: Session, officer: Officer, ref: dict[str, Any]) ->
         Institution.region_code == ref["region"], Institution.name_norm == name_norm)
         .order_by(Institution.provisional, Institution.created_at)))
     if not code and candidates:
-        return candidates[0], False
+        return candidates[0], None, name_norm
     uncoded = [c for c in candidates if c.credit_code is None]
-    if uncoded:
+    return (uncoded[0] if uncoded else None), code, name_norm
+
+
+def find_institution(session: Session, officer: Officer, ref: dict[str, Any], lookup: Lookup | None = None
+                     ) -> tuple[Institution, bool]:
+    """A registry id, else a match by credit code, else by name and region, else a new provisional one.
+
+    Returns (institution, is_new); a new one is not yet added to the session.
+    """
+    if "id" in ref:
+        inst = session.get(Institution, ref["id"])
+        if inst is None or not may_see_region(officer, inst.region_code):
+            raise ContentError("unknown_institution", f"no institution {ref['id']!r}")
+        return inst, False
+    found, code, name_norm = _match(session, ref, lookup)
+    if found is not None and code and found.credit_code is None:
         # Same name, and the phone knows the code the registry lacked: complete the registry entry.
-        uncoded[0].credit_code, uncoded[0].provisional_key = code, None
-        feed.emit(session, "institution", uncoded[0])
-        return uncoded[0], False
+        found.credit_code, found.provisional_key = code, None
+        feed.emit(session, "institution", found)
+    if found is not None:
+        return found, False
     return Institution(
         id=new_id("ins"), credit_code=code, name=ref["name"].strip(), name_norm=name_norm,
         address=(ref.get("address") or "").strip(), region_code=ref["region"], licence_status="unknown",
         category="other", risk_level="medium", provisional=True, complaint_count=0, violation_count=0,
         provisional_key=None if code else f"{ref['region']}:{name_norm}",
     ), True
+
+
+def creation_keys(session: Session, lookup: Lookup, officer: Officer, refs: list[dict[str, Any]]) -> set[str]:
+    """What applying these institution references may create: new institutions, first open cases.
+
+    Read-only. A push locks these keys (`lock_keys`) before it writes
+    anything, so two pushes naming the same new centres wait for one another
+    in one order instead of deadlocking on the unique indexes. What is found
+    is remembered in `lookup` for the records that name it; what may be
+    created is looked up again once its key is locked.
+    """
+    keys: set[str] = set()
+    for ref in refs:
+        key = _institution_key(ref)
+        if "id" in ref or key in lookup.memo or ("new", key) in lookup.memo:
+            continue
+        try:
+            found, code, name_norm = _match(session, ref, lookup)
+        except ContentError:
+            continue
+        if found is None or (code and found.credit_code is None):
+            keys.add(f"institution:{code or ref['region'] + ':' + name_norm}")
+            lookup.memo[("new", key)] = True
+            continue
+        lookup.memo[key] = found
+        open_key = f"{found.id}:{officer.department_code}"
+        if _open_case(session, lookup, open_key) is None:
+            keys.add(f"case:{open_key}")
+    return keys
+
+
+CREATION_LOCK_NAMESPACE = 0x6663_6E77  # "fcnw"
+
+
+def lock_keys(session: Session, keys: set[str]) -> None:
+    """Transaction-level locks on PostgreSQL, always taken in one order (SQLite has one writer)."""
+    if not keys or session.get_bind().dialect.name != "postgresql":
+        return
+    for objid in sorted({int.from_bytes(hashlib.sha256(k.encode()).digest()[:4], "big", signed=True) for k in keys}):
+        session.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"),
+                        {"ns": CREATION_LOCK_NAMESPACE, "key": objid})
 
 
 def _existing_twin(session: Session, inst: Institution) -> Institution | None:
@@ -102,7 +158,7 @@ def _institution(session: Session, lookup: Lookup, officer: Officer, ref: dict[s
         if "id" in ref and not may_see_region(officer, inst.region_code):
             raise ContentError("unknown_institution", f"no institution {ref['id']!r}")
         return inst, False
-    inst, new = find_institution(session, officer, ref)
+    inst, new = find_institution(session, officer, ref, lookup)
     if not new:
         lookup.memo[key] = inst
     return inst, new

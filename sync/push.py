@@ -3,9 +3,12 @@
 The batch is parsed and every signature checked before anything is written.
 Records are then walked per device in `seq` order under a lock on the device
 row; ledger rows are written in bulk and the batch commits once, so a push
-costs a handful of round trips plus what applying needs. Records whose
-application can race another push (merging a case, naming an institution)
-run inside their own savepoint; the rest validate before they write.
+costs a handful of round trips plus what applying needs. Before writing, a
+push locks the keys of the institutions and first cases it may create, in
+one order, so pushes naming the same new centres queue instead of
+deadlocking. Records whose application can still race (merging a case,
+naming an institution) run inside their own savepoint; the rest validate
+before they write.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from .apply import Applied, RecordContext, apply_record
 from .devices import visible_device
 from .jws import ParsedRecord, RecordRejected, load_public_key, parse, verify
 from .lookup import Lookup
+from .merge import creation_keys, lock_keys
 from .records import UUID_RE, ChainFields, ContentError, load_content
 
 MAX_RECORDS = 500
@@ -77,6 +81,7 @@ def _type_label(rtype: Any) -> str:
 class PushSettings:
     gap_timeout: timedelta = timedelta(days=7)
     quarantine_per_device: int = 1000
+    attempts: int = 3  # a push that lost a race (deadlock, a key written first) runs again, up to this many times
 
 
 @dataclass
@@ -163,9 +168,6 @@ class _Quarantine:
             self.session.execute(delete(QuarantinedRecord).where(owner, QuarantinedRecord.id <= cutoff))
 
 
-RETRIES = 3
-
-
 def _transient(exc: Exception) -> bool:
     """A deadlock, a serialisation failure or a key another push wrote first: the whole push can run again."""
     if isinstance(exc, IntegrityError):
@@ -178,26 +180,27 @@ def push(session: Session, officer: Officer, records: list[Any], *, settings: Pu
          now: datetime | None = None) -> dict[str, Any]:
     """Handle one push; commits. Returns PROTOCOL §4's answer.
 
-    A push commits once, so when PostgreSQL breaks a deadlock between two
-    pushes (phones naming the same new institutions in different orders) or
-    another push wrote a key first, nothing of this one was kept: it simply
-    runs again, and the records the other push applied answer as duplicates
-    or merges, exactly as a phone's retry would.
+    A push commits once, so when it loses a race anyway (PostgreSQL breaks
+    a deadlock, another transaction wrote a key first), nothing of it was
+    kept: it simply runs again, and what the other push applied answers as
+    duplicates or merges, exactly as a phone's retry would. Pushes that will
+    create the same institutions or first cases do not get there: they lock
+    those keys in one order before writing (`sync.merge.lock_keys`).
     """
-    for attempt in range(1, RETRIES + 1):
+    settings = settings or PushSettings()
+    for attempt in range(1, settings.attempts + 1):
         try:
             return _push_once(session, officer, records, settings=settings, now=now)
         except (OperationalError, IntegrityError) as exc:
             session.rollback()
-            if attempt == RETRIES or not _transient(exc):
+            if attempt == settings.attempts or not _transient(exc):
                 raise
             time.sleep(random.uniform(0.01, 0.05) * attempt)
     raise AssertionError("unreachable")
 
 
-def _push_once(session: Session, officer: Officer, records: list[Any], *, settings: PushSettings | None,
+def _push_once(session: Session, officer: Officer, records: list[Any], *, settings: PushSettings,
                now: datetime | None) -> dict[str, Any]:
-    settings = settings or PushSettings()
     now = now or utcnow()
     outcome = PushOutcome(results=[None] * len(records))
     quarantine = _Quarantine(session, officer, now, settings.quarantine_per_device)
@@ -222,6 +225,8 @@ def _push_once(session: Session, officer: Officer, records: list[Any], *, settin
 
     devices = {d.id: d for d in session.scalars(
         select(Device).where(Device.id.in_(list(by_kid))).order_by(Device.id).with_for_update())} if by_kid else {}
+    walks: list[_DeviceWalk] = []
+    lookup = Lookup(session)
     for kid, items in by_kid.items():
         device = devices.get(kid)
         problem = None
@@ -249,9 +254,15 @@ def _push_once(session: Session, officer: Officer, records: list[Any], *, settin
                                digest=it.record.hash)
                 continue
             good.append(it)
-        _DeviceWalk(session, officer, device, now, settings, outcome, quarantine).run(good)
-        device.last_push_at = now
-        outcome.heads[kid] = {"seq": device.head_seq, "hash": device.head_hash}
+        walk = _DeviceWalk(session, officer, device, now, settings, outcome, quarantine, lookup)
+        walk.prepare(good)
+        walks.append(walk)
+    lock_keys(session, creation_keys(session, lookup, officer,
+                                     [ref for walk in walks for ref in walk.creation_refs()]))
+    for walk in walks:
+        walk.device.last_push_at = now  # before the walk's flush: one UPDATE of the device row
+        walk.run()
+        outcome.heads[walk.device.id] = {"seq": walk.device.head_seq, "hash": walk.device.head_hash}
 
     quarantine.write(devices)
     session.commit()
@@ -263,19 +274,39 @@ class _DeviceWalk:
     """Places one device's records in its chain, in seq order, catching up deferred records on the way."""
 
     def __init__(self, session: Session, officer: Officer, device: Device, now: datetime, settings: PushSettings,
-                 outcome: PushOutcome, quarantine: _Quarantine) -> None:
+                 outcome: PushOutcome, quarantine: _Quarantine, lookup: Lookup | None = None) -> None:
         self.s, self.officer, self.device, self.now = session, officer, device, now
         self.settings, self.outcome, self.quarantine = settings, outcome, quarantine
         self.ledger_rows: list[dict[str, Any]] = []
-        self.lookup = Lookup(session)
+        self.lookup = lookup or Lookup(session)  # one per push: a device's records see what another's created
         self.candidates: dict[int, list[Item]] = defaultdict(list)
         self.deferred: dict[int, DeferredRecord] | None = None
         self.resent: dict[str, Item] = {}  # sent again while held: answered once the walk is done
 
-    def run(self, items: list[Item]) -> None:
-        if items:
-            self._classify(items)
-            self._prefetch([it for group in self.candidates.values() for it in group])
+    def prepare(self, items: list[Item]) -> None:
+        """Place the records against the ledger and validate their bodies; nothing is written yet."""
+        if not items:
+            return
+        self._classify(items)
+        for it in self._pending():
+            try:
+                it.content = load_content(it.record.payload, it.record.nul_escape)
+            except ContentError as exc:
+                it.content = exc
+
+    def _pending(self) -> list[Item]:
+        return [it for group in self.candidates.values() for it in group]
+
+    def creation_refs(self) -> list[dict[str, Any]]:
+        """The institutions named by records that may be applied now: what this push may create."""
+        return [content[3]["institution"] for it in self._pending()
+                if isinstance(content := it.content, tuple) and content[1] == self.officer.id
+                and content[2] in ("case.open", "clue.report")]
+
+    def run(self) -> None:
+        pending = self._pending()
+        if pending:
+            self._prefetch(pending)
         with self.s.no_autoflush:
             self._catch_up()
         self.write()
@@ -289,14 +320,11 @@ class _DeviceWalk:
             self.ledger_rows = []
 
     def _prefetch(self, items: list[Item]) -> None:
-        """Validate every body once and fetch, table by table, every row the batch refers to."""
+        """Fetch, table by table, every row the batch's valid bodies refer to."""
         wanted: dict[type, set[str]] = defaultdict(set)
         case_refs: list[dict[str, Any]] = []
         for it in items:
-            try:
-                it.content = load_content(it.record.payload)
-            except ContentError as exc:
-                it.content = exc
+            if not isinstance(it.content, tuple):
                 continue
             _at, _by, rtype, body = it.content
             if "inspection_id" in body:
@@ -450,11 +478,12 @@ class _DeviceWalk:
         content: tuple | ContentError | None = None
         if isinstance(chosen, DeferredRecord):
             text, digest, op, seq, prev = chosen.jws, chosen.hash, chosen.op, chosen.seq, chosen.prev
-            payload = parse(text).payload
+            parsed = parse(text)
+            payload, nul_escape = parsed.payload, parsed.nul_escape
         else:
             text, digest, op, seq, prev = (chosen.record.text, chosen.record.hash, chosen.chain.op, chosen.seq,
                                            chosen.chain.prev)
-            payload, content = chosen.record.payload, chosen.content
+            payload, content, nul_escape = chosen.record.payload, chosen.content, chosen.record.nul_escape
             held = self.deferred.pop(seq, None)
             if held is not None:
                 self._drop_deferred(held, "superseded")
@@ -470,7 +499,7 @@ class _DeviceWalk:
         try:
             if isinstance(content, ContentError):
                 raise content
-            at, by, rtype, body = content or load_content(payload)
+            at, by, rtype, body = content or load_content(payload, nul_escape)
             if by != self.officer.id:
                 raise ContentError("wrong_officer", "by is not the officer who owns the device")
             ctx = RecordContext(self.s, self.lookup, self.officer, self.device.id, op, at, self.now, body, digest)

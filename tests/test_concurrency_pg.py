@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import event, func, select
 
 from backend.credit_code import check_character
-from backend.institutions import create_institution
+from backend.institutions import create_institution, normalise_name
 from backend.models import (
     Case,
     CaseAlias,
@@ -34,7 +34,7 @@ from backend.models import (
 )
 from sync import feed
 from sync.devices import enrol
-from sync.push import push
+from sync.push import PushSettings, push
 from tests.phones import SHANGHAI, ZERO, TestPhone
 
 N_PHONES = 8
@@ -145,6 +145,45 @@ def test_racing_case_opens_for_one_institution_give_one_case(db, officers, same)
             assert kinds == {"institution": 1, "case": 1, "case_alias": N_PHONES}  # registered: its create
         heads = {p.device_id: a["heads"][p.device_id]["seq"] for p, a in zip(phones, answers, strict=True)}
         assert set(heads.values()) == {round_ + 1}
+
+
+@pytest.mark.parametrize("created", ["institutions", "first_cases"])
+def test_pushes_creating_the_same_things_in_opposite_orders_queue_instead_of_deadlocking(db, officers, created):
+    """Offline backlogs name the same new centres in different orders. Given two phones whose batches each open
+    cases for X and Y, X first on one phone and Y first on the other, with work in between, when both push at
+    once, allowed a single attempt each (no server-side retry to hide a deadlock), then both are applied and
+    each centre has one case: the second push waited for the first on the keys it was about to create."""
+    staff = [officers.make(region="330106", department="education") for _ in range(2)]
+    phones = [DomainPhone(db, o) for o in staff]
+    once = PushSettings(attempts=1)
+    for round_ in range(4):
+        names = [f"交叉培训中心{round_}-{k}" for k in "XY"]
+        if created == "first_cases":
+            with db.transaction() as s:
+                for name in names:
+                    create_institution(s, s.get(Officer, staff[0].id), {"name": name, "region": "330106"})
+        batches = []
+        for phone, order in zip(phones, (names, names[::-1]), strict=True):
+            cid, first = phone.open_case({"name": order[0], "region": "330106"})
+            iid, started = phone.start(cid, [o.id for o in staff])
+            work = [phone.finding(iid) for _ in range(150)]
+            batches.append([first, started, *work, phone.open_case({"name": order[1], "region": "330106"})[1]])
+
+        def send(phone, batch):
+            with db.session() as session:
+                return push(session, session.get(Officer, phone.officer.id), batch, settings=once)
+
+        answers = all_at_once([lambda p=p, b=b: send(p, b) for p, b in zip(phones, batches, strict=True)])
+        for answer in answers:
+            assert {r["status"] for r in answer["results"]} == {"applied"}, answer["results"][:3]
+        opens = [a["results"][i]["refs"] for a in answers for i in (0, -1)]
+        assert len({r["case_id"] for r in opens}) == 2 and len({r["institution_id"] for r in opens}) == 2, opens
+        assert sum(1 for r in opens if r.get("merged")) == 2, opens
+        with db.session() as s:
+            for name in names:
+                insts = s.scalars(select(Institution.id).where(Institution.name_norm == normalise_name(name))).all()
+                assert len(insts) == 1, (name, insts)
+                assert len(s.scalars(select(Case.id).where(Case.institution_id == insts[0])).all()) == 1
 
 
 # --- (b) one device's batch pushed twice at once -----------------------------------------------------------

@@ -311,3 +311,40 @@ def test_quarantine_is_bounded_per_device(settings, officers, zhang):
         assert status["quarantined"] == 8
     finally:
         small.extensions["fieldcase"].db.dispose()
+
+
+def test_a_nul_in_a_signed_body_is_invalid_and_an_escaped_backslash_before_u0000_is_text(phone, zhang, li, client):
+    """PostgreSQL text cannot hold U+0000. JSON carries it only as the escape `\\u0000`; a record whose text
+    has `\\\\u0000` (a backslash, then the letters) holds ordinary text and is applied unchanged."""
+    cid, opened = phone.open_case(CENTRE)
+    iid, started = phone.start(cid, [zhang.id, li.id])
+    with_nul = phone.record("inspection.finding", {"inspection_id": iid, "finding_id": uid(), "category": "unlicensed",
+                                                  "description": "现场\x00发现", "evidence": []})
+    fid = uid()
+    path_like = phone.record("inspection.finding", {"inspection_id": iid, "finding_id": fid, "category": "unlicensed",
+                                                   "description": "文件 C:\\u0000 现场", "evidence": []})
+    answer = phone.push([opened, started, with_nul, path_like])
+    assert [(r["status"], r.get("code")) for r in answer["results"]] == [
+        ("applied", None), ("applied", None), ("invalid", "bad_body"), ("applied", None)]
+    case = client.get(f"/api/v1/cases/{answer['results'][0]['refs']['case_id']}", headers=phone.headers).json
+    (finding,) = case["inspections"][0]["findings"]
+    assert finding["id"] == fid and finding["description"] == "文件 C:\\u0000 现场"
+
+
+def test_lone_surrogates_and_deep_nesting_in_a_signed_payload_are_malformed(phone, db):
+    """I-JSON: the checks run whenever the payload's text could break them (an escape, enough brackets)."""
+    cid, opened = phone.open_case(CENTRE)
+    escaped = json.dumps({**phone.payload("case.open", {"client_case_id": uid(), "institution": CENTRE}),
+                          "note": "\ud800"}, separators=(",", ":"))  # ASCII: the surrogate travels as `\ud800`
+    signing_input = f"{b64(compact({'alg': 'EdDSA', 'kid': phone.device_id, 'typ': 'fieldcase-record'}))}." \
+                    f"{b64(escaped.encode())}"
+    surrogate = f"{signing_input}.{b64(phone.key.sign(signing_input.encode()))}"
+    deep: dict = {}
+    for _ in range(40):
+        deep = {"d": deep}
+    nested = phone.sign({**phone.payload("case.open", {"client_case_id": uid(), "institution": CENTRE}),
+                         "note": deep})
+    answer = phone.push([opened, surrogate, nested])
+    assert answer["results"][0]["status"] == "applied"
+    assert [(r["status"], r["code"]) for r in answer["results"][1:]] == [("rejected", "malformed")] * 2
+    assert "surrogate" in answer["results"][1]["detail"] and "deeper" in answer["results"][2]["detail"]
