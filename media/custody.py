@@ -50,8 +50,50 @@ def rfc3339(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_SAFE_INTEGER = 2**53 - 1
+
+
+def _plain(value: Any) -> bool:
+    """Whether JCS of `value` is exactly the standard library's sorted, compact, unescaped-Unicode JSON.
+
+    It is for strings (minimal escapes, lower-case hex: the same rules), ASCII keys (so code-point
+    and UTF-16 order agree), integers a double holds exactly, booleans and null. Anything else
+    (floats above all) goes through the full RFC 8785 implementation.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif item is None or isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            if abs(item) > _SAFE_INTEGER:
+                return False
+        elif isinstance(item, dict):
+            if not all(isinstance(k, str) and k.isascii() for k in item):
+                return False
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            return False
+    return True
+
+
 def canonical(obj: Any) -> bytes:
-    """RFC 8785 (JCS) canonical JSON: the exact bytes that are hashed and signed."""
+    """RFC 8785 (JCS) canonical JSON: the exact bytes that are hashed and signed.
+
+    Custody leaves are written at push rates; for the plain values they hold the standard
+    library's encoder gives the same bytes much faster (`tests/test_custody.py` checks the two
+    agree), and everything else takes the full implementation.
+    """
+    if _plain(obj):
+        return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return rfc8785.dumps(obj)
 
 
@@ -192,7 +234,7 @@ def record(session: Session, action: str, evidence_id: str | None, actor: str, *
     """Queue a custody event; it becomes a leaf when the transaction commits, or never."""
     leaf = {"action": action, "evidence_id": evidence_id, "actor": actor, "at": rfc3339(at or utcnow()),
             **{k: v for k, v in details.items() if v is not None}}
-    commit_queue.enqueue(session, PENDING, leaf)
+    commit_queue.enqueue(session, PENDING, (leaf, canonical(leaf).decode()))  # encoded here, not under the lock
 
 
 def _size(session: Session) -> int:
@@ -232,9 +274,8 @@ def _append(session: Session) -> None:
     nodes = _nodes(session, needed)
     get = _getter(nodes)
     event_rows, node_rows = [], []
-    for offset, leaf in enumerate(leaves):
+    for offset, (leaf, text_) in enumerate(leaves):
         index = start + offset
-        text_ = canonical(leaf).decode()
         for level, idx, digest in merkle.new_nodes(index, merkle.leaf_hash(text_.encode()), get):
             nodes[(level, idx)] = digest
             node_rows.append({"level": level, "index": idx, "hash": digest})

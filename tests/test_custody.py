@@ -6,14 +6,18 @@ import base64
 import hashlib
 import json
 
+import hypothesis
 import pytest
 import rfc8785
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import delete, text, update
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import delete, select, text, update
 
 from backend.cli import main
 from backend.models import CustodyEvent
+from media import custody
 from tests import rfc6962
 from tests.phones import TestPhone, uid
 
@@ -137,3 +141,32 @@ def test_custody_verify_catches_a_forged_tree_head(logged, db, settings):
 
 def test_unknown_evidence_has_no_custody_answer(client, phone):
     assert client.get(f"/api/v1/evidence/{uid()}/custody", headers=phone.headers).status_code == 404
+
+
+json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**60), max_value=2**60)
+                | st.floats(allow_nan=False, allow_infinity=False) | st.text())
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
+                           | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@given(value=json_values)
+def test_custody_canonical_json_is_byte_for_byte_rfc_8785(value):
+    """Leaves are encoded by a fast path when their values allow it; the bytes must be JCS's exactly,
+    whatever the value (control characters, non-BMP keys, large integers, floats, lone surrogates)."""
+    try:
+        expected = rfc8785.dumps(value)
+    except Exception as exc:  # noqa: BLE001 - what JCS refuses must be refused here too
+        with pytest.raises(type(exc)):
+            custody.canonical(value)
+        return
+    assert custody.canonical(value) == expected
+
+
+def test_a_leaf_as_a_push_writes_it_is_its_rfc_8785_text(client, phone, db):
+    """The leaf text stored for a declared item is JCS of its fields."""
+    eid, record = phone.evidence(None, b"\xff\xd8 photo")
+    assert phone.push([record])["results"][0]["status"] == "applied"
+    with db.session() as s:
+        (row,) = s.scalars(select(CustodyEvent).where(CustodyEvent.evidence_id == eid))
+    assert row.leaf.encode() == rfc8785.dumps(json.loads(row.leaf))
