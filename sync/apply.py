@@ -132,9 +132,9 @@ def _known_inspection(ctx: RecordContext, inspection_id: str | None, out: Applie
 
 def _finding(ctx: RecordContext) -> Applied:
     body = ctx.body
-    if ctx.lookup.get(ViolationCategory, body["category"]) is None:
+    if not ctx.lookup.exists(ViolationCategory, body["category"]):
         raise ContentError("unknown_category", f"no violation category {body['category']!r}")
-    if ctx.lookup.get(Finding, body["finding_id"]) is not None:
+    if ctx.lookup.exists(Finding, body["finding_id"]):
         raise ContentError("duplicate_id", f"finding {body['finding_id']} already recorded")
     out = Applied(refs={"finding_id": body["finding_id"]})
     inspection = _known_inspection(ctx, body["inspection_id"], out)
@@ -165,7 +165,7 @@ def _inspection_end(ctx: RecordContext) -> Applied:
 
 def _evidence(ctx: RecordContext) -> Applied:
     s, body = ctx.session, ctx.body
-    if ctx.lookup.get(Evidence, body["evidence_id"]) is not None:
+    if ctx.lookup.exists(Evidence, body["evidence_id"]):
         raise ContentError("duplicate_id", f"evidence {body['evidence_id']} already declared")
     out = Applied(refs={"evidence_id": body["evidence_id"]})
     case = resolve_case(ctx.lookup, ctx.officer, body["case"]) if body.get("case") else None
@@ -278,7 +278,7 @@ def _phone_transition(ctx: RecordContext, case: Case, to: str) -> None:
 
 def _clue(ctx: RecordContext) -> Applied:
     s, body = ctx.session, ctx.body
-    if ctx.lookup.get(Clue, body["clue_id"]) is not None:
+    if ctx.lookup.exists(Clue, body["clue_id"]):
         raise ContentError("duplicate_id", f"clue {body['clue_id']} already reported")
     inst = resolve_institution(s, ctx.officer, body["institution"])
     clue = Clue(id=body["clue_id"], source=body["source"], institution_id=inst.id, region_code=inst.region_code,

@@ -1,10 +1,12 @@
 """The change feed (PROTOCOL §5): what phones pull, in server order, never skipping a change.
 
-Writers queue changes on their session; a `before_commit` hook writes them
-right before the commit. On PostgreSQL that write takes a transaction-level
-advisory lock, held until the commit is visible, so feed ids become visible
-in id order: a reader that has seen id N can never later find a committed id
-below N. SQLite serialises writers anyway (BEGIN IMMEDIATE).
+Writers queue changes on their session; `before_commit` hooks snapshot them
+first, then write them right before the commit. On PostgreSQL that write
+takes a transaction-level advisory lock, held until the commit is visible,
+so feed ids become visible in id order: a reader that has seen id N can never
+later find a committed id below N. Snapshotting (and the flush it needs)
+happens before any such lock, so the lock is held only for the insert and
+the commit. SQLite serialises writers anyway (BEGIN IMMEDIATE).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from backend.models import (
 
 FEED_LOCK_KEY = 0x6663_6665_6564  # "fcfeed"
 PENDING = "fieldcase.pending_changes"
+SNAPSHOTS = "fieldcase.change_rows"  # taken before any lock; written under the feed's lock
 
 
 def _iso(value) -> str | None:
@@ -163,9 +166,15 @@ def _rows(session: Session) -> list[dict[str, Any]]:
     return rows
 
 
+@commit_queue.on_commit(order=5)  # before the custody log's lock (10): that work needs no lock
+def _snapshot(session: Session) -> None:
+    for row in _rows(session):
+        commit_queue.enqueue(session, SNAPSHOTS, row)
+
+
 @commit_queue.on_commit(order=20)
 def _publish(session: Session) -> None:
-    rows = _rows(session)
+    rows = commit_queue.take(session, SNAPSHOTS) + _rows(session)
     if not rows:
         return
     _sequence_lock(session)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import literal, select, union_all
 from sqlalchemy.orm import Session
 
 from backend.bulk import among, insert_rows
@@ -29,6 +29,7 @@ class Lookup:
         self.session = session
         self.known: dict[type, dict[Any, Any]] = defaultdict(dict)
         self.missing: dict[type, set[Any]] = defaultdict(set)
+        self.present: dict[type, set[Any]] = defaultdict(set)  # known to exist, row not loaded (prefetch_ids)
         self.memo: dict[tuple, Any] = {}  # answers to look-ups by other keys (institution names, open cases)
         self.rows: dict[type, list[dict[str, Any]]] = defaultdict(list)
 
@@ -42,6 +43,35 @@ class Lookup:
             for row in self.session.scalars(select(model).where(among(self.session, pk, ordered[start:start + CHUNK]))):
                 self.known[model][getattr(row, key)] = row
         self.missing[model] |= wanted - set(self.known[model])
+
+    def prefetch_ids(self, wanted: dict[type, Iterable[Any]]) -> None:
+        """Which of these keys exist, for tables where a record only needs to know that (its id is taken,
+        its category is in the catalogue): one statement for all of them, no rows loaded."""
+        parts = []
+        for model, ids in wanted.items():
+            todo = sorted({i for i in ids if i is not None} - set(self.known[model]) - self.present[model]
+                          - self.missing[model])
+            if todo:
+                pk = _pk(model)
+                parts.append((model, todo, select(literal(model.__name__).label("m"), pk.label("k"))
+                              .where(among(self.session, pk, todo))))
+        if not parts:
+            return
+        by_name = {model.__name__: model for model, _ids, _q in parts}
+        statement = parts[0][2] if len(parts) == 1 else union_all(*(q for _m, _i, q in parts))
+        for name, key in self.session.execute(statement):
+            self.present[by_name[name]].add(key)
+        for model, todo, _q in parts:
+            self.missing[model] |= set(todo) - self.present[model]
+
+    def exists(self, model: type, ident: Any) -> bool:
+        if ident in self.known[model] or ident in self.present[model]:
+            return True
+        if ident in self.missing[model]:
+            return False
+        found = self.session.scalar(select(_pk(model)).where(_pk(model) == ident)) is not None
+        (self.present if found else self.missing)[model].add(ident)
+        return found
 
     def get(self, model: type[T], ident: Any) -> T | None:
         if ident in self.known[model]:

@@ -10,6 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from backend.bulk import among
 from backend.credit_code import credit_code_problem, normalise_credit_code
 from backend.errors import Conflict
 from backend.institutions import normalise_name
@@ -19,6 +20,40 @@ from backend.models import Case, CaseAlias, Institution, Officer, Region, new_id
 from . import feed
 from .lookup import Lookup
 from .records import ContentError
+
+_REGISTRY_ORDER = (Institution.provisional, Institution.created_at)
+
+
+def _by_code(session: Session, lookup: Lookup | None, code: str) -> Institution | None:
+    if lookup is not None and ("by_code", code) in lookup.memo:
+        return lookup.memo[("by_code", code)]
+    return session.scalars(select(Institution).where(Institution.credit_code == code)).first()
+
+
+def _by_name(session: Session, lookup: Lookup | None, region: str, name_norm: str) -> list[Institution]:
+    if lookup is not None and ("by_name", region, name_norm) in lookup.memo:
+        return lookup.memo[("by_name", region, name_norm)]
+    return list(session.scalars(select(Institution).where(
+        Institution.region_code == region, Institution.name_norm == name_norm).order_by(*_REGISTRY_ORDER)))
+
+
+def _prefetch_registry(session: Session, lookup: Lookup, refs: list[dict[str, Any]]) -> None:
+    """One query for every credit code and name the refs give, answered through `_by_code`/`_by_name`."""
+    lookup.prefetch(Region, {ref["region"] for ref in refs})
+    codes, names = set(), set()
+    for ref in refs:
+        if ref.get("credit_code"):
+            codes.add(normalise_credit_code(ref["credit_code"]))
+        names.add((ref["region"], normalise_name(ref["name"])))
+    wanted = among(session, Institution.name_norm, sorted({n for _r, n in names}))
+    if codes:
+        wanted = wanted | among(session, Institution.credit_code, sorted(codes))
+    rows = list(session.scalars(select(Institution).where(wanted).order_by(*_REGISTRY_ORDER)))
+    for code in codes:
+        lookup.memo[("by_code", code)] = next((i for i in rows if i.credit_code == code), None)
+    for region, name_norm in names:
+        lookup.memo[("by_name", region, name_norm)] = [
+            i for i in rows if i.region_code == region and i.name_norm == name_norm]
 
 
 def _match(session: Session, ref: dict[str, Any], lookup: Lookup | None = None
@@ -36,7 +71,7 @@ def _match(session: Session, ref: dict[str, Any], lookup: Lookup | None = None
         problem = credit_code_problem(code)
         if problem:
             raise ContentError("bad_credit_code", f"credit code {code}: {problem}")
-        found = session.scalars(select(Institution).where(Institution.credit_code == code)).first()
+        found = _by_code(session, lookup, code)
         if found:
             return found, code, ""
     name_norm = normalise_name(ref["name"])
@@ -44,9 +79,7 @@ def _match(session: Session, ref: dict[str, Any], lookup: Lookup | None = None
         raise ContentError("bad_body", "institution name is empty once normalised")
     if len(name_norm) > 200:  # NFKC can lengthen a name ("﷽" is 18 characters): the column holds 200
         raise ContentError("bad_body", "institution name is longer than 200 characters once normalised")
-    candidates = list(session.scalars(select(Institution).where(
-        Institution.region_code == ref["region"], Institution.name_norm == name_norm)
-        .order_by(Institution.provisional, Institution.created_at)))
+    candidates = _by_name(session, lookup, ref["region"], name_norm)
     if not code and candidates:
         return candidates[0], None, name_norm
     uncoded = [c for c in candidates if c.credit_code is None]
@@ -88,23 +121,29 @@ def creation_keys(session: Session, lookup: Lookup, officer: Officer, refs: list
     is remembered in `lookup` for the records that name it; what may be
     created is looked up again once its key is locked.
     """
+    named = list({_institution_key(ref): ref for ref in refs
+                  if "id" not in ref and _institution_key(ref) not in lookup.memo}.values())
+    if not named:
+        return set()
+    _prefetch_registry(session, lookup, named)
     keys: set[str] = set()
-    for ref in refs:
-        key = _institution_key(ref)
-        if "id" in ref or key in lookup.memo or ("new", key) in lookup.memo:
-            continue
+    found_for: dict[str, tuple] = {}
+    for ref in named:
         try:
             found, code, name_norm = _match(session, ref, lookup)
         except ContentError:
             continue
         if found is None or (code and found.credit_code is None):
             keys.add(f"institution:{code or ref['region'] + ':' + name_norm}")
-            lookup.memo[("new", key)] = True
-            continue
-        lookup.memo[key] = found
-        open_key = f"{found.id}:{officer.department_code}"
-        if _open_case(session, lookup, open_key) is None:
-            keys.add(f"case:{open_key}")
+        else:
+            lookup.memo[_institution_key(ref)] = found
+            found_for[f"{found.id}:{officer.department_code}"] = found
+    for name in [k for k in lookup.memo if k[0] in ("by_code", "by_name")]:
+        del lookup.memo[name]  # what was missing is looked up again under its lock
+    if found_for:
+        for case in session.scalars(select(Case).where(among(session, Case.open_key, sorted(found_for)))):
+            lookup.memo[("open", case.open_key)] = case
+        keys.update(f"case:{k}" for k in found_for if ("open", k) not in lookup.memo)
     return keys
 
 

@@ -304,10 +304,10 @@ class _DeviceWalk:
                 and content[2] in ("case.open", "clue.report")]
 
     def run(self) -> None:
-        pending = self._pending()
-        if pending:
-            self._prefetch(pending)
         with self.s.no_autoflush:
+            pending = self._pending()
+            if pending:
+                self._prefetch(pending)
             self._catch_up()
         self.write()
 
@@ -337,20 +337,21 @@ class _DeviceWalk:
                 case_refs.append(body["case"])
             if rtype == "inspection.start":
                 wanted[Officer].update(body["officers"])
+            elif rtype == "inspection.finding":
+                wanted[ViolationCategory].add(body["category"])
         for ref in case_refs:
             if "client_case_id" in ref:
                 wanted[CaseAlias].add(ref["client_case_id"])
             else:
                 wanted[Case].add(ref["id"])
         lookup = self.lookup
-        for model in (Inspection, Finding, Evidence, Clue, CaseAlias, Officer):
+        lookup.known[Officer].setdefault(self.officer.id, self.officer)
+        lookup.prefetch_ids({model: wanted[model] for model in (Finding, Evidence, Clue, ViolationCategory)})
+        for model in (Inspection, CaseAlias, Officer):
             lookup.prefetch(model, wanted[model])
         wanted[Case].update(a.case_id for a in lookup.known[CaseAlias].values())
         wanted[Case].update(i.case_id for i in lookup.known[Inspection].values())
         lookup.prefetch(Case, wanted[Case])
-        if not lookup.known[ViolationCategory]:
-            for cat in self.s.scalars(select(ViolationCategory)):
-                lookup.add(cat, persist=False)
 
     def _classify(self, items: list[Item]) -> None:
         s, device = self.s, self.device

@@ -105,7 +105,7 @@ def test_given_a_worker_killed_mid_push_when_the_phone_retries_then_every_record
         try:
             total = field_day(phone, visits=30, findings=22)  # 750 records, three pushes of 250
             with WorkerKiller(port, ready=request_read(100_000), times=2,
-                              delay=lambda n: (0.0, 0.15)[n]) as killer:
+                              delay=lambda n: (0.0, 0.03)[n]) as killer:
                 summary = phone.push(batch_size=250)
             assert len(killer.killed) == 2, "the push ended before a worker could be killed under it"
             assert summary["remaining"] == 0 and set(summary["counts"]) <= {"applied", "duplicate"}
