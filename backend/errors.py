@@ -71,3 +71,10 @@ class LengthRequired(DomainError):
 class Gone(DomainError):
     status = 410
     reason = "gone"
+
+
+class RetentionMisconfigured(DomainError):
+    """The server's own setting is unlawful: no request can fix it, and nothing is deleted until it is changed."""
+
+    status = 503
+    reason = "misconfigured"

@@ -47,7 +47,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, t
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
-from backend.errors import DomainError, Forbidden, Gone, Invalid
+from backend.errors import Forbidden, Gone, Invalid, RetentionMisconfigured
 from backend.jurisdiction import may_see_region, scope
 from backend.models import Case, CustodyHolder, Evidence, Finding, Inspection, Officer, Upload, utcnow
 from backend.paging import paginate
@@ -63,13 +63,6 @@ MIN_RETENTION_DAYS = 180
 RELEASED_CASE_STATUSES = ("dismissed", "not_penalised")
 STORED_STATUSES = ("verified", "mismatch")
 OBJECT_LOCK_NAMESPACE = 0x6663_6F62  # "fcob"
-
-
-class RetentionMisconfigured(DomainError):
-    """The server's own setting is unlawful: no request can fix it, and nothing is deleted until it is changed."""
-
-    status = 503
-    reason = "misconfigured"
 
 
 def check_retention_days(retention_days: int) -> timedelta:

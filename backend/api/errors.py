@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -23,6 +24,18 @@ def error_body(code: int, message: str, errors: dict[str, Any] | None = None) ->
     return body
 
 
+def _json_error(status: int, message: str, errors: dict[str, Any] | None = None, *,
+                headers: Mapping[str, str] | None = None, retry_after: int | None = None) -> Response:
+    """Every handler answers through here, so no error can drift from PROTOCOL's shape or forget its status."""
+    resp = jsonify(error_body(status, message, errors))
+    resp.status_code = status
+    for key, value in (headers or {}).items():
+        resp.headers[key] = value
+    if retry_after is not None:
+        resp.headers["Retry-After"] = str(retry_after)
+    return resp
+
+
 _MESSAGES = {
     400: "bad request",
     401: "authentication required",
@@ -37,10 +50,7 @@ _MESSAGES = {
 def register(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(exc: DomainError):
-        resp = jsonify(error_body(exc.status, exc.message, exc.errors))
-        resp.status_code = exc.status
-        resp.headers.update(exc.headers)
-        return resp
+        return _json_error(exc.status, exc.message, exc.errors, headers=exc.headers)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
@@ -53,53 +63,38 @@ def register(app: Flask) -> None:
                 message = "the request body is not valid JSON"
             else:
                 message = "invalid request " + " and ".join(sorted(errors)) + "; see errors"
-        resp = jsonify(error_body(code, message, errors))
-        resp.status_code = code
-        for key, value in (data.get("headers") or {}).items():
-            resp.headers[key] = value
+        headers = dict(data.get("headers") or {})
         if code == 405 and exc.get_response().headers.get("Allow"):
-            resp.headers["Allow"] = exc.get_response().headers["Allow"]
-        return resp
+            headers["Allow"] = exc.get_response().headers["Allow"]
+        return _json_error(code, message, errors, headers=headers)
 
     @app.errorhandler(IntegrityError)
     def _raced(exc: IntegrityError):
         # A concurrent request wrote the same key first; nothing of this request was kept. Retrying
         # sees the other write and answers properly (a duplicate, an invalid id, a merge).
         log.warning("integrity conflict with a concurrent write: %s", exc.orig)
-        resp = jsonify(error_body(409, "a concurrent request wrote the same data first; retry"))
-        resp.status_code = 409
-        resp.headers["Retry-After"] = "1"
-        return resp
+        return _json_error(409, "a concurrent request wrote the same data first; retry", retry_after=1)
 
     @app.errorhandler(DataError)
     def _unstorable(exc: DataError):
         # A value the database refuses (out of range, bad encoding) that validation let through; nothing was kept.
         log.warning("value refused by the database: %s", exc.orig)
-        resp = jsonify(error_body(422, "a value in the request cannot be stored (out of range or not valid text)"))
-        resp.status_code = 422
-        return resp
+        return _json_error(422, "a value in the request cannot be stored (out of range or not valid text)")
 
     @app.errorhandler(OperationalError)
     def _db_unavailable(exc: OperationalError):
         log.warning("database unavailable: %s", exc.orig)
-        resp = jsonify(error_body(503, "the database is busy or unavailable; retry shortly"))
-        resp.status_code = 503
-        resp.headers["Retry-After"] = "2"
-        return resp
+        return _json_error(503, "the database is busy or unavailable; retry shortly", retry_after=2)
 
     @app.errorhandler(PoolTimeout)
     def _pool_exhausted(exc: PoolTimeout):
         # Every connection of this process's pool stayed busy for FIELDCASE_DB_POOL_TIMEOUT: the server is
         # saturated. A request's work runs on its one session, so it did nothing yet. Say when to come back.
         log.warning("database pool exhausted: %s", exc)
-        resp = jsonify(error_body(503, "the server is busy (no database connection free); retry shortly"))
-        resp.status_code = 503
-        resp.headers["Retry-After"] = str(current_app.extensions["fieldcase"].settings.busy_retry_after)
-        return resp
+        return _json_error(503, "the server is busy (no database connection free); retry shortly",
+                           retry_after=current_app.extensions["fieldcase"].settings.busy_retry_after)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error")
-        resp = jsonify(error_body(500, "internal error; it has been logged"))
-        resp.status_code = 500
-        return resp
+        return _json_error(500, "internal error; it has been logged")
