@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from sync import clues
 from sync.records import CLUE_SOURCES, Hex64, InstitutionRef, Uuid
 
+from ..models import Clue
 from .blueprint import Blueprint
 from .context import authenticated, committed, current_officer, session
 from .schemas import PageArgs, StrictSchema, page_schema, paged
@@ -130,6 +134,13 @@ class PublicClueSchema(Schema):
     case_status = fields.String(allow_none=True)
 
 
+def _described(act: Callable[..., Clue], *subject: str, **args: Any) -> dict[str, Any]:
+    """Every clue change answers with the clue as `GET /clues/<id>` shows it to the same caller, so a desk sees
+    the tracking code, duplicates and routing its action produced without asking again."""
+    s, officer = session(), current_officer()
+    return clues.describe(s, officer, act(s, officer, *subject, **args))
+
+
 @blp.post("/clues")
 @authenticated()
 @blp.arguments(ClueIntakeArgs)
@@ -137,8 +148,7 @@ class PublicClueSchema(Schema):
 @committed
 def take_clue(args):
     """Take a clue from a complaint channel; the answer carries the tracking code for the complainant."""
-    s, officer = session(), current_officer()
-    return clues.describe(s, officer, clues.intake(s, officer, **args))
+    return _described(clues.intake, **args)
 
 
 @blp.get("/clues")
@@ -146,9 +156,8 @@ def take_clue(args):
 @blp.arguments(ClueListArgs, location="query")
 @blp.response(200, ClueListPage)
 def list_clues(args):
-    paging = {"page": args.pop("page"), "page_size": args.pop("page_size")}
-    rows, total = clues.list_clues(session(), current_officer(), **args, **paging)
-    return paged(rows, total, paging)
+    rows, total = clues.list_clues(session(), current_officer(), **args)
+    return paged(rows, total, args)
 
 
 @blp.get("/clues/<clue_id>")
@@ -165,8 +174,7 @@ def get_clue(clue_id):
 @committed
 def triage_clue(args, clue_id):
     """Set the category and route the clue by the catalogue; its duplicates follow."""
-    s, officer = session(), current_officer()
-    return clues.describe(s, officer, clues.triage(s, officer, clue_id, **args))
+    return _described(clues.triage, clue_id, **args)
 
 
 @blp.post("/clues/<clue_id>/case")
@@ -185,8 +193,7 @@ def convert_clue(args, clue_id):
 @blp.response(200, ClueDetailSchema)
 @committed
 def close_clue(args, clue_id):
-    s, officer = session(), current_officer()
-    return clues.describe(s, officer, clues.close(s, officer, clue_id, **args))
+    return _described(clues.close, clue_id, **args)
 
 
 @blp.get("/public/clues/<code>")

@@ -8,10 +8,11 @@ from sync import credit
 
 from .blueprint import Blueprint
 from .context import authenticated, committed, current_officer, session
-from .schemas import INT64_MAX, StrictSchema
+from .schemas import INT64_MAX, StrictSchema, region_code
 
 blp = Blueprint("credit", __name__, url_prefix="/api/v1",
                 description="Credit and risk: integrity records, risk scores, discretion benchmarks")
+
 
 class RiskSchema(Schema):
     score = fields.Integer()
@@ -50,7 +51,7 @@ class RecomputedSchema(Schema):
 
 
 class BulkRiskArgs(StrictSchema):
-    region = fields.String(validate=validate.Length(equal=6), metadata={"description": "default: all of yours"})
+    region = region_code("default: all of yours")
 
 
 class BulkRiskSchema(Schema):

@@ -9,7 +9,7 @@ from sync import draws
 from ..models import TASK_STATUSES
 from .blueprint import Blueprint
 from .context import authenticated, committed, current_officer, session
-from .schemas import DAY, PageArgs, StrictSchema, page_schema, paged
+from .schemas import DAY, PageArgs, StrictSchema, day_range, page_schema, paged, region_code
 
 blp = Blueprint("draws", __name__, url_prefix="/api/v1",
                 description="Double random, one public: campaigns, draws, tasks, published results")
@@ -19,7 +19,7 @@ Code = fields.String(validate=validate.Length(min=1, max=32))
 
 class CampaignArgs(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    region = fields.String(validate=validate.Length(equal=6), metadata={"description": "default: the caller's"})
+    region = region_code("default: the caller's")
     starts_on = fields.Date(required=True, validate=DAY)
     ends_on = fields.Date(required=True, validate=DAY)
     focus_categories = fields.List(Code, load_default=list, validate=validate.Length(max=32),
@@ -44,7 +44,7 @@ class CampaignListArgs(PageArgs):
 
 
 class DrawArgs(StrictSchema):
-    region = fields.String(validate=validate.Length(equal=6), metadata={"description": "default: the caller's"})
+    region = region_code("default: the caller's")
     period_start = fields.Date(required=True, validate=DAY)
     period_end = fields.Date(required=True, validate=DAY)
     planned_date = fields.Date(required=True, validate=DAY, metadata={"description": "within the period"})
@@ -109,8 +109,7 @@ class TaskListArgs(PageArgs):
     draw_id = fields.String(validate=validate.Length(min=1, max=40))
     campaign_id = fields.String(validate=validate.Length(min=1, max=40))
     institution_id = fields.String(validate=validate.Length(min=1, max=40))
-    date_from = fields.Date(validate=DAY)
-    date_to = fields.Date(validate=DAY)
+    date_from, date_to = day_range()
 
 
 class TaskCreateArgs(StrictSchema):
@@ -122,9 +121,8 @@ class TaskCreateArgs(StrictSchema):
 
 
 class PublicArgs(PageArgs):
-    region = fields.String(validate=validate.Length(equal=6))
-    date_from = fields.Date(validate=DAY)
-    date_to = fields.Date(validate=DAY)
+    region = region_code()
+    date_from, date_to = day_range()
 
 
 class PublicInspectionSchema(Schema):
@@ -143,10 +141,6 @@ TaskPage = page_schema(TaskSchema, "TaskPage")
 PublicInspectionPage = page_schema(PublicInspectionSchema, "PublicInspectionPage")
 
 
-def _paging(args: dict) -> dict:
-    return {"page": args.pop("page"), "page_size": args.pop("page_size")}
-
-
 @blp.post("/campaigns")
 @authenticated("admin")
 @blp.arguments(CampaignArgs)
@@ -163,9 +157,8 @@ def post_campaign(args):
 @blp.response(200, CampaignPage)
 def list_campaigns(args):
     """Campaigns of the caller's jurisdiction and of the city."""
-    paging = _paging(args)
-    items, total = draws.list_campaigns(session(), current_officer(), **args, **paging)
-    return paged(items, total, paging)
+    items, total = draws.list_campaigns(session(), current_officer(), **args)
+    return paged(items, total, args)
 
 
 @blp.get("/campaigns/<campaign_id>")
@@ -190,9 +183,8 @@ def post_draw(args):
 @blp.arguments(DrawListArgs, location="query")
 @blp.response(200, DrawPage)
 def list_draws(args):
-    paging = _paging(args)
-    items, total = draws.list_draws(session(), current_officer(), **args, **paging)
-    return paged(items, total, paging)
+    items, total = draws.list_draws(session(), current_officer(), **args)
+    return paged(items, total, args)
 
 
 @blp.get("/draws/<draw_id>")
@@ -216,9 +208,8 @@ def verify_draw(draw_id):
 @blp.response(200, TaskPage)
 def list_tasks(args):
     """The caller's tasks; admins and reviewers also every task within their jurisdiction (mine=false)."""
-    paging = _paging(args)
-    items, total = draws.list_tasks(session(), current_officer(), **args, **paging)
-    return paged(items, total, paging)
+    items, total = draws.list_tasks(session(), current_officer(), **args)
+    return paged(items, total, args)
 
 
 @blp.post("/tasks")
@@ -252,6 +243,5 @@ def cancel_task(task_id):
 @blp.response(200, PublicInspectionPage)
 def public_inspections(args):
     """Published results of drawn inspections: institution, date, outcome, categories found. No login."""
-    paging = _paging(args)
-    items, total = draws.public_inspections(session(), **args, **paging)
-    return paged(items, total, paging)
+    items, total = draws.public_inspections(session(), **args)
+    return paged(items, total, args)

@@ -136,9 +136,8 @@ def transfer_clue(args, clue_id):
 @blp.arguments(TransferListArgs, location="query")
 @blp.response(200, TransferPage)
 def list_transfers(args):
-    paging = {"page": args.pop("page"), "page_size": args.pop("page_size")}
-    rows, total = joint.list_transfers(session(), current_officer(), **args, **paging)
-    return paged(rows, total, paging)
+    rows, total = joint.list_transfers(session(), current_officer(), **args)
+    return paged(rows, total, args)
 
 
 @blp.get("/transfers/<transfer_id>")

@@ -1,4 +1,8 @@
-"""Schemas shared by several blueprints: paging and the error body."""
+"""Schemas shared by several blueprints: paging, the filters lists have in common, and the error body.
+
+A filter defined here is defined once so that every list taking it validates and documents it alike; where two
+routes really differ (a region checked for length versus for digits) both variants live here, named apart.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,21 @@ INT64_MAX = 2**63 - 1
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9000, 12, 31)
 DAY = validate.Range(min=FIRST_DAY, max=LAST_DAY, error=f"a day between {FIRST_DAY} and {LAST_DAY}")
 
+# Stricter than `region_code`, with their own messages, as the statistics filters have always checked them.
+SIX_DIGIT_REGION = validate.Regexp(r"^[0-9]{6}$", error="a six-digit region code")
+DEPARTMENT_CODE = validate.Regexp(r"^[a-z_]{1,16}$", error="a department code")
+
+
+def region_code(description: str | None = None) -> fields.String:
+    """A region filter or target; the description says what leaving it out means, which differs by route."""
+    return fields.String(validate=validate.Length(equal=6),
+                         metadata={"description": description} if description else {})
+
+
+def day_range() -> tuple[fields.Date, fields.Date]:
+    """`date_from, date_to = day_range()`: declared in place, so a list's parameters keep their documented order."""
+    return fields.Date(validate=DAY), fields.Date(validate=DAY)
+
 
 class StrictSchema(Schema):
     """Unknown fields are an error, not silently dropped (marshmallow's default RAISE, made explicit)."""
@@ -26,6 +45,8 @@ class StrictSchema(Schema):
 
 
 class PageArgs(StrictSchema):
+    """The one paging every list takes; a list adds its filters by subclassing, never by redefining these."""
+
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
     page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
@@ -47,4 +68,5 @@ def page_schema(item: type[Schema], name: str) -> type[Schema]:
 
 
 def paged(items: list, total: int, args: dict) -> dict:
+    """`args` may be a list route's whole parsed query: only its paging is echoed back."""
     return {"items": items, "page": args["page"], "page_size": args["page_size"], "total": total}

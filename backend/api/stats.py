@@ -15,7 +15,7 @@ from sync.apply import LOCAL_TZ
 
 from .blueprint import Blueprint
 from .context import authenticated, current_officer, session, state
-from .schemas import DAY, StrictSchema
+from .schemas import DAY, DEPARTMENT_CODE, SIX_DIGIT_REGION, StrictSchema
 
 blp = Blueprint("stats", __name__, url_prefix="/api/v1", description="Statistics: clues, cases, recording, evidence")
 
@@ -28,8 +28,8 @@ class StatsArgs(StrictSchema):
                                                  "day of `to`'s month"})
     last = fields.Date(data_key="to", validate=DAY,
                        metadata={"description": "last day (YYYY-MM-DD, Hangzhou), included; default: today"})
-    region = fields.String(validate=validate.Regexp(r"^[0-9]{6}$", error="a six-digit region code"))
-    department = fields.String(validate=validate.Regexp(r"^[a-z_]{1,16}$", error="a department code"))
+    region = fields.String(validate=SIX_DIGIT_REGION)
+    department = fields.String(validate=DEPARTMENT_CODE)
     format = fields.String(validate=validate.OneOf(FORMATS),
                            metadata={"description": "`csv` for text/csv (also chosen by `Accept: text/csv`)"})
 
