@@ -58,7 +58,12 @@ class TokenIssuer:
             raise Unauthorized("invalid access token") from None
 
 
-def _digest(token: str) -> str:
+def digest(token: str) -> str:
+    """How a refresh token is stored and looked up: only its hash is kept, so a leaked table signs no one in.
+
+    Public because the console finds the row of the pair `auth.login` just
+    issued (its server-side session handle) by the same rule, not a copy of it.
+    """
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -67,7 +72,7 @@ def issue_pair(session: Session, issuer: TokenIssuer, officer: Officer,
     refresh = secrets.token_urlsafe(32)
     now = utcnow()
     session.add(RefreshToken(
-        token_hash=_digest(refresh), family_id=family_id or new_id("fam"), officer_id=officer.id,
+        token_hash=digest(refresh), family_id=family_id or new_id("fam"), officer_id=officer.id,
         created_at=now, expires_at=now + timedelta(seconds=issuer.refresh_ttl),
     ))
     session.flush()
@@ -85,7 +90,7 @@ def rotate_refresh(session: Session, issuer: TokenIssuer, presented: str) -> dic
     A reused token revokes its whole family; that revocation is committed
     before the 401 is raised, so the error path cannot roll it back.
     """
-    row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == _digest(presented))).first()
+    row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == digest(presented))).first()
     now = utcnow()
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         raise Unauthorized("invalid refresh token")

@@ -175,7 +175,7 @@ def prepare_package(session: Session, signer: custody.Signer, viewer: Officer, c
     inspections = list(session.scalars(select(Inspection).where(Inspection.case_id == case_id)
                                        .order_by(Inspection.started_at, Inspection.id)))
     inspection_ids = [i.id for i in inspections]
-    evidence = _case_evidence(session, case_id, inspection_ids)
+    evidence = case_evidence(session, case_id, inspection_ids)
     package_id = str(uuid.uuid4())
     created_at = utcnow()
     for item in evidence:
@@ -189,7 +189,7 @@ def prepare_package(session: Session, signer: custody.Signer, viewer: Officer, c
     case = session.get(Case, case_id)
     assert case is not None  # noqa: S101 - it was there a moment ago and cases are never deleted
     findings = _in(session, Finding, Finding.inspection_id, inspection_ids, Finding.recorded_at)
-    records = _case_records(session, case_id, inspection_ids, findings, evidence)
+    records = case_records(session, case_id, inspection_ids, findings, evidence)
     devices = _devices(session, records)
     holders = {h.evidence_id: h for chunk in _chunked([e.id for e in evidence])
                for h in session.scalars(select(CustodyHolder).where(CustodyHolder.evidence_id.in_(chunk)))}
@@ -270,17 +270,25 @@ def _in(session: Session, model: Any, column: Any, values: list[str], order: Any
     return sorted(rows, key=lambda r: (getattr(r, order.key), r.id))
 
 
-def _case_evidence(session: Session, case_id: str, inspection_ids: list[str]) -> list[Evidence]:
-    """Items of the case: declared with it, or with one of its inspections (even before the case was known)."""
+def case_evidence(session: Session, case_id: str, inspection_ids: list[str]) -> list[Evidence]:
+    """Items of the case: declared with it, or with one of its inspections (even before the case was known).
+
+    Public so that the console's case page (`backend.console.present.ledger_rows`)
+    shows exactly the items a package of the case would hold, by this one rule.
+    """
     found = {e.id: e for e in session.scalars(select(Evidence).where(Evidence.case_id == case_id))}
     for chunk in _chunked(inspection_ids):
         found.update({e.id: e for e in session.scalars(select(Evidence).where(Evidence.inspection_id.in_(chunk)))})
     return sorted(found.values(), key=lambda e: (e.captured_at, e.id))
 
 
-def _case_records(session: Session, case_id: str, inspection_ids: list[str], findings: list[Finding],
-                  evidence: list[Evidence]) -> list[LedgerRecord]:
-    """Ledger rows whose refs name the case or one of its inspections, and those that made its findings/items."""
+def case_records(session: Session, case_id: str, inspection_ids: list[str], findings: list[Finding],
+                 evidence: list[Evidence]) -> list[LedgerRecord]:
+    """Ledger rows whose refs name the case or one of its inspections, and those that made its findings/items.
+
+    Public so that the console's ledger of a case (`backend.console.present.ledger_rows`)
+    lists exactly the records a package of the case would prove, by this one rule.
+    """
     found: dict[int, LedgerRecord] = {}
     for r in session.scalars(select(LedgerRecord).where(LedgerRecord.refs["case_id"].as_string() == case_id)):
         found[r.id] = r

@@ -105,8 +105,8 @@ def ledger_rows(session: Session, case_id: str, inspection_ids: list[str]) -> li
     """
     findings = list(session.scalars(select(Finding).where(Finding.inspection_id.in_(inspection_ids)))) \
         if inspection_ids else []
-    evidence = package._case_evidence(session, case_id, inspection_ids)
-    records = package._case_records(session, case_id, inspection_ids, findings, evidence)
+    evidence = package.case_evidence(session, case_id, inspection_ids)
+    records = package.case_records(session, case_id, inspection_ids, findings, evidence)
     keys = devices(session, (r.device_id for r in records))
     names = officer_names(session, (r.officer_id for r in records))
     wanted = sorted({(r.device_id, r.seq - 1) for r in records if r.seq > 1})

@@ -76,8 +76,7 @@ def csrf_ok() -> bool:
 
 def token_row(db: Session, refresh_token: str) -> RefreshToken | None:
     """The stored row of a refresh token that `auth.login` just issued (stored by its digest only)."""
-    # The tokens module's own digest rule, called rather than copied.
-    digest = tokens._digest(refresh_token)
+    digest = tokens.digest(refresh_token)
     return db.scalars(select(RefreshToken).where(RefreshToken.token_hash == digest)).first()
 
 

@@ -9,10 +9,12 @@ session's CSRF token, calls the domain function, commits, and redirects
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from flask import (
@@ -29,6 +31,7 @@ from flask import (
     url_for,
 )
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from media import audit, custody, holders, package, uploads
@@ -60,6 +63,7 @@ from . import present, security
 from .i18n import DEFAULT_LANGUAGE, HTML_LANG, LANGUAGES, code, translate
 
 log = logging.getLogger("fieldcase.console")
+T = TypeVar("T")
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates", static_folder="static",
                static_url_path="/static")
 
@@ -243,6 +247,26 @@ def _audit_settings() -> audit.AuditSettings:
     return audit.AuditSettings(upload_deadline=app.media.upload_deadline, coverage_tolerance=_tolerance())
 
 
+def _scoped_page(template: str, fetch: Callable[[Session, Officer, str], T]) \
+        -> Callable[[Callable[[Session, Officer, str, T], dict[str, Any]]], Callable[..., str]]:
+    """A page about one object, fetched through the API's own scoped read before anything else is gathered.
+
+    `fetch` raises NotFound for an object outside the viewer's jurisdiction, so
+    such a page is the console's 404 (like the API's answer) and nothing about
+    the object is read; the decorated function only gathers what the template
+    shows, from the object the viewer may see.
+    """
+    def decorate(gather: Callable[[Session, Officer, str, T], dict[str, Any]]) -> Callable[..., str]:
+        @functools.wraps(gather)
+        def view(**url_values: str) -> str:
+            (ident,) = url_values.values()
+            viewer, s = security.viewer(), db_session()
+            found = fetch(s, viewer, ident)
+            return render_template(template, **gather(s, viewer, ident, found))
+        return view
+    return decorate
+
+
 def _domain_flash(exc: DomainError) -> None:
     """A refused action: the domain's own reason, kept as it is (it names the rule that refused)."""
     flash(f"{t('error.generic')} ({exc.status}) {exc.message}", "error")
@@ -352,9 +376,8 @@ def cases() -> Any:
 
 
 @bp.get("/cases/<case_id>")
-def case(case_id: str) -> Any:
-    viewer, s = security.viewer(), db_session()
-    detail = queries.get_case(s, viewer, case_id)
+@_scoped_page("console/case.html", queries.get_case)
+def case(s: Session, viewer: Officer, case_id: str, detail: dict[str, Any]) -> dict[str, Any]:
     steps = lifecycle.list_transitions(s, viewer, case_id)
     inspection_ids = [i["id"] for i in detail["inspections"]]
     coverage = {iid: inspection_coverage(s, viewer, iid, tolerance=_tolerance())["status"] for iid in inspection_ids}
@@ -366,9 +389,8 @@ def case(case_id: str) -> Any:
         *(f["recorded_by"] for i in detail["inspections"] for f in i["findings"]),
         *(tr["actor"] for tr in steps["transitions"])])
     next_steps = [n for n in steps["next"] if n not in STRUCTURED_STEPS]
-    return render_template("console/case.html", case=detail, steps=steps, coverage=coverage,
-                           conflicts=case_conflicts, ledger=ledger, people=people, next_steps=next_steps,
-                           may_export=viewer.has_role(*PACKAGE_ROLES))
+    return {"case": detail, "steps": steps, "coverage": coverage, "conflicts": case_conflicts, "ledger": ledger,
+            "people": people, "next_steps": next_steps, "may_export": viewer.has_role(*PACKAGE_ROLES)}
 
 
 @bp.post("/cases/<case_id>/transitions")
@@ -419,9 +441,8 @@ def export_package() -> Any:
 
 
 @bp.get("/inspections/<inspection_id>")
-def inspection(inspection_id: str) -> Any:
-    viewer, s = security.viewer(), db_session()
-    detail = queries.get_inspection(s, viewer, inspection_id)  # scoped: a 404 outside jurisdiction
+@_scoped_page("console/inspection.html", queries.get_inspection)
+def inspection(s: Session, viewer: Officer, inspection_id: str, detail: dict[str, Any]) -> dict[str, Any]:
     coverage = inspection_coverage(s, viewer, inspection_id, tolerance=_tolerance())
     items = list(s.scalars(select(Evidence).where(Evidence.inspection_id == inspection_id)
                            .order_by(Evidence.captured_at, Evidence.id)))
@@ -430,24 +451,27 @@ def inspection(inspection_id: str) -> Any:
     timeline = present.inspection_timeline(coverage, clips, photos)
     people = present.officer_names(s, [*detail["officers"], detail["started_by"],
                                        *(f["recorded_by"] for f in detail["findings"])])
-    return render_template("console/inspection.html", inspection=detail, coverage=coverage, timeline=timeline,
-                           items=items, clips=clips, photos=photos, people=people, palette=present.PALETTE)
+    return {"inspection": detail, "coverage": coverage, "timeline": timeline, "items": items, "clips": clips,
+            "photos": photos, "people": people, "palette": present.PALETTE}
 
 
 # ---------------------------------------------------------------------------------------------- evidence
 
 
+def _evidence_item(s: Session, viewer: Officer, evidence_id: str) -> dict[str, Any]:
+    return uploads.describe(s, uploads.readable_evidence(s, viewer, evidence_id))
+
+
 @bp.get("/evidence/<evidence_id>")
-def evidence(evidence_id: str) -> Any:
-    viewer, s = security.viewer(), db_session()
-    item = uploads.describe(s, uploads.readable_evidence(s, viewer, evidence_id))
+@_scoped_page("console/evidence.html", _evidence_item)
+def evidence(s: Session, viewer: Officer, evidence_id: str, item: dict[str, Any]) -> dict[str, Any]:
     events = uploads.custody_history(s, viewer, evidence_id)["events"]
     holder = s.get(CustodyHolder, evidence_id)
     people = present.officer_names(s, [item["officer_id"], *(e["actor"] for e in events),
                                        holder.holder_id if holder else None, holder.pending_to if holder else None])
     device = present.devices(s, [item["device_id"]]).get(item["device_id"])
-    return render_template("console/evidence.html", item=item, events=events, holder=holder, people=people,
-                           device=device, exif=present.exif_rows(item))
+    return {"item": item, "events": events, "holder": holder, "people": people, "device": device,
+            "exif": present.exif_rows(item)}
 
 
 @bp.get("/evidence/<evidence_id>/thumbnail")
