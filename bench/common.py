@@ -312,6 +312,7 @@ class CpuMeter:
         self.base, self.url = self.bases[0], url
         self.postgres = make_url(url).get_backend_name() == "postgresql"
         self.start: dict[str, dict[int, float]] = {}
+        self.server_split: list[float] = []  # CPU seconds per server process, busiest first (after end())
 
     def _backends(self) -> list[int]:
         if not self.postgres:
@@ -334,5 +335,7 @@ class CpuMeter:
     def end(self) -> dict[str, float]:
         """CPU seconds since begin(), per side; a backend that appeared meanwhile counts whole."""
         now = self._sample()
+        self.server_split = sorted((cpu - self.start["server"].get(pid, 0.0) for pid, cpu in now["server"].items()),
+                                   reverse=True)
         return {side: sum(cpu - self.start[side].get(pid, 0.0) for pid, cpu in now[side].items())
                 for side in now}

@@ -163,7 +163,7 @@ def _post(http: requests.Session, url: str, body: bytes, headers: dict[str, str]
 def _push_lane(base: str, lane: Lane, ready: threading.Barrier, go: threading.Barrier, retries: int) -> None:
     http = requests.Session()
     url = f"{base}/api/v1/sync/push"
-    headers = {**lane.headers, "Content-Type": "application/json"}
+    headers = {**lane.headers, "Content-Type": "application/json", "Connection": "close"}
     r = _post(http, url, lane.warmup, headers, lane, retries)
     lane.responses.append((r.status_code, r.content))
     ready.wait()
@@ -244,6 +244,8 @@ def run_push(kind: str, batch: int, total: int, threads: int, workers: int, seed
                 t.join()
             seconds = time.perf_counter() - t0
             cpu = {**meter.end(), "client": time.process_time() - client_cpu}
+            split = [round(x, 2) for x in meter.server_split]
+            print(f"    (server CPU per process, busiest first: {split} s in {seconds:.1f} s)", flush=True)
         failures: list[str] = []
         merged = sum(_check_lane(lane, w, failures) for lane, w in zip(lanes, warmups, strict=True))
         db = Database(bdb.url)
