@@ -4,7 +4,9 @@ For each database kind (SQLite, PostgreSQL) and batch size (100, 500) the bench
 starts the production server (gunicorn, 2 workers) on a fresh database, creates
 officers, enrols one device per client thread, pre-signs every record (signing
 is not timed), then times client threads pushing their device's chain in
-batches. Every result must be `applied`, or the bench exits 1.
+batches, each push on a fresh connection (a kept-alive connection stays on the
+worker that accepted it, and four phones on two workers then often leave one
+core idle). Every result must be `applied`, or the bench exits 1.
 
 The same run measures two limits of this machine:
   * verify: Ed25519 verifications per second on as many processes as the server
