@@ -445,6 +445,19 @@ class _DeviceWalk:
         self.release_gap(first, None, "timeout")
         return True
 
+    def release_gaps(self, by: str | None, reason: str) -> int:
+        """Release every gap before the device's held records, applying what follows each; returns how many."""
+        self.deferred = {d.seq: d for d in self.s.scalars(
+            select(DeferredRecord).where(DeferredRecord.device_id == self.device.id).with_for_update())}
+        released = 0
+        while self.deferred and min(self.deferred) > self.device.head_seq + 1:
+            self.release_gap(min(self.deferred), by, reason)
+            released += 1
+            with self.s.no_autoflush:
+                self._catch_up()
+            self.write()
+        return released
+
     def release_gap(self, first_held: int, by: str | None, reason: str) -> None:
         """Accept that seq head+1 .. first_held-1 will never come: the chain resumes at the held record."""
         device = self.device
@@ -543,17 +556,11 @@ def release_gap(session: Session, reviewer: Officer, device_id: str, reason: str
     owner = session.get(Officer, device.officer_id)
     assert owner is not None
     outcome = PushOutcome(results=[])
-    walk = _DeviceWalk(session, owner, device, utcnow(), settings or PushSettings(), outcome,
-                       _Quarantine(session, owner, utcnow(), (settings or PushSettings()).quarantine_per_device))
-    walk.deferred = {d.seq: d for d in session.scalars(
-        select(DeferredRecord).where(DeferredRecord.device_id == device.id).with_for_update())}
-    released = 0
-    while walk.deferred and min(walk.deferred) > device.head_seq + 1:
-        walk.release_gap(min(walk.deferred), reviewer.id if reviewer else None, reason)
-        released += 1
-        with session.no_autoflush:
-            walk._catch_up()
-        walk.write()
+    settings = settings or PushSettings()
+    now = utcnow()
+    walk = _DeviceWalk(session, owner, device, now, settings, outcome,
+                       _Quarantine(session, owner, now, settings.quarantine_per_device))
+    released = walk.release_gaps(reviewer.id if reviewer else None, reason)
     walk.quarantine.write({device.id: device})
     session.commit()
     return {"released_gaps": released, "applied": outcome.caught_up,
