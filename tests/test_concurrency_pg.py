@@ -186,6 +186,27 @@ def test_pushes_creating_the_same_things_in_opposite_orders_queue_instead_of_dea
                 assert len(s.scalars(select(Case.id).where(Case.institution_id == insts[0])).all()) == 1
 
 
+def test_a_burst_of_wrong_passwords_gets_no_more_password_checks_than_the_throttle_allows(app, officers, settings):
+    """Given an officer, when 16 guesses at their password arrive at the same moment, then at most the limit of
+    them reach the (slow) password check and are answered 401; the rest are refused 429 before it. Each attempt
+    is counted before its password is checked, so the guesses cannot all pass the throttle together (before,
+    all 16 were checked)."""
+    zhang = officers.make(region="330106", department="education")
+    limit = settings.login_max_failures_per_user
+
+    def guess(i: int):
+        r = app.test_client().post("/api/v1/auth/token", json={"username": zhang.username,
+                                                               "password": f"guess-{i}"},
+                                   environ_base={"REMOTE_ADDR": f"10.9.0.{i}"})
+        return r.status_code
+
+    statuses = Counter(all_at_once([lambda i=i: guess(i) for i in range(16)]))
+    # Refusing more is safe: attempts that all count one another before any is checked may all be refused.
+    assert set(statuses) <= {401, 429} and statuses[401] <= limit, statuses
+    r = app.test_client().post("/api/v1/auth/token", json={"username": zhang.username, "password": "again"})
+    assert r.status_code == (429 if statuses[401] == limit else 401)
+
+
 # --- (b) one device's batch pushed twice at once -----------------------------------------------------------
 
 @pytest.mark.parametrize("transport", ["http", "domain"])
