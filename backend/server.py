@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 from typing import Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from .config import Settings
@@ -12,6 +15,19 @@ from .db import Database
 from .schema import prepare
 
 log = logging.getLogger("fieldcase.server")
+
+
+def json_error_page(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    """What gunicorn refuses before the app sees the request (a header over its limit, a broken request line)
+    it answers itself, with an HTML page; every other error of this API is PROTOCOL's JSON error object, and
+    phones parse that. Same status, same reason, in that shape."""
+    from .api.errors import error_body  # the one definition of the error shape
+
+    message = f"{reason.lower()}: {mesg}" if mesg else reason.lower()
+    body = json.dumps(error_body(status_int, message)).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
 class _Gunicorn(BaseApplication):
@@ -40,6 +56,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 2, threads: 
     finally:
         db.dispose()
     log.info("serving on http://%s:%d with %d workers", host, port, workers)
+    gunicorn_util.write_error = json_error_page  # looked up at call time by gunicorn's workers
     _Gunicorn({
         "bind": f"{host}:{port}",
         "workers": workers,

@@ -419,6 +419,40 @@ def test_given_an_oversized_or_too_many_headers_on_any_route_then_431(client, ph
     assert client.get("/api/v1/health", headers={"X-Filler": "x" * 8000}).status_code == 200
 
 
+def _raw(port: int, request: bytes) -> tuple[int, str, dict[str, Any]]:
+    """Send bytes as they are (no client library would send a broken request line) and read the answer."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split(" ")[1]), headers.get("Content-Type", ""), json.loads(body)
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"x" * 20000 + b"\r\n\r\n", 431),
+    (b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(120)) + b"\r\n",
+     431),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET /api/v1/health HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400),
+], ids=["header_too_large", "too_many_headers", "request_line_too_long", "broken_request_line"])
+def test_given_what_the_production_server_refuses_itself_then_the_answer_is_the_json_error_too(
+        settings, tmp_path, request_bytes, status):
+    """gunicorn answers these before the app sees the request; a phone still gets PROTOCOL's JSON error."""
+    from tests.live import live_server, port_of
+
+    with live_server(settings, tmp_path / "server.log", workers=1) as base:
+        got, content_type, body = _raw(port_of(base), request_bytes)
+    assert (got, content_type) == (status, "application/json")
+    assert set(body) == {"code", "status", "message"} and body["code"] == status
+    assert body["status"] == HTTPStatus(status).phrase and body["message"]
+
+
 def test_given_a_push_over_8_mib_then_413_and_nothing_is_handled(client, phone, db):
     junk = "a" * (200 * 1024)
     records = [junk] * 42  # 8.2 MiB: over the push limit, under the app's hard limit of 9 MiB
