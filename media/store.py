@@ -278,15 +278,13 @@ class S3Store:
              multipart_id: str | None = None) -> dict[str, Any]:
         key = self._staging(upload_id)
         if size <= self.multipart_threshold:
-            import base64
-
-            checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
+            # No x-amz-checksum-sha256: with it S3 refuses bytes other than the declared ones outright, and
+            # the server never learns of them. Without it a changed file is staged like any other, hashed on
+            # `complete` and kept apart as a `mismatch`, with its custody event, as on every other path.
             url = self.client.generate_presigned_url(
                 "put_object", ExpiresIn=self.url_ttl,
-                Params={"Bucket": self.bucket, "Key": key, "ChecksumSHA256": checksum,
-                        "ContentLength": size})
-            # S3 checks the SHA-256 itself and refuses other bytes; we verify again anyway.
-            return {"method": "PUT", "url": url, "headers": {"x-amz-checksum-sha256": checksum}}
+                Params={"Bucket": self.bucket, "Key": key, "ContentLength": size})
+            return {"method": "PUT", "url": url, "headers": {}}
         if multipart_id is None:
             multipart_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
         count = -(-size // self.part_size)

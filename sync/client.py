@@ -1349,8 +1349,9 @@ class Phone:
             try:
                 self._put_whole(path, size, url, plan.get("headers") or {}, resume=resuming)
             except ApiError as exc:
-                # An object store that checks the declared hash (S3's x-amz-checksum-sha256) refuses other
-                # bytes outright, so the server never sees them: find out whether the phone's copy changed.
+                # An object store that checks the bytes itself (S3 does when a plan carries x-amz-checksum-sha256)
+                # refuses other bytes outright, so the server never sees them: find out whether the phone's copy
+                # changed.
                 if self._same_origin(url) or exc.status != 400:
                     raise
                 problem = self._local_difference(path, sha256, size)

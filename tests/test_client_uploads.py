@@ -72,12 +72,14 @@ class AppWire(WSGIAdapter):
 
 class ObjectStoreWire(HTTPAdapter):
     """Real HTTP to moto's S3; records the PUTs. `enforce_checksum` makes it refuse bytes whose SHA-256 is not
-    the `x-amz-checksum-sha256` header, as AWS S3 does (moto 5 accepts them)."""
+    the `x-amz-checksum-sha256` header, as AWS S3 does (moto 5 accepts them); `refuse_puts` makes it refuse
+    every PUT, as a store that checks bytes by some means of its own would refuse changed ones."""
 
     def __init__(self) -> None:
         super().__init__()
         self.puts: list[dict[str, Any]] = []
         self.enforce_checksum = False
+        self.refuse_puts = False
 
     def send(self, request, **kwargs):
         if request.method == "PUT":
@@ -89,7 +91,7 @@ class ObjectStoreWire(HTTPAdapter):
                               "bytes": len(data), "authorization": request.headers.get("Authorization")})
             claimed = request.headers.get("x-amz-checksum-sha256")
             actual = base64.b64encode(hashlib.sha256(data).digest()).decode()
-            if self.enforce_checksum and claimed and actual != claimed:
+            if (self.enforce_checksum and claimed and actual != claimed) or self.refuse_puts:
                 return refusal(request, "BadDigest", "The SHA256 you specified did not match the calculated checksum.")
         return super().send(request, **kwargs)
 
@@ -391,8 +393,8 @@ def test_a_file_cut_short_after_capture_is_reported_and_not_sent(field, store_ki
     assert phone.upload_pending() == []
 
 
-def _refused_by_checksumming_s3(field) -> tuple[str, bytes]:
-    """A changed file sent to an S3 that checks `x-amz-checksum-sha256` itself, as AWS does."""
+def _changed_after_declaration(field) -> tuple[str, bytes]:
+    """A clip declared and pushed, then changed on the phone (same size, one bit) before its upload."""
     iid = field.inspection()
     data = os.urandom(50_000)
     eid, path = field.clip(iid, "CAM0042_0006.mp4", data, 6)
@@ -400,13 +402,13 @@ def _refused_by_checksumming_s3(field) -> tuple[str, bytes]:
     tampered = bytearray(data)
     tampered[10] ^= 0x01
     path.write_bytes(tampered)
-    field.s3.enforce_checksum = True
     return eid, bytes(tampered)
 
 
 @pytest.mark.parametrize("store_kind", ["s3"])
-def test_a_changed_file_refused_by_a_checksumming_object_store_is_reported_not_retried(field, store_kind):
-    eid, _tampered = _refused_by_checksumming_s3(field)
+def test_a_changed_file_refused_by_the_object_store_is_reported_not_retried(field, store_kind):
+    eid, _tampered = _changed_after_declaration(field)
+    field.s3.refuse_puts = True
 
     (result,) = field.phone.upload_pending()
 
@@ -417,21 +419,16 @@ def test_a_changed_file_refused_by_a_checksumming_object_store_is_reported_not_r
     assert len(field.s3.puts) == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open: on S3 a file of up to FIELDCASE_MULTIPART_THRESHOLD bytes gets a presigned PUT carrying "
-    "x-amz-checksum-sha256 = the declared hash, so AWS S3 refuses changed bytes (400 BadDigest) and nothing is "
-    "staged; POST .../complete then answers 422 'no bytes were uploaded'. PROTOCOL §6's `mismatch` verdict "
-    "(bytes kept apart, custody `mismatch` event) is unreachable: the evidence stays `declared` with its upload "
-    "open for ever, and the server keeps no trace of the changed file. moto 5 does not check the header, so "
-    "the rest of the suite cannot see it."))
 @pytest.mark.parametrize("store_kind", ["s3"])
-def test_a_changed_file_on_a_checksumming_s3_ends_mismatch_on_the_server(field, store_kind, media_app):
-    eid, tampered = _refused_by_checksumming_s3(field)
+def test_a_changed_file_on_an_s3_that_checks_checksums_ends_mismatch_on_the_server(field, store_kind, media_app):
+    """AWS S3 refuses bytes whose SHA-256 differs from an `x-amz-checksum-sha256` the request carries; the plan
+    carries none, so the changed bytes are staged, hashed on `complete` and kept apart as PROTOCOL §6 says."""
+    eid, tampered = _changed_after_declaration(field)
+    field.s3.enforce_checksum = True
 
-    field.phone.upload_pending()
-    # Whatever the phone still can do: complete the upload it was planned.
-    field.client.post(f"/api/v1/evidence/{eid}/complete", json={}, headers=field.headers)
+    (result,) = field.phone.upload_pending()
 
+    assert result["status"] == "mismatch" and result["purge_allowed"] is False
     answer = field.evidence(eid)
     assert answer["status"] == "mismatch"
     assert answer["uploads"][-1]["received_sha256"] == hashlib.sha256(tampered).hexdigest()
