@@ -127,7 +127,7 @@ def creation_keys(session: Session, lookup: Lookup, officer: Officer, refs: list
         return set()
     _prefetch_registry(session, lookup, named)
     keys: set[str] = set()
-    found_for: dict[str, tuple] = {}
+    found_for: dict[str, Institution] = {}
     for ref in named:
         try:
             found, code, name_norm = _match(session, ref, lookup)
