@@ -12,10 +12,9 @@ from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from sync.records import contains_lone_surrogate, contains_nul
-
 from .config import Settings
 from .errors import Invalid
+from .json_text import contains_lone_surrogate, contains_nul
 from .state import AppState
 
 NUL_MESSAGE = "text must not contain NUL characters (U+0000): no database field can store them"

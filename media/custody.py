@@ -31,6 +31,7 @@ from backend import commit_queue, jobs
 from backend.bulk import insert_rows
 from backend.config import secret_file
 from backend.errors import Invalid, NotFound
+from backend.json_text import is_unicode_text
 from backend.models import CustodyEvent, MerkleNode, TreeHead, utcnow
 
 from . import merkle
@@ -64,11 +65,8 @@ def _plain(value: Any) -> bool:
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if not item.isascii():
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    return False
+            if not is_unicode_text(item):
+                return False
         elif item is None or isinstance(item, bool):
             continue
         elif isinstance(item, int):

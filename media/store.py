@@ -61,6 +61,15 @@ def hash_stream(stream: BinaryIO, chunk: int = CHUNK) -> Digest:
     return Digest(h.hexdigest(), size)
 
 
+def blocks(stream: BinaryIO, chunk: int = CHUNK) -> Iterator[bytes]:
+    """A stored file as a response body: block by block, closed when the last one is sent (or the client left)."""
+    try:
+        while block := stream.read(chunk):
+            yield block
+    finally:
+        stream.close()
+
+
 def object_key(sha256: str) -> str:
     return f"objects/{sha256[:2]}/{sha256[2:4]}/{sha256}"
 

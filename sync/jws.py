@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jwt.algorithms import get_default_algorithms
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
+from backend.json_text import is_unicode_text
+
 MAX_RECORD_BYTES = 256 * 1024
 MAX_DEPTH = 32  # objects and arrays within one another; a record needs about five
 TYP = "fieldcase-record"
@@ -94,11 +96,8 @@ def _check_tree(value: Any) -> None:
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            if not item.isascii():
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise ValueError("a string holds a lone surrogate (not Unicode text)") from None
+            if not is_unicode_text(item):
+                raise ValueError("a string holds a lone surrogate (not Unicode text)")
         elif isinstance(item, dict | list):
             if depth >= MAX_DEPTH:
                 raise ValueError(f"nested deeper than {MAX_DEPTH} levels")

@@ -8,6 +8,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from backend.json_text import contains_nul
 from backend.models import CASE_STATUSES
 
 # Match these with fullmatch: "$" also matches before a final newline, and "<uuid>\n" is 37 characters in a
@@ -231,45 +232,6 @@ class ChainFields:
         if not isinstance(prev, str) or not HEX64_RE.fullmatch(prev):
             raise ValueError("prev must be 64 lower-case hex digits")
         self.op, self.seq, self.prev = op, seq, prev
-
-
-def contains_nul(value: Any) -> bool:
-    """NUL anywhere in a decoded JSON value, keys included: PostgreSQL text cannot hold it.
-
-    Walks with its own stack: a request body nested as deep as the JSON parser allows must not
-    exhaust Python's recursion limit here.
-    """
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-def contains_lone_surrogate(value: Any) -> bool:
-    """A string no UTF-8 text (and so no database) can hold: JSON's `\\ud800` escape decodes to one."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if not item.isascii():
-                try:
-                    item.encode("utf-8")
-                except UnicodeEncodeError:
-                    return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 class ContentError(Exception):

@@ -6,7 +6,7 @@ from flask import Response, request, stream_with_context, url_for
 from marshmallow import Schema, fields, validate
 
 from media import uploads
-from media.store import CHUNK
+from media.store import blocks
 
 from ..admission import UPLOAD, admitted
 from .blueprint import Blueprint
@@ -122,14 +122,7 @@ def content(args, evidence_id):
     evidence, stream = uploads.open_original(session(), state().store, current_officer(), evidence_id,
                                              args.get("purpose"))
 
-    def generate():
-        try:
-            while block := stream.read(CHUNK):
-                yield block
-        finally:
-            stream.close()
-
-    return Response(stream_with_context(generate()), mimetype=evidence.media_type,
+    return Response(stream_with_context(blocks(stream)), mimetype=evidence.media_type,
                     headers={"Content-Length": str(evidence.size), "ETag": f'"{evidence.sha256}"',
                              "Digest": f"sha-256={evidence.sha256}"})
 

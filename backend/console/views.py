@@ -36,9 +36,8 @@ from werkzeug.exceptions import HTTPException
 
 from media import audit, custody, holders, package, uploads
 from media.coverage import inspection_coverage
-from media.store import CHUNK
+from media.store import blocks
 from sync import conflicts, lifecycle, queries
-from sync.records import contains_lone_surrogate, contains_nul
 
 from .. import auth as auth_domain
 from ..accounts import find_by_username
@@ -48,6 +47,7 @@ from ..api.errors import error_body
 from ..api.packages import ROLES as PACKAGE_ROLES
 from ..errors import DomainError, Forbidden, Invalid, NotFound, TooManyRequests, Unauthorized
 from ..institutions import search_institutions
+from ..json_text import contains_lone_surrogate, contains_nul
 from ..jurisdiction import regions_of
 from ..models import (
     CASE_STATUSES,
@@ -507,17 +507,10 @@ def read_file() -> Any:
         return redirect(back, code=303)
     s.commit()  # the read is in the custody log before the first byte leaves
 
-    def generate():
-        try:
-            while block := stream.read(CHUNK):
-                yield block
-        finally:
-            stream.close()
-
     inline = disposition == "inline" and item.media_type.startswith(INLINE_TYPES)
     extension = (item.media_type.split("/")[-1].split(";")[0] or "bin")[:10]
     filename = f"{item.id}.{extension}"
-    return Response(stream_with_context(generate()), mimetype=item.media_type, headers={
+    return Response(stream_with_context(blocks(stream)), mimetype=item.media_type, headers={
         "Content-Length": str(item.size), "ETag": f'"{item.sha256}"', "Digest": f"sha-256={item.sha256}",
         "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{filename}"',
         # Bytes from a phone, served from the console's origin: a sandboxed document can script nothing here.
@@ -620,33 +613,31 @@ def custody_page() -> Any:
                            prefill=request.args.get("case_id", "")[:40])
 
 
-@bp.post("/custody/transfer")
-def custody_transfer() -> Any:
-    viewer, s = security.viewer(), db_session()
+def _custody_action(act: Callable[[Any, Any], Any], done: str) -> Any:
+    """One hand-over step from the custody page: committed and flashed as done, or refused with the reason."""
+    s = db_session()
     try:
-        holders.request_transfer(s, viewer, _form("evidence_id", 40), _form("to", 40), _form("reason", MAX_PURPOSE))
+        act(s, security.viewer())
         s.commit()
     except DomainError as exc:
         s.rollback()
         _domain_flash(exc)
-        return redirect(url_for("console.custody_page"), code=303)
-    flash(t("custody.transfer.done"), "ok")
+    else:
+        flash(t(done), "ok")
     return redirect(url_for("console.custody_page"), code=303)
+
+
+@bp.post("/custody/transfer")
+def custody_transfer() -> Any:
+    return _custody_action(lambda s, viewer: holders.request_transfer(
+        s, viewer, _form("evidence_id", 40), _form("to", 40), _form("reason", MAX_PURPOSE)), "custody.transfer.done")
 
 
 @bp.post("/custody/acknowledge")
 def custody_acknowledge() -> Any:
-    viewer, s = security.viewer(), db_session()
     accept = request.form.get("answer") != "refuse"
-    try:
-        holders.acknowledge(s, viewer, _form("evidence_id", 40), accept, _form("note", MAX_PURPOSE) or None)
-        s.commit()
-    except DomainError as exc:
-        s.rollback()
-        _domain_flash(exc)
-        return redirect(url_for("console.custody_page"), code=303)
-    flash(t("custody.ack.done"), "ok")
-    return redirect(url_for("console.custody_page"), code=303)
+    return _custody_action(lambda s, viewer: holders.acknowledge(
+        s, viewer, _form("evidence_id", 40), accept, _form("note", MAX_PURPOSE) or None), "custody.ack.done")
 
 
 # ---------------------------------------------------------------------------------------------- verification data
