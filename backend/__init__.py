@@ -1,5 +1,1 @@
-"""fieldcase: the server that enforcement officers' phones sync with."""
-
-from .app import create_app
-
-__all__ = ["create_app"]
+"""fieldcase: the server that enforcement officers' phones sync with (start at docs/architecture.md)."""

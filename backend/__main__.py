@@ -1,3 +1,3 @@
-from .cli import main
+from backend.cli import main
 
 main()

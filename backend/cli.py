@@ -10,10 +10,10 @@ from pathlib import Path
 
 import click
 
-from .config import Settings
-from .db import Database
-from .errors import DomainError
-from .models import ROLES, Officer
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.errors import DomainError
+from backend.core.models import ROLES, Officer
 
 
 def _db() -> Database:
@@ -41,7 +41,7 @@ def main() -> None:
 @click.option("--threads", default=4, show_default=True, type=int)
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the API with gunicorn; an empty database is upgraded first."""
-    from .server import serve as run
+    from backend.server import serve as run
 
     run(host=host, port=port, workers=workers, threads=threads)
 
@@ -54,7 +54,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Upgrade the schema to the newest migration and load the reference data."""
-    from .schema import current_revision, prepare
+    from backend.core.schema import current_revision, prepare
 
     database = _db()
     prepare(database)
@@ -64,8 +64,8 @@ def db_upgrade() -> None:
 @main.command("seed-reference")
 def seed_reference() -> None:
     """Load or refresh regions, departments, the violation catalogue and starting discretion benchmarks (idempotent)."""
-    from .reference import seed, seed_benchmarks
-    from .schema import upgrade
+    from backend.core.reference import seed, seed_benchmarks
+    from backend.core.schema import upgrade
 
     database = _db()
     upgrade(database)
@@ -101,8 +101,8 @@ def _ask(value: str | None, label: str, *, secret: bool = False) -> str:
 def create_officer(username, password, name, region, department, roles, cert_number, cert_valid_from,
                    cert_valid_until) -> None:
     """Create an officer account (the first admin, or from scripts)."""
-    from .accounts import create_officer as create
-    from .schema import prepare
+    from backend.casework.accounts import create_officer as create
+    from backend.core.schema import prepare
 
     fields = {
         "username": _ask(username, "username"),
@@ -134,9 +134,9 @@ def create_officer(username, password, name, region, department, roles, cert_num
 @click.option("--as", "as_username", required=True, help="username of the admin the import is done as")
 def import_institutions(file: Path, as_username: str) -> None:
     """Import institutions from a UTF-8 CSV; bad rows are listed by line, good rows imported."""
-    from .accounts import find_by_username
-    from .institutions import import_csv
-    from .schema import prepare
+    from backend.casework.accounts import find_by_username
+    from backend.casework.institutions import import_csv
+    from backend.core.schema import prepare
 
     database = _db()
     prepare(database)
@@ -168,7 +168,7 @@ def import_institutions(file: Path, as_username: str) -> None:
 @click.option("--port", type=int, default=None, help="the server's port (default: a free one)")
 def demo(keep: bool, serve: bool, port: int | None) -> None:
     """Start a real server on a free port with embedded defaults and walk through it."""
-    from .demo import run
+    from backend.demo import run
 
     sys.exit(run(keep=keep, serve=serve, port=port))
 
@@ -186,7 +186,7 @@ def custody_verify(public_keys: tuple[str, ...]) -> None:
     """Recompute the Merkle tree from the stored events; check every signed tree head. Exit 1 on any problem."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from media.custody import key_id_of, signer_for, verify_log
+    from media.custody.log import key_id_of, signer_for, verify_log
     from sync.jws import load_public_key
 
     settings = Settings.from_env()
@@ -213,7 +213,7 @@ def custody_rotate_key(yes: bool) -> None:
     Every API process and worker keeps signing with the key it loaded until it is restarted (see
     docs/deployment.md, "Key rotation"): restart them all after copying the new key file to every host.
     """
-    from media.custody import rotate_key
+    from media.custody.log import rotate_key
 
     settings = Settings.from_env()
     if not yes and not click.confirm(f"replace the signing key in {settings.custody_key_path}?"):
@@ -230,13 +230,14 @@ def worker(burst: bool, name: str | None) -> None:
     """Run an RQ worker for the slow work (FIELDCASE_JOBS=rq): verifying uploads, photos, tree heads."""
     import logging
 
-    from .jobs import run_worker
+    from backend.bootstrap import worker as build_worker
+    from backend.core.jobs import work
 
     settings = Settings.from_env()
     if settings.jobs != "rq":
         _fail("workers need FIELDCASE_JOBS=rq and FIELDCASE_REDIS_URL (the embedded default runs jobs inline)")
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker(settings, burst=burst, name=name)
+    work(build_worker(settings, name), burst=burst, log_level=settings.log_level)
 
 
 @main.group()
@@ -254,9 +255,10 @@ def _rq_settings() -> Settings:
 @jobs.command("status")
 def jobs_status() -> None:
     """Queue lengths and the failed jobs (retries used up), newest last. Exit 1 when any job failed."""
-    from .jobs import queue_report
+    from backend.bootstrap import rq_runner
+    from backend.core.jobs import queue_report
 
-    report = queue_report(_rq_settings())
+    report = queue_report(rq_runner(_rq_settings()))
     click.echo(f"queue {report['queue']}: {report['queued']} queued, {report['started']} running, "
                f"{report['scheduled']} waiting to retry, {report['failed']} failed")
     for job in report["failed_jobs"]:
@@ -267,20 +269,19 @@ def jobs_status() -> None:
 @jobs.command("requeue")
 def jobs_requeue() -> None:
     """Queue every failed job again (after fixing what made it fail)."""
-    from .jobs import requeue_failed
+    from backend.bootstrap import rq_runner
+    from backend.core.jobs import requeue_failed
 
-    click.echo(f"requeued {requeue_failed(_rq_settings())} failed job(s)")
+    click.echo(f"requeued {requeue_failed(rq_runner(_rq_settings()))} failed job(s)")
 
 
 @jobs.command("sweep")
 def jobs_sweep() -> None:
     """Queue again the verification of every upload still `verifying` (a job lost with Redis); harmless twice."""
+    from backend.bootstrap import rq_runner
     from media.jobs import VERIFY, stuck_verifications
 
-    from .jobs import RQRunner
-
-    settings = _rq_settings()
-    runner = RQRunner(settings.redis_url, settings.job_queue)
+    runner = rq_runner(_rq_settings())
     database = _db()
     with database.session() as session:
         ids = stuck_verifications(session)
@@ -319,16 +320,14 @@ def retention() -> None:
 @click.option("--evidence", "evidence_ids", multiple=True, help="only this item (repeatable)")
 def retention_purge(as_username: str, reason: str, dry_run: bool, evidence_ids: tuple[str, ...]) -> None:
     """Delete expired, unlinked evidence files, one item at a time. Exit 1 if any item failed."""
-    from media.custody import SIGNER, signer_for
+    from backend.bootstrap import database as signing_database
+    from backend.bootstrap import make_store
+    from backend.casework.accounts import find_by_username
+    from backend.core.models import utcnow
     from media.retention import purge
 
-    from .accounts import find_by_username
-    from .models import utcnow
-    from .state import make_store
-
     settings = Settings.from_env()
-    database = _db()
-    database.sessionmaker.configure(info={SIGNER: signer_for(settings)})
+    database = signing_database(settings, signing=True)
     with database.session() as session:
         custodian = find_by_username(session, as_username)
         if custodian is None or not custodian.active or not custodian.has_role("custodian"):

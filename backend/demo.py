@@ -69,14 +69,13 @@ from PIL.TiffImagePlugin import IFDRational
 from requests.adapters import HTTPAdapter
 from sqlalchemy import select
 
+from backend.casework.accounts import create_officer
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.models import LedgerRecord
+from backend.core.schema import prepare
+from backend.liveserver import running_server
 from sync.client import SHANGHAI, ApiError, Phone, SimulatedCutOff
-
-from .accounts import create_officer
-from .config import Settings
-from .db import Database
-from .liveserver import running_server
-from .models import LedgerRecord
-from .schema import prepare
 
 PASSWORD = "demo-password-2026"  # noqa: S105 - throwaway accounts in a temporary database
 DISTRICT = "330106"

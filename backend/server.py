@@ -10,9 +10,9 @@ from typing import Any
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
-from .config import Settings
-from .db import Database
-from .schema import prepare
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.schema import prepare
 
 log = logging.getLogger("fieldcase.server")
 
@@ -21,7 +21,7 @@ def json_error_page(sock: socket.socket, status_int: int, reason: str, mesg: str
     """What gunicorn refuses before the app sees the request (a header over its limit, a broken request line)
     it answers itself, with an HTML page; every other error of this API is PROTOCOL's JSON error object, and
     phones parse that. Same status, same reason, in that shape."""
-    from .api.errors import error_body  # the one definition of the error shape
+    from backend.web.api.errors import error_body
 
     message = f"{reason.lower()}: {mesg}" if mesg else reason.lower()
     body = json.dumps(error_body(status_int, message)).encode()
@@ -41,7 +41,7 @@ class _Gunicorn(BaseApplication):
 
     def load(self):
         # Each worker builds its own app after the fork, so no engine or pool is shared.
-        from .app import create_app
+        from backend.bootstrap import create_app
 
         return create_app()
 

@@ -32,11 +32,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from backend.accounts import create_officer
-from backend.config import Settings
-from backend.db import Database
+from backend.casework.accounts import create_officer
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.schema import prepare
 from backend.liveserver import running_server
-from backend.schema import prepare
 
 PG_SERVER = os.environ.get("FIELDCASE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 PASSWORD = "bench-password-1234"

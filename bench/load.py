@@ -86,8 +86,8 @@ from common import (
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from backend.db import Database
-from backend.models import (
+from backend.core.db import Database
+from backend.core.models import (
     Case,
     CaseAlias,
     ChainGap,

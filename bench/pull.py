@@ -44,8 +44,8 @@ from common import (
 )
 from sqlalchemy import func, insert, or_, select, text
 
-from backend.db import Database
-from backend.models import Change
+from backend.core.db import Database
+from backend.core.models import Change
 from sync.feed import encode_cursor
 
 DISTRICTS = ["330102", "330105", "330106", "330108", "330109", "330110", "330111", "330112", "330113", "330114",

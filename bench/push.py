@@ -49,8 +49,8 @@ from common import (
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, func, insert, select
 
-from backend.db import Database
-from backend.models import Case, LedgerRecord
+from backend.core.db import Database
+from backend.core.models import Case, LedgerRecord
 
 TARGET_SHARE_OF_VERIFY = 0.20
 REGION = "330106"

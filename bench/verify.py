@@ -53,10 +53,10 @@ def plain_hash(path: Path) -> float:
 
 
 def _setup(workdir: Path, size: int, sha: str):
-    from backend.accounts import create_officer
-    from backend.db import Database
-    from backend.models import ZERO_HASH, Device, Evidence, Upload, new_id
-    from backend.schema import prepare
+    from backend.casework.accounts import create_officer
+    from backend.core.db import Database
+    from backend.core.models import ZERO_HASH, Device, Evidence, Upload, new_id
+    from backend.core.schema import prepare
     from media.store import LocalStore
 
     db = Database(f"sqlite:///{workdir / 'bench.db'}")

@@ -7,11 +7,10 @@ import logging
 
 from sqlalchemy.orm import Session
 
-from backend.models import Evidence
-
-from . import custody
-from .settings import MediaSettings
-from .store import Store, opened
+from backend.core.models import Evidence
+from media.custody import log as custody
+from media.settings import MediaSettings
+from media.store import Store, opened
 
 log = logging.getLogger("fieldcase.media")
 
@@ -20,7 +19,7 @@ def analyse_evidence(session: Session, store: Store, evidence: Evidence, setting
     """Photos only, for now; a decoding problem is a flag on the evidence, never a failed verification."""
     if evidence.kind != "photo" or not evidence.object_key:
         return
-    from . import photos
+    from media import photos
 
     with opened(store, evidence.object_key) as stream:
         report = photos.inspect_photo(stream, declared_captured_at=evidence.captured_at,

@@ -37,14 +37,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
-from backend.jurisdiction import get_scoped
-from backend.models import Evidence, Inspection, Officer, RecordingInterruption
+from backend.core.jurisdiction import get_scoped
+from backend.core.models import Evidence, Inspection, Officer, RecordingInterruption
+from backend.core.times import utc_iso
 
 DEFAULT_TOLERANCE = timedelta(seconds=5)
 # A camera counter that jumps (or a hostile phone declaring index 2**31) must not
@@ -83,11 +84,6 @@ class Interruption:
     started_at: datetime
     ended_at: datetime
     reason: str
-
-
-def rfc3339(value: datetime) -> str:
-    """UTC on output, like every other server timestamp; the offset is always written."""
-    return value.astimezone(UTC).isoformat()
 
 
 def _seconds(delta: timedelta) -> float:
@@ -214,7 +210,7 @@ def analyse(window_start: datetime, window_end: datetime | None, clips: Sequence
         if gap_end - gap_start <= tolerance:
             continue
         unexplained = _holes(interrupted, gap_start, gap_end)
-        gap: dict[str, Any] = {"start": rfc3339(gap_start), "end": rfc3339(gap_end),
+        gap: dict[str, Any] = {"start": utc_iso(gap_start), "end": utc_iso(gap_end),
                                "seconds": _seconds(gap_end - gap_start),
                                "explained": all(e - s <= tolerance for s, e in unexplained)}
         reasons = list(dict.fromkeys(i.reason for i in explained_by
@@ -242,7 +238,7 @@ def analyse(window_start: datetime, window_end: datetime | None, clips: Sequence
         ratio = 0.0
 
     return {
-        "window": {"start": rfc3339(start), "end": rfc3339(end) if end is not None else None},
+        "window": {"start": utc_iso(start), "end": utc_iso(end) if end is not None else None},
         "covered_seconds": _seconds(covered_total),
         "ratio": ratio,
         "gaps": gaps,

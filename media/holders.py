@@ -11,12 +11,11 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from backend.errors import Conflict, Forbidden, Invalid, NotFound
-from backend.jurisdiction import may_see_region
-from backend.models import CustodyHolder, Evidence, Officer, utcnow
-from backend.paging import paginate
-
-from . import custody
+from backend.core.errors import Conflict, Forbidden, Invalid, NotFound
+from backend.core.jurisdiction import may_see_region
+from backend.core.models import CustodyHolder, Evidence, Officer, utcnow
+from backend.core.paging import paginate
+from media.custody import log as custody
 
 
 def take_first_custody(session: Session, evidence: Evidence, officer_id: str) -> None:

@@ -1,4 +1,4 @@
-"""The slow work on evidence, as jobs (backend.jobs runs them inline or on RQ workers).
+"""The slow work on evidence, as jobs: the table `JOBS` that backend.core.jobs runs inline or on RQ workers.
 
 Each job is `name(context, session, *ids)` and is idempotent: run twice, or
 again after a worker died half way, it finds the work done (or taken over by
@@ -9,24 +9,41 @@ workers given the same job run it one after the other, the second as a no-op.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.errors import DomainError
-from backend.jobs import JobContext, submit
-from backend.models import Evidence, Upload
-
-from . import analysis, custody, uploads
+from backend.core.errors import DomainError
+from backend.core.jobs import Job
+from backend.core.models import Evidence, Upload
+from backend.core.uow import JobRunner
+from media import analysis, uploads
+from media.custody.log import Signer
+from media.custody import log as custody
+from media.settings import MediaSettings
+from media.store import Store
 
 log = logging.getLogger("fieldcase.media.jobs")
 
-VERIFY = "media.jobs.verify_upload"
-ANALYSE = "media.jobs.analyse_evidence"
+VERIFY = uploads.VERIFY_JOB
+ANALYSE = "analyse_evidence"
 ISSUE_HEAD = custody.ISSUE_HEAD_JOB
 
-__all__ = ["ANALYSE", "ISSUE_HEAD", "VERIFY", "analyse_evidence", "issue_tree_head", "stuck_verifications",
-           "verify_upload"]
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job may use besides its session. `worker` is None when the caller waits for the result."""
+
+    store: Store
+    media: MediaSettings
+    signer: Signer
+    runner: JobRunner
+    worker: str | None = None
+
+    @property
+    def inline(self) -> bool:
+        return self.worker is None
 
 
 def verify_upload(ctx: JobContext, session: Session, upload_id: str) -> None:
@@ -55,7 +72,7 @@ def verify_upload(ctx: JobContext, session: Session, upload_id: str) -> None:
                         exc.message)
             return
     if evidence.status == "verified":
-        submit(session, ANALYSE, evidence.id)
+        ctx.runner.submit(session, ANALYSE, evidence.id)
 
 
 def analyse_evidence(ctx: JobContext, session: Session, evidence_id: str) -> None:
@@ -75,3 +92,8 @@ def stuck_verifications(session: Session) -> list[str]:
     """Uploads waiting for a verdict: what `fieldcase jobs sweep` queues again after a lost job."""
     return list(session.scalars(select(Upload.id).where(Upload.status == uploads.VERIFYING)
                                 .order_by(Upload.created_at)))
+
+
+JOBS: dict[str, Job] = {VERIFY: verify_upload, ANALYSE: analyse_evidence, ISSUE_HEAD: issue_tree_head}
+# Jobs queued by releases before the table had short names stay runnable through an upgrade.
+JOBS.update({f"media.jobs.{name}": job for name, job in list(JOBS.items())})

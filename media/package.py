@@ -38,14 +38,13 @@ import uuid
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.jurisdiction import get_scoped
-from backend.models import (
+from backend.core.jurisdiction import get_scoped
+from backend.core.models import (
     Case,
     CaseAlias,
     ChainGap,
@@ -60,9 +59,9 @@ from backend.models import (
     RecordingInterruption,
     utcnow,
 )
-
-from . import custody
-from .store import CHUNK, Store, opened
+from backend.core.times import utc_millis
+from media.custody import log as custody
+from media.store import CHUNK, Store, opened
 
 FORMAT = "fieldcase-evidence-package"
 FORMAT_VERSION = 1
@@ -140,10 +139,6 @@ def _zip_time() -> tuple[int, int, int, int, int, int]:
     return (now.year, now.month, now.day, now.hour, now.minute, now.second)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return custody.rfc3339(value) if value is not None else None
-
-
 def _chunked(values: list[str]) -> Iterable[list[str]]:
     for start in range(0, len(values), _IN_CHUNK):
         yield values[start:start + _IN_CHUNK]
@@ -211,10 +206,10 @@ def prepare_package(session: Session, signer: custody.Signer, viewer: Officer, c
             events.append({"leaf_index": event["leaf_index"], "leaf": event["leaf"], "proof": proof})
         items.append({
             "item": n, "id": item.id, "sha256": item.sha256, "size": item.size, "kind": item.kind,
-            "media_type": item.media_type, "captured_at": _iso(item.captured_at), "device": item.device_id,
+            "media_type": item.media_type, "captured_at": utc_millis(item.captured_at), "device": item.device_id,
             "officer": item.officer_id, "officer_name": _name(people, item.officer_id),
             "inspection_id": item.inspection_id, "status": item.status, "file": name,
-            "deleted_at": _iso(item.deleted_at), "deleted_by": item.deleted_by,
+            "deleted_at": utc_millis(item.deleted_at), "deleted_by": item.deleted_by,
             "custody_holder": holder.holder_id if holder else None,
             "custody_holder_name": _name(people, holder.holder_id) if holder else None,
             "custody_events": events,
@@ -224,12 +219,13 @@ def prepare_package(session: Session, signer: custody.Signer, viewer: Officer, c
     manifest = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "package": {"id": package_id, "case_id": case_id, "created_at": _iso(created_at), "created_by": viewer.id,
+        "package": {"id": package_id, "case_id": case_id, "created_at": utc_millis(created_at), "created_by": viewer.id,
                     "created_by_name": viewer.name, "purpose": purpose},
         "case": {
             "id": case.id, "status": case.status, "summary": case.summary, "version": case.version,
             "region_code": case.region_code, "department_code": case.department_code,
-            "created_by": case.created_by, "created_at": _iso(case.created_at), "updated_at": _iso(case.updated_at),
+            "created_by": case.created_by, "created_at": utc_millis(case.created_at),
+            "updated_at": utc_millis(case.updated_at),
             "institution": None if institution is None else {
                 "id": institution.id, "name": institution.name, "credit_code": institution.credit_code,
                 "address": institution.address, "region_code": institution.region_code},
@@ -238,12 +234,12 @@ def prepare_package(session: Session, signer: custody.Signer, viewer: Officer, c
                                                  .order_by(CaseAlias.created_at, CaseAlias.client_case_id))],
         },
         "inspections": [{
-            "id": i.id, "device": i.device_id, "started_by": i.started_by, "started_at": _iso(i.started_at),
-            "ended_at": _iso(i.ended_at), "officers": i.officers, "location": i.location, "outcome": i.outcome,
+            "id": i.id, "device": i.device_id, "started_by": i.started_by, "started_at": utc_millis(i.started_at),
+            "ended_at": utc_millis(i.ended_at), "officers": i.officers, "location": i.location, "outcome": i.outcome,
             "notes": i.notes, "flags": i.flags} for i in inspections],
         "findings": [{
             "id": f.id, "inspection_id": f.inspection_id, "category": f.category, "description": f.description,
-            "evidence": f.evidence, "recorded_by": f.recorded_by, "recorded_at": _iso(f.recorded_at), "op": f.op}
+            "evidence": f.evidence, "recorded_by": f.recorded_by, "recorded_at": utc_millis(f.recorded_at), "op": f.op}
             for f in findings],
         "records": [{"device": r.device_id, "seq": r.seq, "hash": r.hash, "type": r.type, "status": r.status,
                      "code": r.code, "jws": r.jws} for r in records],
@@ -273,7 +269,7 @@ def _in(session: Session, model: Any, column: Any, values: list[str], order: Any
 def case_evidence(session: Session, case_id: str, inspection_ids: list[str]) -> list[Evidence]:
     """Items of the case: declared with it, or with one of its inspections (even before the case was known).
 
-    Public so that the console's case page (`backend.console.present.ledger_rows`)
+    Public so that the console's case page (`backend.web.console.present.ledger_rows`)
     shows exactly the items a package of the case would hold, by this one rule.
     """
     found = {e.id: e for e in session.scalars(select(Evidence).where(Evidence.case_id == case_id))}
@@ -286,7 +282,7 @@ def case_records(session: Session, case_id: str, inspection_ids: list[str], find
                  evidence: list[Evidence]) -> list[LedgerRecord]:
     """Ledger rows whose refs name the case or one of its inspections, and those that made its findings/items.
 
-    Public so that the console's ledger of a case (`backend.console.present.ledger_rows`)
+    Public so that the console's ledger of a case (`backend.web.console.present.ledger_rows`)
     lists exactly the records a package of the case would prove, by this one rule.
     """
     found: dict[int, LedgerRecord] = {}

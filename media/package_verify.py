@@ -37,7 +37,7 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .proofs import verify_inclusion
+from media.custody.proofs import verify_inclusion
 
 ZERO_HASH = "0" * 64
 CHUNK = 1024 * 1024

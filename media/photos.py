@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import IO, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from PIL.ExifTags import GPS, IFD, Base
+
+from backend.core.times import LOCAL_TZ
 
 try:  # HEIC is what most phones shoot; without the plugin it is reported, not decoded.
     import pillow_heif
@@ -74,10 +75,6 @@ _DECODABLE = tuple(name for name in _WANTED_FORMATS if name in Image.OPEN)
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _HEAD_BYTES = 64
 
-try:
-    SHANGHAI: timezone | ZoneInfo = ZoneInfo("Asia/Shanghai")
-except ZoneInfoNotFoundError:  # pragma: no cover - no tz database; China has had no DST since 1991
-    SHANGHAI = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 _EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG)
 
@@ -476,7 +473,7 @@ def _read_exif_time(exif_ifd: dict[int, Any], report: PhotoReport) -> None:
     offset = _text(exif_ifd.get(Base.OffsetTimeOriginal))
     tz = _parse_offset(offset) if offset else None
     report.exif_offset_assumed = tz is None
-    report.exif_captured_at = naive.replace(tzinfo=tz or SHANGHAI)
+    report.exif_captured_at = naive.replace(tzinfo=tz or LOCAL_TZ)
 
 
 def _parse_offset(value: str) -> timezone | None:

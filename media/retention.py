@@ -47,14 +47,14 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, t
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
-from backend.errors import Forbidden, Gone, Invalid, RetentionMisconfigured
-from backend.jurisdiction import may_see_region, scope
-from backend.models import Case, CustodyHolder, Evidence, Finding, Inspection, Officer, Upload, utcnow
-from backend.paging import paginate
+from backend.core.errors import Forbidden, Gone, Invalid, RetentionMisconfigured
+from backend.core.jurisdiction import may_see_region, scope
+from backend.core.models import Case, CustodyHolder, Evidence, Finding, Inspection, Officer, Upload, utcnow
+from backend.core.paging import paginate
+from backend.core.times import utc_millis
+from media.custody import log as custody
+from media.store import Store, StoreError
 from sync import feed
-
-from . import custody
-from .store import Store, StoreError
 
 log = logging.getLogger("fieldcase.retention")
 
@@ -88,7 +88,7 @@ def lock_object(session: Session, sha256: str) -> None:
 
 def gone(evidence: Evidence) -> Gone:
     """What every upload or read of a deleted item answers: the phone stops and may drop its copy."""
-    when = custody.rfc3339(evidence.deleted_at) if evidence.deleted_at else "an earlier date"
+    when = utc_millis(evidence.deleted_at) if evidence.deleted_at else "an earlier date"
     return Gone(f"evidence {evidence.id} was deleted under the retention policy on {when}; its file is neither "
                 "accepted nor served again (its record, hash and custody history are kept), and the phone may "
                 "delete its own copy", errors={"evidence_id": ["deleted under the retention policy"]})

@@ -1,7 +1,7 @@
 """Evidence upload (PROTOCOL §6): plans, resumable local uploads, and verification against the declaration.
 
 `complete` marks the upload `verifying` and submits the `media.jobs.verify_upload`
-job (backend.jobs): the embedded default runs it at once, in the request, and
+job (backend.core.jobs): the embedded default runs it at once, in the request, and
 answers the verdict; with RQ workers the request answers `202` and a worker
 gives the verdict, which the phone reads from `GET /evidence/{id}` or the feed.
 `verify_upload` itself stays a plain function of a session, a store and an
@@ -11,30 +11,29 @@ upload id.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend import jobs
-from backend.errors import Conflict, DomainError, Gone, Invalid, LengthRequired, NotFound
-from backend.errors import PayloadTooLarge as TooLarge
-from backend.errors import RangeNotSatisfiable as RangeError
-from backend.jurisdiction import get_scoped
-from backend.models import Evidence, Officer, Upload, new_id, utcnow
+from backend.core.errors import Conflict, DomainError, Gone, Invalid, LengthRequired, NotFound
+from backend.core.errors import PayloadTooLarge as TooLarge
+from backend.core.errors import RangeNotSatisfiable as RangeError
+from backend.core.jurisdiction import get_scoped
+from backend.core.models import Evidence, Officer, Upload, new_id, utcnow
+from backend.core.uow import JobRunner
+from media import holders, retention
+from media.custody import log as custody
+from media.settings import MediaSettings
+from media.store import LocalStore, Store, StoreError
 from sync import feed
-
-from . import custody, holders, retention
-from .settings import MediaSettings
-from .store import LocalStore, Store, StoreError
 
 __all__ = ["MediaSettings"]
 
 RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 VERIFYING = "verifying"  # upload status: every byte is in, the verdict is being worked out (maybe by a worker)
-VERIFY_JOB = "media.jobs.verify_upload"
+VERIFY_JOB = "verify_upload"
 
 
 def _store_error(exc: StoreError) -> DomainError:
@@ -162,10 +161,9 @@ def receive_content(session: Session, store: Store, officer: Officer, evidence_i
 
 
 def complete(session: Session, store: Store, officer: Officer, evidence_id: str, parts: list[dict[str, Any]] | None,
-             settings: MediaSettings, analyse: Callable[[Session, Store, Evidence, MediaSettings], None] | None = None
-             ) -> Evidence:
+             settings: MediaSettings, runner: JobRunner) -> Evidence:
     """Close the upload and have it verified: now (inline runner) or by a worker (`verification_pending` is then
-    true). A session without a job runner (scripts, benches) verifies here, with `analyse` if given."""
+    true)."""
     try:
         evidence = own_evidence(session, officer, evidence_id)
     except Gone:
@@ -186,12 +184,10 @@ def complete(session: Session, store: Store, officer: Officer, evidence_id: str,
         if evidence.status in ("verified", "mismatch"):
             return evidence  # the verdict was given; asking again changes nothing
         raise Conflict("no upload in progress: ask for a plan with POST .../uploads first")
-    runner = jobs.runner_of(session)
     if upload.status == VERIFYING:
         # Completing again while a worker has it: queue the check again (a job lost with the queue is then
         # recovered by the phone itself); the check is idempotent, so a duplicate only finds the work done.
-        if runner is not None:
-            runner.submit(session, VERIFY_JOB, upload.id)
+        runner.submit(session, VERIFY_JOB, upload.id)
         return evidence
     if upload.method == "multipart":
         if not parts:
@@ -205,16 +201,13 @@ def complete(session: Session, store: Store, officer: Officer, evidence_id: str,
         held = store.offset(upload.id)
         if held < evidence.size:
             raise Conflict(f"only {held} of {evidence.size} bytes have arrived", headers={"Upload-Offset": str(held)})
-    if runner is None:
-        return verify_upload(session, store, upload.id, settings, analyse)
     upload.status = VERIFYING
     session.flush()
     runner.submit(session, VERIFY_JOB, upload.id)
     return evidence  # the same object the job updated, when it ran inline
 
 
-def verify_upload(session: Session, store: Store, upload_id: str, settings: MediaSettings,
-                  analyse: Callable[[Session, Store, Evidence, MediaSettings], None] | None = None, *,
+def verify_upload(session: Session, store: Store, upload_id: str, settings: MediaSettings, *,
                   verifier: str | None = None) -> Evidence:
     """Hash the stored bytes and give the verdict: `verified`, or `mismatch` with the bytes set apart.
 
@@ -246,8 +239,6 @@ def verify_upload(session: Session, store: Store, upload_id: str, settings: Medi
         custody.record(session, "verified", evidence.id, upload.officer_id, at=now, upload=upload.id,
                        sha256=digest.sha256, size=digest.size, object_key=evidence.object_key, verifier=verifier)
         holders.take_first_custody(session, evidence, upload.officer_id)
-        if analyse is not None:
-            analyse(session, store, evidence, settings)
     else:
         upload.status = "mismatch"
         upload.mismatch_key = store.set_apart(upload.id)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from backend.config import Settings
-from backend.db import make_engine
-from backend.models import Base
+from backend.core.config import Settings
+from backend.core.db import make_engine
+from backend.core.models import Base
 
 config = context.config
 target_metadata = Base.metadata

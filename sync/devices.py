@@ -7,11 +7,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.errors import Conflict, Forbidden, Invalid, NotFound
-from backend.jurisdiction import may_see_region
-from backend.models import ZERO_HASH, DeferredRecord, Device, Officer, new_id, utcnow
-
-from .jws import load_public_key
+from backend.core.errors import Conflict, Forbidden, Invalid, NotFound
+from backend.core.jurisdiction import may_see_region
+from backend.core.models import ZERO_HASH, DeferredRecord, Device, Officer, new_id, utcnow
+from sync.jws import load_public_key
 
 
 def enrol(session: Session, officer: Officer, public_key: str, label: str = "") -> Device:

@@ -15,17 +15,16 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
-from datetime import UTC
 from typing import Any
 
 from sqlalchemy import func, select, text, union_all
 from sqlalchemy.orm import Session
 
-from backend import commit_queue
-from backend.bulk import insert_rows
-from backend.errors import Gone
-from backend.jurisdiction import regions_of
-from backend.models import (
+from backend.core import commit_queue
+from backend.core.bulk import insert_rows
+from backend.core.errors import Gone
+from backend.core.jurisdiction import regions_of
+from backend.core.models import (
     Case,
     CaseAlias,
     CaseConflict,
@@ -39,21 +38,18 @@ from backend.models import (
     Task,
     Transfer,
 )
+from backend.core.times import utc_iso
+from backend.core.uow import Services
 
 FEED_LOCK_KEY = 0x6663_6665_6564  # "fcfeed"
 PENDING = "fieldcase.pending_changes"
 SNAPSHOTS = "fieldcase.change_rows"  # taken before any lock; written under the feed's lock
 
 
-def _iso(value) -> str | None:
-    """UTC always: the same instant must read the same whether it was just written or loaded back."""
-    return value.astimezone(UTC).isoformat() if value is not None else None
-
-
 def case_data(c: Case) -> dict[str, Any]:
     return {"id": c.id, "institution_id": c.institution_id, "region": c.region_code,
             "department": c.department_code, "status": c.status, "summary": c.summary, "version": c.version,
-            "created_by": c.created_by, "created_at": _iso(c.created_at), "updated_at": _iso(c.updated_at)}
+            "created_by": c.created_by, "created_at": utc_iso(c.created_at), "updated_at": utc_iso(c.updated_at)}
 
 
 def alias_data(a: CaseAlias) -> dict[str, Any]:
@@ -80,7 +76,7 @@ def conflict_data(c: CaseConflict) -> dict[str, Any]:
 
 def transition_data(t: CaseTransition) -> dict[str, Any]:
     return {"id": str(t.id), "case_id": t.case_id, "from": t.from_status, "to": t.to_status, "actor": t.actor,
-            "at": _iso(t.at), "reason": t.reason, "decision": t.decision, "transfer_to": t.transfer_to,
+            "at": utc_iso(t.at), "reason": t.reason, "decision": t.decision, "transfer_to": t.transfer_to,
             "legal_approval": t.legal_approval, "override_reason": t.override_reason, "missing": t.missing,
             "case_version": t.case_version}
 
@@ -89,7 +85,7 @@ def task_data(t: Task) -> dict[str, Any]:
     return {"id": t.id, "draw_id": t.draw_id, "campaign_id": t.campaign_id, "institution_id": t.institution_id,
             "region": t.region_code, "departments": list(t.departments or []), "officers": list(t.officers or []),
             "planned_date": t.planned_date.isoformat(), "status": t.status, "inspection_id": t.inspection_id,
-            "created_at": _iso(t.created_at), "done_at": _iso(t.done_at)}
+            "created_at": utc_iso(t.created_at), "done_at": utc_iso(t.done_at)}
 
 
 def clue_data(c: Clue) -> dict[str, Any]:
@@ -98,8 +94,8 @@ def clue_data(c: Clue) -> dict[str, Any]:
             "description": c.description, "status": c.status, "category": c.category, "department": c.department_code,
             "tracking_code": c.tracking_code, "duplicate_of": c.duplicate_of, "case_id": c.case_id,
             "attachments": list(c.attachments or []), "outcome": c.outcome, "closed_reason": c.closed_reason,
-            "reported_by": c.reported_by, "reported_at": _iso(c.reported_at), "updated_at": _iso(c.updated_at),
-            "closed_at": _iso(c.closed_at)}
+            "reported_by": c.reported_by, "reported_at": utc_iso(c.reported_at), "updated_at": utc_iso(c.updated_at),
+            "closed_at": utc_iso(c.closed_at)}
 
 
 def transfer_data(t: Transfer) -> dict[str, Any]:
@@ -107,13 +103,13 @@ def transfer_data(t: Transfer) -> dict[str, Any]:
     return {"id": t.id, "subject_kind": t.subject_kind, "subject_id": t.subject_id, "region": t.region_code,
             "from_department": t.from_department, "to": t.to_kind, "to_department": t.to_department,
             "reason": t.reason, "status": t.status, "requested_by": t.requested_by,
-            "requested_at": _iso(t.requested_at), "decided_by": t.decided_by, "decided_at": _iso(t.decided_at),
+            "requested_at": utc_iso(t.requested_at), "decided_by": t.decided_by, "decided_at": utc_iso(t.decided_at),
             "decision_reason": t.decision_reason, "successor_case_id": (t.sent or {}).get("successor_case_id")}
 
 
 def participant_data(d: CaseDepartment) -> dict[str, Any]:
     return {"case_id": d.case_id, "department": d.department_code, "added_by": d.added_by,
-            "added_at": _iso(d.added_at), "reason": d.reason}
+            "added_at": utc_iso(d.added_at), "reason": d.reason}
 
 
 # kind -> (snapshot, region of the row, officer who owns it)
@@ -123,11 +119,11 @@ KINDS: dict[str, tuple[Callable[[Any], dict[str, Any]], Callable[[Any], str | No
     "evidence": (evidence_data, lambda e: e.region_code, lambda e: e.officer_id),
     "conflict": (conflict_data, lambda c: None, lambda c: c.officer_id),
     "case_transition": (transition_data, lambda t: t.region_code, lambda t: t.actor),
-    # A drawn task is for its team only (sync.draws emits one change per assigned officer): no region.
+    # A drawn task is for its team only (backend.casework.draws emits one change per assigned officer): no region.
     "task": (task_data, lambda t: None, lambda t: None),
     "clue": (clue_data, lambda c: c.region_code, lambda c: c.reported_by),
     "transfer": (transfer_data, lambda t: t.region_code, lambda t: t.requested_by),
-    # Emitted with the case's region (sync.joint).
+    # Emitted with the case's region (backend.casework.joint).
     "case_department": (participant_data, lambda d: None, lambda d: d.added_by),
 }
 
@@ -167,13 +163,13 @@ def _rows(session: Session) -> list[dict[str, Any]]:
 
 
 @commit_queue.on_commit(order=5)  # before the custody log's lock (10): that work needs no lock
-def _snapshot(session: Session) -> None:
+def _snapshot(session: Session, _services: Services) -> None:
     for row in _rows(session):
         commit_queue.enqueue(session, SNAPSHOTS, row)
 
 
 @commit_queue.on_commit(order=20)
-def _publish(session: Session) -> None:
+def _publish(session: Session, _services: Services) -> None:
     rows = commit_queue.take(session, SNAPSHOTS) + _rows(session)
     if not rows:
         return

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jwt.algorithms import get_default_algorithms
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
-from backend.json_text import is_unicode_text
+from backend.core.json_text import is_unicode_text
 
 MAX_RECORD_BYTES = 256 * 1024
 MAX_DEPTH = 32  # objects and arrays within one another; a record needs about five

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import literal, select, union_all
 from sqlalchemy.orm import Session
 
-from backend.bulk import among, insert_rows
+from backend.core.bulk import among, insert_rows
 
 T = TypeVar("T")
 CHUNK = 500

@@ -26,34 +26,17 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from backend.bulk import among, insert_rows
-from backend.models import (
-    Case,
-    CaseAlias,
-    ChainGap,
-    Clue,
-    DeferredRecord,
-    Device,
-    Evidence,
-    Finding,
-    Inspection,
-    LedgerRecord,
-    Officer,
-    QuarantinedRecord,
-    ViolationCategory,
-    utcnow,
-)
-
-from .apply import Applied, RecordContext, apply_record
-from .devices import visible_device
-from .jws import ParsedRecord, RecordRejected, load_public_key, parse, verify
-from .lookup import Lookup
-from .merge import creation_keys, lock_keys
-from .records import UUID_RE, ChainFields, ContentError, load_content
+from backend.core.bulk import among, insert_rows
+from backend.core.models import ChainGap, DeferredRecord, Device, LedgerRecord, Officer, QuarantinedRecord, utcnow
+from sync.applier import Applied, Applier, RecordContext
+from sync.devices import visible_device
+from sync.jws import ParsedRecord, RecordRejected, load_public_key, parse, verify
+from sync.lookup import Lookup
+from sync.records import UUID_RE, ChainFields, ContentError, load_content
 
 MAX_RECORDS = 500
 MAX_BODY_BYTES = 8 * 1024 * 1024
-SAVEPOINT_TYPES = {"clue.report"}  # case.open keeps its own single savepoint (sync.merge)
+SAVEPOINT_TYPES = {"clue.report"}  # case.open keeps its own single savepoint (backend.casework.merge)
 MAX_DETAIL = 500  # the ledger's and the quarantine's `detail` columns
 
 _REPR = reprlib.Repr()
@@ -176,8 +159,8 @@ def _transient(exc: Exception) -> bool:
     return code in ("40P01", "40001")
 
 
-def push(session: Session, officer: Officer, records: list[Any], *, settings: PushSettings | None = None,
-         now: datetime | None = None) -> dict[str, Any]:
+def push(session: Session, officer: Officer, records: list[Any], *, applier: Applier,
+         settings: PushSettings | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Handle one push; commits. Returns PROTOCOL §4's answer.
 
     A push commits once, so when it loses a race anyway (PostgreSQL breaks
@@ -185,12 +168,12 @@ def push(session: Session, officer: Officer, records: list[Any], *, settings: Pu
     kept: it simply runs again, and what the other push applied answers as
     duplicates or merges, exactly as a phone's retry would. Pushes that will
     create the same institutions or first cases do not get there: they lock
-    those keys in one order before writing (`sync.merge.lock_keys`).
+    those keys in one order before writing (`Applier.lock_creations`).
     """
     settings = settings or PushSettings()
     for attempt in range(1, settings.attempts + 1):
         try:
-            return _push_once(session, officer, records, settings=settings, now=now)
+            return _push_once(session, officer, records, applier=applier, settings=settings, now=now)
         except (OperationalError, IntegrityError) as exc:
             session.rollback()
             if attempt == settings.attempts or not _transient(exc):
@@ -199,8 +182,8 @@ def push(session: Session, officer: Officer, records: list[Any], *, settings: Pu
     raise AssertionError("unreachable")
 
 
-def _push_once(session: Session, officer: Officer, records: list[Any], *, settings: PushSettings,
-               now: datetime | None) -> dict[str, Any]:
+def _push_once(session: Session, officer: Officer, records: list[Any], *, applier: Applier,
+               settings: PushSettings, now: datetime | None) -> dict[str, Any]:
     now = now or utcnow()
     outcome = PushOutcome(results=[None] * len(records))
     quarantine = _Quarantine(session, officer, now, settings.quarantine_per_device)
@@ -254,11 +237,10 @@ def _push_once(session: Session, officer: Officer, records: list[Any], *, settin
                                digest=it.record.hash)
                 continue
             good.append(it)
-        walk = _DeviceWalk(session, officer, device, now, settings, outcome, quarantine, lookup)
+        walk = _DeviceWalk(session, officer, device, now, settings, outcome, quarantine, applier, lookup)
         walk.prepare(good)
         walks.append(walk)
-    lock_keys(session, creation_keys(session, lookup, officer,
-                                     [ref for walk in walks for ref in walk.creation_refs()]))
+    applier.lock_creations(session, lookup, officer, [content for walk in walks for content in walk.own_contents()])
     for walk in walks:
         walk.device.last_push_at = now  # before the walk's flush: one UPDATE of the device row
         walk.run()
@@ -274,9 +256,9 @@ class _DeviceWalk:
     """Places one device's records in its chain, in seq order, catching up deferred records on the way."""
 
     def __init__(self, session: Session, officer: Officer, device: Device, now: datetime, settings: PushSettings,
-                 outcome: PushOutcome, quarantine: _Quarantine, lookup: Lookup | None = None) -> None:
+                 outcome: PushOutcome, quarantine: _Quarantine, applier: Applier, lookup: Lookup | None = None) -> None:
         self.s, self.officer, self.device, self.now = session, officer, device, now
-        self.settings, self.outcome, self.quarantine = settings, outcome, quarantine
+        self.settings, self.outcome, self.quarantine, self.applier = settings, outcome, quarantine, applier
         self.ledger_rows: list[dict[str, Any]] = []
         self.lookup = lookup or Lookup(session)  # one per push: a device's records see what another's created
         self.candidates: dict[int, list[Item]] = defaultdict(list)
@@ -297,11 +279,10 @@ class _DeviceWalk:
     def _pending(self) -> list[Item]:
         return [it for group in self.candidates.values() for it in group]
 
-    def creation_refs(self) -> list[dict[str, Any]]:
-        """The institutions named by records that may be applied now: what this push may create."""
-        return [content[3]["institution"] for it in self._pending()
-                if isinstance(content := it.content, tuple) and content[1] == self.officer.id
-                and content[2] in ("case.open", "clue.report")]
+    def own_contents(self) -> list[tuple]:
+        """The valid bodies of records that may be applied now, by this device's officer: what may create rows."""
+        return [content for it in self._pending()
+                if isinstance(content := it.content, tuple) and content[1] == self.officer.id]
 
     def run(self) -> None:
         with self.s.no_autoflush:
@@ -320,38 +301,7 @@ class _DeviceWalk:
             self.ledger_rows = []
 
     def _prefetch(self, items: list[Item]) -> None:
-        """Fetch, table by table, every row the batch's valid bodies refer to."""
-        wanted: dict[type, set[str]] = defaultdict(set)
-        case_refs: list[dict[str, Any]] = []
-        for it in items:
-            if not isinstance(it.content, tuple):
-                continue
-            _at, _by, rtype, body = it.content
-            if "inspection_id" in body:
-                wanted[Inspection].add(body["inspection_id"])
-            for key, model in (("finding_id", Finding), ("evidence_id", Evidence), ("clue_id", Clue),
-                               ("client_case_id", CaseAlias)):
-                if key in body:
-                    wanted[model].add(body[key])
-            if isinstance(body.get("case"), dict):
-                case_refs.append(body["case"])
-            if rtype == "inspection.start":
-                wanted[Officer].update(body["officers"])
-            elif rtype == "inspection.finding":
-                wanted[ViolationCategory].add(body["category"])
-        for ref in case_refs:
-            if "client_case_id" in ref:
-                wanted[CaseAlias].add(ref["client_case_id"])
-            else:
-                wanted[Case].add(ref["id"])
-        lookup = self.lookup
-        lookup.known[Officer].setdefault(self.officer.id, self.officer)
-        lookup.prefetch_ids({model: wanted[model] for model in (Finding, Evidence, Clue, ViolationCategory)})
-        for model in (Inspection, CaseAlias, Officer):
-            lookup.prefetch(model, wanted[model])
-        wanted[Case].update(a.case_id for a in lookup.known[CaseAlias].values())
-        wanted[Case].update(i.case_id for i in lookup.known[Inspection].values())
-        lookup.prefetch(Case, wanted[Case])
+        self.applier.prefetch(self.lookup, self.officer, [it.content for it in items if isinstance(it.content, tuple)])
 
     def _classify(self, items: list[Item]) -> None:
         s, device = self.s, self.device
@@ -517,11 +467,11 @@ class _DeviceWalk:
             if by != self.officer.id:
                 raise ContentError("wrong_officer", "by is not the officer who owns the device")
             ctx = RecordContext(self.s, self.lookup, self.officer, self.device.id, op, at, self.now, body, digest)
-            if rtype in SAVEPOINT_TYPES:
+            if rtype in self.applier.savepoint_types:
                 with self.s.begin_nested():
-                    applied = apply_record(ctx, rtype)
+                    applied = self.applier.apply(ctx, rtype)
             else:
-                applied = apply_record(ctx, rtype)
+                applied = self.applier.apply(ctx, rtype)
             status = applied.status
         except ContentError as exc:
             status, code, detail = "invalid", exc.code, storable_text(exc.detail)[:MAX_DETAIL]
@@ -548,7 +498,7 @@ class _DeviceWalk:
         return True
 
 
-def release_gap(session: Session, reviewer: Officer, device_id: str, reason: str,
+def release_gap(session: Session, reviewer: Officer, device_id: str, reason: str, *, applier: Applier,
                 settings: PushSettings | None = None) -> dict[str, Any]:
     """A reviewer accepts that a device's missing records will never come; its held records are applied."""
     device = visible_device(session, reviewer, device_id)
@@ -559,7 +509,7 @@ def release_gap(session: Session, reviewer: Officer, device_id: str, reason: str
     settings = settings or PushSettings()
     now = utcnow()
     walk = _DeviceWalk(session, owner, device, now, settings, outcome,
-                       _Quarantine(session, owner, now, settings.quarantine_per_device))
+                       _Quarantine(session, owner, now, settings.quarantine_per_device), applier)
     released = walk.release_gaps(reviewer.id if reviewer else None, reason)
     walk.quarantine.write({device.id: device})
     session.commit()

@@ -8,8 +8,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from backend.json_text import contains_nul
-from backend.models import CASE_STATUSES
+from backend.core.json_text import contains_nul
+from backend.core.models import CASE_STATUSES
 
 # Match these with fullmatch: "$" also matches before a final newline, and "<uuid>\n" is 37 characters in a
 # 36-character column. (The patterns keep "$": the OpenAPI document publishes them as ECMA-262 patterns.)

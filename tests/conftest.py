@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from backend import create_app
-from backend.accounts import create_officer
-from backend.config import Settings
-from backend.db import Database
-from backend.models import Base
-from backend.schema import prepare
+from backend.bootstrap import create_app
+from backend.casework.accounts import create_officer
+from backend.core.config import Settings
+from backend.core.db import Database
+from backend.core.models import Base
+from backend.core.schema import prepare
 
 REFERENCE_TABLES = {"regions", "departments", "agencies", "violation_categories", "category_departments",
                     "alembic_version"}

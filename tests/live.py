@@ -27,7 +27,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from backend.config import Settings
+from backend.core.config import Settings
 from backend.liveserver import running_server
 from sync.client import SHANGHAI, Phone
 from tests.conftest import PASSWORD

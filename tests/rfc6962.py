@@ -1,6 +1,6 @@
-"""An independent RFC 6962 / RFC 9162 reference, written from the RFC text alone, to judge media/merkle.py by.
+"""An independent RFC 6962 / RFC 9162 reference, written from the RFC text alone, to judge media/custody/merkle.py by.
 
-It deliberately shares no code with media/merkle.py (and must never import
+It deliberately shares no code with media/custody/merkle.py (and must never import
 it): if both were wrong in the same way, tests comparing them would pass. So
 the generators below are the RFC's recursive definitions, transcribed
 literally over the data entries D[n] (slow, O(n) per call, obviously right),

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import backend.models.base
+import backend.core.models.base
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -34,7 +34,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("username", sa.String(length=64), nullable=False),
         sa.Column("address", sa.String(length=64), nullable=False),
-        sa.Column("at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_login_failures")),
     )
     with op.batch_alter_table("login_failures", schema=None) as batch_op:
@@ -108,8 +108,8 @@ def upgrade() -> None:
         sa.Column("provisional", sa.Boolean(), nullable=False),
         sa.Column("complaint_count", sa.Integer(), nullable=False),
         sa.Column("violation_count", sa.Integer(), nullable=False),
-        sa.Column("created_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["region_code"], ["regions.code"], name=op.f("fk_institutions_region_code_regions")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_institutions")),
         sa.UniqueConstraint("credit_code", name=op.f("uq_institutions_credit_code")),
@@ -131,8 +131,8 @@ def upgrade() -> None:
         sa.Column("cert_valid_from", sa.Date(), nullable=True),
         sa.Column("cert_valid_until", sa.Date(), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("created_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["department_code"], ["departments.code"], name=op.f("fk_officers_department_code_departments")
         ),
@@ -150,10 +150,10 @@ def upgrade() -> None:
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("family_id", sa.String(length=40), nullable=False),
         sa.Column("officer_id", sa.String(length=40), nullable=False),
-        sa.Column("created_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("used_at", backend.models.base.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("revoked_at", backend.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("used_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("revoked_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["officer_id"], ["officers.id"], name=op.f("fk_refresh_tokens_officer_id_officers")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_refresh_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_refresh_tokens_token_hash")),

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import backend.models.base
+import backend.core.models.base
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("region_code", sa.String(length=6), nullable=True),
         sa.Column("officer_id", sa.String(length=40), nullable=True),
         sa.Column("data", sa.JSON(), nullable=False),
-        sa.Column("created_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_changes")),
     )
     with op.batch_alter_table("changes", schema=None) as batch_op:
@@ -47,7 +47,7 @@ def upgrade() -> None:
         sa.Column("jws", sa.Text(), nullable=False),
         sa.Column("code", sa.String(length=40), nullable=False),
         sa.Column("detail", sa.String(length=500), nullable=True),
-        sa.Column("received_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_quarantine")),
     )
     with op.batch_alter_table("quarantine", schema=None) as batch_op:
@@ -59,8 +59,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("inspection_id", sa.String(length=36), nullable=False),
         sa.Column("camera_serial", sa.String(length=64), nullable=False),
-        sa.Column("started_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("ended_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("reason", sa.String(length=500), nullable=False),
         sa.Column("op", sa.String(length=36), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_recording_interruptions")),
@@ -77,7 +77,7 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("evidence", sa.JSON(), nullable=False),
         sa.Column("recorded_by", sa.String(length=40), nullable=False),
-        sa.Column("recorded_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("recorded_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("op", sa.String(length=36), nullable=False),
         sa.ForeignKeyConstraint(
             ["category"], ["violation_categories.code"], name=op.f("fk_findings_category_violation_categories")
@@ -99,8 +99,8 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("field_versions", sa.JSON(), nullable=False),
         sa.Column("created_by", sa.String(length=40), nullable=False),
-        sa.Column("created_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["department_code"], ["departments.code"], name=op.f("fk_cases_department_code_departments")
         ),
@@ -124,7 +124,7 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("reported_by", sa.String(length=40), nullable=False),
-        sa.Column("reported_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("reported_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("op", sa.String(length=36), nullable=True),
         sa.ForeignKeyConstraint(
             ["institution_id"], ["institutions.id"], name=op.f("fk_clues_institution_id_institutions")
@@ -145,10 +145,10 @@ def upgrade() -> None:
         sa.Column("head_seq", sa.Integer(), nullable=False),
         sa.Column("head_hash", sa.String(length=64), nullable=False),
         sa.Column("quarantined_total", sa.Integer(), nullable=False),
-        sa.Column("created_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", backend.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_by", sa.String(length=40), nullable=True),
-        sa.Column("last_push_at", backend.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_push_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["officer_id"], ["officers.id"], name=op.f("fk_devices_officer_id_officers")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_devices")),
         sa.UniqueConstraint("public_key", name=op.f("uq_devices_public_key")),
@@ -162,7 +162,7 @@ def upgrade() -> None:
         sa.Column("case_id", sa.String(length=40), nullable=False),
         sa.Column("device_id", sa.String(length=40), nullable=False),
         sa.Column("merged", sa.Boolean(), nullable=False),
-        sa.Column("created_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["case_id"], ["cases.id"], name=op.f("fk_case_aliases_case_id_cases")),
         sa.PrimaryKeyConstraint("client_case_id", name=op.f("pk_case_aliases")),
     )
@@ -184,8 +184,8 @@ def upgrade() -> None:
         sa.Column("resolved_value", sa.JSON(), nullable=True),
         sa.Column("resolution_reason", sa.String(length=500), nullable=True),
         sa.Column("resolved_by", sa.String(length=40), nullable=True),
-        sa.Column("resolved_at", backend.models.base.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["case_id"], ["cases.id"], name=op.f("fk_case_conflicts_case_id_cases")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_case_conflicts")),
     )
@@ -201,7 +201,7 @@ def upgrade() -> None:
         sa.Column("value", sa.JSON(), nullable=True),
         sa.Column("changed_by", sa.String(length=40), nullable=False),
         sa.Column("op", sa.String(length=36), nullable=True),
-        sa.Column("changed_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("changed_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["case_id"], ["cases.id"], name=op.f("fk_case_history_case_id_cases")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_case_history")),
     )
@@ -216,7 +216,7 @@ def upgrade() -> None:
         sa.Column("last_seq", sa.Integer(), nullable=False),
         sa.Column("released_by", sa.String(length=40), nullable=True),
         sa.Column("reason", sa.String(length=200), nullable=False),
-        sa.Column("released_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("released_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["device_id"], ["devices.id"], name=op.f("fk_chain_gaps_device_id_devices")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_chain_gaps")),
     )
@@ -233,7 +233,7 @@ def upgrade() -> None:
         sa.Column("prev", sa.String(length=64), nullable=False),
         sa.Column("jws", sa.Text(), nullable=False),
         sa.Column("officer_id", sa.String(length=40), nullable=False),
-        sa.Column("received_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("received_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["device_id"], ["devices.id"], name=op.f("fk_deferred_records_device_id_devices")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deferred_records")),
         sa.UniqueConstraint("device_id", "seq", name=op.f("uq_deferred_records_device_id_seq")),
@@ -253,14 +253,14 @@ def upgrade() -> None:
         sa.Column("media_type", sa.String(length=100), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("size", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("captured_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("captured_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("location", sa.JSON(), nullable=True),
         sa.Column("clip", sa.JSON(), nullable=True),
         sa.Column("camera_serial", sa.String(length=64), nullable=True),
         sa.Column("clip_index", sa.Integer(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("op", sa.String(length=36), nullable=False),
-        sa.Column("declared_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("declared_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["case_id"], ["cases.id"], name=op.f("fk_evidence_case_id_cases")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_evidence")),
     )
@@ -278,8 +278,8 @@ def upgrade() -> None:
         sa.Column("region_code", sa.String(length=6), nullable=False),
         sa.Column("device_id", sa.String(length=40), nullable=False),
         sa.Column("started_by", sa.String(length=40), nullable=False),
-        sa.Column("started_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("ended_at", backend.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("officers", sa.JSON(), nullable=False),
         sa.Column("location", sa.JSON(), nullable=True),
         sa.Column("task_id", sa.String(length=40), nullable=True),
@@ -304,8 +304,8 @@ def upgrade() -> None:
         sa.Column("jws", sa.Text(), nullable=False),
         sa.Column("type", sa.String(length=40), nullable=False),
         sa.Column("officer_id", sa.String(length=40), nullable=False),
-        sa.Column("at", backend.models.base.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("received_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", backend.core.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("received_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("code", sa.String(length=40), nullable=True),
         sa.Column("detail", sa.String(length=500), nullable=True),

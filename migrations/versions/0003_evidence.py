@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import backend.models.base
+import backend.core.models.base
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -35,8 +35,8 @@ def upgrade() -> None:
         sa.Column("received_sha256", sa.String(length=64), nullable=True),
         sa.Column("received_size", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("mismatch_key", sa.String(length=200), nullable=True),
-        sa.Column("created_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("completed_at", backend.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("completed_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["evidence_id"], ["evidence.id"], name=op.f("fk_uploads_evidence_id_evidence")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_uploads")),
         sa.UniqueConstraint("open_key", name=op.f("uq_uploads_open_key")),
@@ -46,7 +46,8 @@ def upgrade() -> None:
 
     with op.batch_alter_table("evidence", schema=None) as batch_op:
         batch_op.add_column(sa.Column("object_key", sa.String(length=200), nullable=True))
-        batch_op.add_column(sa.Column("verified_at", backend.models.base.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("verified_at",
+            backend.core.models.base.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("media_info", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("thumbnail_key", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("flags", sa.JSON(), nullable=True))

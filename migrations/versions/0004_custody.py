@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import backend.models.base
+import backend.core.models.base
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("evidence_id", sa.String(length=36), nullable=True),
         sa.Column("action", sa.String(length=32), nullable=False),
         sa.Column("actor", sa.String(length=40), nullable=False),
-        sa.Column("at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("leaf", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("leaf_index", name=op.f("pk_custody_events")),
     )
@@ -59,7 +59,7 @@ def upgrade() -> None:
         sa.Column("holder_id", sa.String(length=40), nullable=False),
         sa.Column("pending_to", sa.String(length=40), nullable=True),
         sa.Column("pending_reason", sa.String(length=500), nullable=True),
-        sa.Column("since", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("since", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["evidence_id"], ["evidence.id"], name=op.f("fk_custody_holders_evidence_id_evidence")),
         sa.PrimaryKeyConstraint("evidence_id", name=op.f("pk_custody_holders")),
     )

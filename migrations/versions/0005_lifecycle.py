@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import backend.models.base
+import backend.core.models.base
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("from_status", sa.String(length=20), nullable=False),
         sa.Column("to_status", sa.String(length=20), nullable=False),
         sa.Column("actor", sa.String(length=40), nullable=False),
-        sa.Column("at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("decision", sa.JSON(), nullable=True),
         sa.Column("transfer_to", sa.String(length=16), nullable=True),

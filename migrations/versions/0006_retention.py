@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import backend.models.base
+import backend.core.models.base
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -27,7 +27,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=40), nullable=False),
         sa.Column("region_code", sa.String(length=6), nullable=False),
         sa.Column("reviewed_by", sa.String(length=40), nullable=False),
-        sa.Column("reviewed_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("reviewed_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("comment", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_reviews")),
     )
@@ -36,7 +36,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_audit_reviews_region_code"), ["region_code"], unique=False)
 
     with op.batch_alter_table("evidence", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("deleted_at", backend.models.base.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("deleted_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("deleted_by", sa.String(length=40), nullable=True))
 
     # ### end Alembic commands ###

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import backend.models.base
+import backend.core.models.base
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -32,9 +32,9 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("status", sa.String(length=10), nullable=False),
         sa.Column("requested_by", sa.String(length=40), nullable=False),
-        sa.Column("requested_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("requested_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("decided_by", sa.String(length=40), nullable=True),
-        sa.Column("decided_at", backend.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("decided_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("decision_reason", sa.Text(), nullable=True),
         sa.Column("sent", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_transfers")),
@@ -53,7 +53,7 @@ def upgrade() -> None:
         sa.Column("focus_categories", sa.JSON(), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("created_by", sa.String(length=40), nullable=False),
-        sa.Column("created_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["region_code"], ["regions.code"], name=op.f("fk_campaigns_region_code_regions")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_campaigns")),
     )
@@ -98,7 +98,7 @@ def upgrade() -> None:
         sa.Column("inputs", sa.JSON(), nullable=False),
         sa.Column("result", sa.JSON(), nullable=False),
         sa.Column("created_by", sa.String(length=40), nullable=False),
-        sa.Column("created_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["campaign_id"], ["campaigns.id"], name=op.f("fk_draws_campaign_id_campaigns")),
         sa.ForeignKeyConstraint(["region_code"], ["regions.code"], name=op.f("fk_draws_region_code_regions")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_draws")),
@@ -112,7 +112,7 @@ def upgrade() -> None:
         sa.Column("case_id", sa.String(length=40), nullable=False),
         sa.Column("department_code", sa.String(length=16), nullable=False),
         sa.Column("added_by", sa.String(length=40), nullable=False),
-        sa.Column("added_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("added_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(["case_id"], ["cases.id"], name=op.f("fk_case_departments_case_id_cases")),
         sa.ForeignKeyConstraint(
@@ -132,8 +132,8 @@ def upgrade() -> None:
         sa.Column("planned_date", sa.Date(), nullable=False),
         sa.Column("status", sa.String(length=10), nullable=False),
         sa.Column("inspection_id", sa.String(length=36), nullable=True),
-        sa.Column("created_at", backend.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("done_at", backend.models.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("done_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["campaign_id"], ["campaigns.id"], name=op.f("fk_tasks_campaign_id_campaigns")),
         sa.ForeignKeyConstraint(["draw_id"], ["draws.id"], name=op.f("fk_tasks_draw_id_draws")),
         sa.ForeignKeyConstraint(
@@ -158,8 +158,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("complainant", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("outcome", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("closed_reason", sa.Text(), nullable=True))
-        batch_op.add_column(sa.Column("closed_at", backend.models.base.UTCDateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("updated_at", backend.models.base.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("closed_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("updated_at", backend.core.models.base.UTCDateTime(timezone=True), nullable=True))
         batch_op.create_index(batch_op.f("ix_clues_case_id"), ["case_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_clues_duplicate_of"), ["duplicate_of"], unique=False)
         batch_op.create_unique_constraint(batch_op.f("uq_clues_tracking_code"), ["tracking_code"])
@@ -173,7 +173,8 @@ def upgrade() -> None:
 
     with op.batch_alter_table("institutions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("risk_score", sa.Integer(), nullable=False, server_default="0"))
-        batch_op.add_column(sa.Column("risk_updated_at", backend.models.base.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("risk_updated_at",
+            backend.core.models.base.UTCDateTime(timezone=True), nullable=True))
     with op.batch_alter_table("institutions", schema=None) as batch_op:
         batch_op.alter_column("risk_score", server_default=None)  # the default was only for existing rows
 

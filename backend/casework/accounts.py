@@ -1,0 +1,151 @@
+"""Officer accounts: creation, updates, certificates, and checking a password."""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from backend.casework.tokens import revoke_all_for_officer
+from backend.core.errors import Conflict, Invalid
+from backend.core.jurisdiction import get_scoped, may_see_region, scope
+from backend.core.models import ROLES, Agency, Officer, new_id
+from backend.core.paging import paginate
+from backend.core.reference import agency_id
+
+MIN_PASSWORD_LENGTH = 10
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method="scrypt")
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return hash_password("fieldcase-timing-equaliser")
+
+
+def verify_password(officer: Officer | None, password: str) -> bool:
+    """Costs one KDF run whether or not the officer exists, so timing leaks nothing."""
+    if officer is None:
+        check_password_hash(_dummy_hash(), password)
+        return False
+    return check_password_hash(officer.password_hash, password)
+
+
+def _check_roles(roles: list[str]) -> list[str]:
+    bad = [r for r in roles if r not in ROLES]
+    if bad or not roles:
+        raise Invalid("roles must be a non-empty subset of " + ", ".join(ROLES),
+                      errors={"roles": [f"unknown role {r!r}" for r in bad] or ["no role given"]})
+    return sorted(set(roles), key=ROLES.index)
+
+
+def _check_unit(session: Session, department: str, region: str) -> None:
+    if session.get(Agency, agency_id(department, region)) is None:
+        raise Invalid(f"no department {department!r} in region {region!r}",
+                      errors={"department": ["unknown department or region"]})
+
+
+def _check_certificate(number: str | None, valid_from: date | None, valid_until: date | None) -> None:
+    if number and valid_until is None:
+        raise Invalid("a certificate needs a valid_until date", errors={"cert_valid_until": ["required"]})
+    if valid_from and valid_until and valid_until < valid_from:
+        raise Invalid("certificate valid_until is before valid_from",
+                      errors={"cert_valid_until": ["before valid_from"]})
+
+
+def create_officer(session: Session, *, username: str, password: str, name: str, department: str,
+                   region: str, roles: list[str], cert_number: str | None = None,
+                   cert_valid_from: date | None = None, cert_valid_until: date | None = None) -> Officer:
+    username = username.strip().lower()
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise Invalid(f"password must have at least {MIN_PASSWORD_LENGTH} characters",
+                      errors={"password": ["too short"]})
+    _check_unit(session, department, region)
+    _check_certificate(cert_number, cert_valid_from, cert_valid_until)
+    if session.scalar(select(func.count()).where(Officer.username == username)):
+        raise Conflict(f"username {username!r} is taken")
+    if cert_number and session.scalar(select(func.count()).where(Officer.cert_number == cert_number)):
+        raise Conflict(f"certificate {cert_number!r} is already held by another officer")
+    officer = Officer(
+        id=new_id("ofc"), username=username, name=name, password_hash=hash_password(password),
+        department_code=department, region_code=region, roles=_check_roles(roles),
+        cert_number=cert_number or None, cert_valid_from=cert_valid_from, cert_valid_until=cert_valid_until,
+        active=True,
+    )
+    session.add(officer)
+    session.flush()
+    return officer
+
+
+def update_officer(session: Session, admin: Officer, officer_id: str, changes: dict[str, Any]) -> Officer:
+    officer = get_scoped(session, Officer, officer_id, admin, what="officer")
+    if "password" in changes:
+        password = changes.pop("password")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise Invalid(f"password must have at least {MIN_PASSWORD_LENGTH} characters",
+                          errors={"password": ["too short"]})
+        officer.password_hash = hash_password(password)
+    if "roles" in changes:
+        officer.roles = _check_roles(changes.pop("roles"))
+    dept = changes.pop("department", officer.department_code)
+    region = changes.pop("region", officer.region_code)
+    if not may_see_region(admin, region):
+        raise Invalid("region is outside your jurisdiction", errors={"region": ["outside your jurisdiction"]})
+    _check_unit(session, dept, region)
+    officer.department_code, officer.region_code = dept, region
+    cert = {k: changes.pop(k) for k in ("cert_number", "cert_valid_from", "cert_valid_until") if k in changes}
+    if cert:
+        number = cert.get("cert_number", officer.cert_number)
+        start = cert.get("cert_valid_from", officer.cert_valid_from)
+        until = cert.get("cert_valid_until", officer.cert_valid_until)
+        _check_certificate(number, start, until)
+        if number and number != officer.cert_number and session.scalar(
+            select(func.count()).where(Officer.cert_number == number)
+        ):
+            raise Conflict(f"certificate {number!r} is already held by another officer")
+        officer.cert_number, officer.cert_valid_from, officer.cert_valid_until = number or None, start, until
+    for key in ("name", "active"):
+        if key in changes:
+            setattr(officer, key, changes.pop(key))
+    if changes:
+        raise Invalid("unknown fields: " + ", ".join(sorted(changes)))
+    session.flush()
+    return officer
+
+
+def deactivate_officer(session: Session, admin: Officer, officer_id: str) -> Officer:
+    officer = update_officer(session, admin, officer_id, {"active": False})
+    revoke_all_for_officer(session, officer.id)
+    return officer
+
+
+def list_officers(session: Session, viewer: Officer, *, page: int, page_size: int,
+                  department: str | None = None, region: str | None = None) -> tuple[list[Officer], int]:
+    stmt = scope(select(Officer), Officer.region_code, viewer)
+    if department:
+        stmt = stmt.where(Officer.department_code == department)
+    if region:
+        stmt = stmt.where(Officer.region_code == region)
+    return paginate(session, stmt, Officer.username, page=page, page_size=page_size)
+
+
+def get_officer(session: Session, viewer: Officer, officer_id: str) -> Officer:
+    return get_scoped(session, Officer, officer_id, viewer, what="officer")
+
+
+def find_by_username(session: Session, username: str) -> Officer | None:
+    return session.scalars(select(Officer).where(Officer.username == username.strip().lower())).first()
+
+
+
+def create_officer_as(session: Session, admin: Officer, **fields: Any) -> Officer:
+    """An admin creates officers only within their own jurisdiction."""
+    if not may_see_region(admin, fields["region"]):
+        raise Invalid("region is outside your jurisdiction", errors={"region": ["outside your jurisdiction"]})
+    return create_officer(session, **fields)

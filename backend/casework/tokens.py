@@ -1,0 +1,129 @@
+"""Access JWTs and one-use refresh tokens with family revocation (PROTOCOL §1)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from backend.core.errors import Unauthorized
+from backend.core.models import Officer, RefreshToken, new_id, utcnow
+
+# HMAC for the tokens we mint ourselves; the list is what decoding accepts, nothing else.
+ALLOWED_ALGORITHMS = ("HS256", "HS384", "HS512")
+
+
+@dataclass(frozen=True)
+class TokenIssuer:
+    secret: bytes
+    algorithm: str = "HS256"
+    access_ttl: int = 900
+    refresh_ttl: int = 30 * 24 * 3600
+    issuer: str = "fieldcase"
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALLOWED_ALGORITHMS:
+            raise ValueError(f"unsupported token algorithm {self.algorithm!r}")
+        if len(self.secret) < 32:
+            raise ValueError("token secret must be at least 32 bytes")
+
+    def access_token(self, officer: Officer, now: datetime | None = None) -> str:
+        now = now or utcnow()
+        claims = {
+            "iss": self.issuer,
+            "sub": officer.id,
+            "roles": list(officer.roles),
+            "iat": int(now.timestamp()),
+            "exp": int((now + timedelta(seconds=self.access_ttl)).timestamp()),
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self.secret, algorithm=self.algorithm, headers={"typ": "JWT"})
+
+    def decode_access(self, token: str) -> dict[str, Any]:
+        try:
+            return jwt.decode(
+                token, self.secret, algorithms=[self.algorithm], issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "jti", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("access token expired") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("invalid access token") from None
+
+
+def digest(token: str) -> str:
+    """How a refresh token is stored and looked up: only its hash is kept, so a leaked table signs no one in.
+
+    Public because the console finds the row of the pair `auth.login` just
+    issued (its server-side session handle) by the same rule, not a copy of it.
+    """
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_pair(session: Session, issuer: TokenIssuer, officer: Officer,
+               family_id: str | None = None) -> dict[str, Any]:
+    refresh = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(RefreshToken(
+        token_hash=digest(refresh), family_id=family_id or new_id("fam"), officer_id=officer.id,
+        created_at=now, expires_at=now + timedelta(seconds=issuer.refresh_ttl),
+    ))
+    session.flush()
+    return {
+        "access_token": issuer.access_token(officer, now),
+        "refresh_token": refresh,
+        "token_type": "Bearer",
+        "expires_in": issuer.access_ttl,
+    }
+
+
+def rotate_refresh(session: Session, issuer: TokenIssuer, presented: str) -> dict[str, Any]:
+    """Spend a refresh token for a new pair.
+
+    A reused token revokes its whole family; that revocation is committed
+    before the 401 is raised, so the error path cannot roll it back.
+    """
+    row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == digest(presented))).first()
+    now = utcnow()
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        raise Unauthorized("invalid refresh token")
+    # Conditional update: of two racing presentations only one can win.
+    spent = session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not spent:
+        revoke_family(session, row.family_id)
+        session.commit()
+        raise Unauthorized("refresh token reused; its session has been revoked")
+    officer = session.get(Officer, row.officer_id)
+    if officer is None or not officer.active:
+        raise Unauthorized("invalid refresh token")
+    return issue_pair(session, issuer, officer, family_id=row.family_id)
+
+
+def revoke_family(session: Session, family_id: str) -> None:
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def revoke_all_for_officer(session: Session, officer_id: str) -> None:
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.officer_id == officer_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,121 @@
+"""Our Blueprint: argument schemas decide about unknown fields (they raise), in every location; and every
+operation documents the error answers it shares with all the others, in PROTOCOL's JSON error shape.
+
+Without the second part the OpenAPI document listed, for most operations, only the success and 422, and
+left every 401, 403, 404, 409 and 503 to `default`: a client generated from it, or schemathesis checking the
+server against it (tests/web/test_api_schema_fuzz.py), could not tell an answer the server means from one it
+does not. The statuses come from where they are raised, once for all routes:
+
+- 401 and 403: `context.authenticated` (and the domain's own jurisdiction and role checks) on secured routes;
+- 404: every route with a path parameter looks an object up (`NotFound`, also for one outside jurisdiction);
+- 400 and 413: a JSON body that does not parse (`Parser` below, `errors.register`), any body over the limit;
+- 409: `errors.register` maps a concurrent write of the same key (`IntegrityError`) on every writing route;
+- 422: argument validation, and `app._no_nul` / `errors.register` (`DataError`) for text no database stores;
+- 431: `init_api`'s header limits, before any route runs;
+- 503: the database busy or unavailable, or the server saturated (`admission`), with `Retry-After`.
+
+A route documents anything else it answers itself (`alt_response`), e.g. 410 for a forgotten pull cursor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from copy import deepcopy
+from typing import Any
+
+import flask
+import flask_smorest
+from webargs.flaskparser import FlaskParser
+
+from backend.web.api.context import ROLES_EXTENSION
+
+WRITE_METHODS = {"post", "put", "patch", "delete"}
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
+                               "schema": {"type": "integer", "minimum": 1}}}
+
+
+class Parser(FlaskParser):
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        """JSON nested deeper than the parser's recursion allows is invalid JSON (400), not a server error."""
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            self._handle_invalid_json_error(json.JSONDecodeError("nested too deeply", "", 0), req)
+
+
+def shared_errors(method: str, *, secured: bool, path_parameters: bool, json_body: bool, body: bool,
+                  roles: list[str] | None = None) -> dict[int, tuple[str, dict[str, Any] | None]]:
+    """The error statuses an operation of this kind can answer, whatever the route does: {status: (why, headers)}."""
+    errors: dict[int, tuple[str, dict[str, Any] | None]] = {}
+    if json_body:
+        errors[400] = ("the request body is not valid JSON", None)
+    if secured:
+        errors[401] = ("no access token, or one that is invalid, expired or of a deactivated officer", None)
+        errors[403] = ("this needs one of the roles: " + ", ".join(roles) if roles
+                       else "the caller's roles or part in the matter do not allow this", None)
+    if path_parameters:
+        errors[404] = ("no such resource, or none within the caller's jurisdiction", None)
+    if method in WRITE_METHODS:
+        errors[409] = ("conflicts with the current state, or a concurrent request wrote the same data first "
+                       "(retry)", None)
+    if body:
+        errors[413] = ("request body too large", None)
+    errors[422] = ("invalid request arguments, or text no database can store (NUL, lone surrogates)", None)
+    errors[431] = ("a request header field too large, or too many of them", None)
+    errors[503] = ("the server or its database is busy or unavailable; retry after Retry-After seconds",
+                   RETRY_AFTER)
+    return errors
+
+
+def _document_errors(operation: dict[str, Any], method: str, *, path_parameters: bool, error_schema: Any) -> None:
+    """Add the shared error responses to one operation's stored doc info; what the route documents wins."""
+    manual = operation.get("manual_doc", {})
+    locations = {p.get("in") for p in operation.get("arguments", {}).get("parameters", []) if isinstance(p, Mapping)}
+    json_body = "json" in locations
+    responses = operation.setdefault("response", {}).setdefault("responses", {})
+    for status, entries in responses.items():
+        # An error the route documents by description alone still answers the error shape: say so.
+        if str(status).isdigit() and int(status) >= 400:
+            for entry in entries:
+                if isinstance(entry, dict) and "schema" not in entry:
+                    entry["schema"] = error_schema
+    # A decorator may document a response as raw OpenAPI (`admission.admitted`'s 503): that counts, and it answers
+    # the error shape too.
+    manual_responses = manual.get("responses", {})
+    for status, entry in manual_responses.items():
+        is_error = str(status).isdigit() and int(status) >= 400
+        if is_error and isinstance(entry, dict) and "content" not in entry and "$ref" not in entry:
+            entry["content"] = {"application/json": {"schema": error_schema}}
+    documented = {str(status) for status in responses} | {str(status) for status in manual_responses}
+    errors = shared_errors(method, secured=bool(manual.get("security")), path_parameters=path_parameters,
+                           json_body=json_body, body=json_body or bool(locations & {"form", "files"})
+                           or "requestBody" in manual, roles=manual.get(ROLES_EXTENSION))
+    for status, (description, headers) in errors.items():
+        if str(status) not in documented:
+            entry: dict[str, Any] = {"schema": error_schema, "description": description, "content_type": None}
+            if headers:
+                entry["headers"] = deepcopy(headers)
+            responses[status] = [entry]
+    ordered = sorted(responses.items(), key=lambda item: str(item[0]))  # the doc lists them by status
+    responses.clear()
+    responses.update(ordered)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = Parser(unknown=None)
+
+    def register_views_in_doc(self, api: Any, app: flask.Flask, spec: Any, *, name: str, parameters: Any) -> None:
+        """Write the operations out with the shared error responses added (on a copy: an app per test re-registers)."""
+        own = self._docs
+        self._docs = deepcopy(own)
+        try:
+            for endpoint, info in self._docs.items():
+                rule = next(app.url_map.iter_rules(f"{name}.{endpoint}"))
+                for method, operation in info.items():
+                    if method != "parameters":
+                        _document_errors(operation, method, path_parameters=bool(rule.arguments),
+                                         error_schema=api.ERROR_SCHEMA)
+            super().register_views_in_doc(api, app, spec, name=name, parameters=parameters)
+        finally:
+            self._docs = own

@@ -1,0 +1,42 @@
+"""PROTOCOL §8: a case's evidence package, streamed as a ZIP (see media.package for its layout)."""
+
+from __future__ import annotations
+
+from flask import Response
+from marshmallow import fields, validate
+
+from backend.web.api.blueprint import Blueprint
+from backend.web.api.context import authenticated, current_officer, session, state
+from backend.web.api.schemas import StrictSchema
+from media import package
+
+blp = Blueprint("packages", __name__, url_prefix="/api/v1", description="Evidence packages")
+
+ROLES = ("custodian", "reviewer", "legal_reviewer", "admin")
+
+
+class PackageArgs(StrictSchema):
+    purpose = fields.String(required=True, validate=validate.Length(min=1, max=500),
+                            metadata={"description": "why the package is made; kept in each item's custody log"})
+
+
+@blp.get("/cases/<case_id>/package")
+@authenticated(*ROLES)
+@blp.arguments(PackageArgs, location="query")
+@blp.response(200, description="application/zip: manifest.json, evidence-list.csv/.html, files/")
+@blp.doc(responses={200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}})
+def case_package(args, case_id):
+    """The case's evidence package, verifiable offline with `fieldcase verify-package`.
+
+    The export is logged (and committed) and the signed tree head taken before
+    the first byte is sent, so errors still answer JSON. The ZIP is then
+    streamed by a generator that pulls the files from the store chunk by chunk
+    through zipfile into a small buffer: no temporary file, no thread, memory
+    bounded by one chunk whatever the case's size. The generator does not touch
+    the database, so the request's session is released as soon as streaming starts.
+    """
+    prepared = package.prepare_package(session(), state().signer, current_officer(), case_id,
+                                       purpose=args["purpose"])
+    return Response(prepared.chunks(state().store), mimetype="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="{prepared.filename}"',
+        "X-Package-Id": prepared.id, "Cache-Control": "no-store"})

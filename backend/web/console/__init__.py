@@ -1,0 +1,25 @@
+"""The review console: pages for custodians and reviewers, served by fieldcase itself at /console/.
+
+Server-rendered Jinja templates and a little plain JavaScript (the in-browser
+custody verification), with no build step. The console is another door to the
+same domain functions the API calls (`sync/`, `media/`), under the same
+accounts, roles and jurisdiction; see `views` for the pages, `security` for
+the session and CSRF, `i18n` for the two languages.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from backend.core.config import instance_secret
+from backend.web.console import security
+from backend.web.console.views import bp
+
+SECRET_FILE = "console-session.key"  # noqa: S105 - a file name; the secret is made there on first run
+
+
+def init_console(app: Flask) -> None:
+    """Register the console on an app built by `create_app` (its state holds the settings)."""
+    settings = app.extensions["fieldcase"].settings
+    security.configure(app, instance_secret(settings.instance_dir, SECRET_FILE, 32))
+    app.register_blueprint(bp)

@@ -1,0 +1,276 @@
+"""Evidence packages: built from a real case, downloaded, verified offline, and every kind of tampering caught."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from backend.cli import main
+from media.package import write_package
+from media.package_verify import verify_package
+from tests.phones import TestPhone
+
+PURPOSE = "移送法制审核"
+INSTITUTION = {"name": "星光艺术培训中心", "region": "330106"}
+
+
+def upload(phone: TestPhone, eid: str, data: bytes) -> None:
+    plan = phone.client.post(f"/api/v1/evidence/{eid}/uploads", headers=phone.headers).json
+    path = plan["url"].split("localhost", 1)[1]
+    assert phone.client.put(path, data=data, headers=phone.headers).status_code == 200
+    r = phone.client.post(f"/api/v1/evidence/{eid}/complete", json={}, headers=phone.headers)
+    assert r.json["status"] == "verified", r.json
+
+
+class Built:
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+
+@pytest.fixture
+def built(client, officers) -> Built:
+    """Two phones on one inspection, an unrelated record in between, two uploads, one item never uploaded, a read."""
+    a, b = officers.make(), officers.make()
+    custodian = officers.make(roles=("custodian",))
+    ha, hb, hc = officers.headers(a), officers.headers(b), officers.headers(custodian)
+    pa, pb = TestPhone(client, a, ha, "phone A"), TestPhone(client, b, hb, "phone B")
+
+    cid, opened = pa.open_case(INSTITUTION)
+    iid, started = pa.start(cid, [a.id, b.id])
+    finding = pa.finding(iid)
+    e1, cap1 = pa.evidence(iid, b"photo one \xff\xd8 bytes")
+    _, unrelated = pa.open_case({"name": "另一家机构", "region": "330106"})
+    e2, cap2 = pa.evidence(iid, b"never uploaded")
+    ended = pa.end(iid)
+    results = pa.push([opened, started, finding, cap1, unrelated, cap2, ended])["results"]
+    assert all(r["status"] == "applied" for r in results), results
+    case_id = results[0]["refs"]["case_id"]
+
+    _, other = pb.open_case({"name": "第三家机构", "region": "330106"})
+    e3, cap3 = pb.evidence(iid, b"video clip bytes" * 1000)
+    assert [r["status"] for r in pb.push([other, cap3])["results"]] == ["applied", "applied"]
+
+    upload(pa, e1, b"photo one \xff\xd8 bytes")
+    upload(pb, e3, b"video clip bytes" * 1000)
+    assert client.get(f"/api/v1/evidence/{e1}/content", query_string={"purpose": "审查"},
+                      headers=hc).status_code == 200
+
+    r = client.get(f"/api/v1/cases/{case_id}/package", query_string={"purpose": PURPOSE}, headers=hc)
+    assert r.status_code == 200, r.data[:500]
+    assert r.mimetype == "application/zip"
+    assert r.headers["Content-Disposition"].startswith(f'attachment; filename="case-{case_id}-')
+    key = client.get("/api/v1/custody/public-key").json["public_key"]
+    return Built(client=client, officers=officers, case_id=case_id, zip=r.data, package_id=r.headers["X-Package-Id"],
+                 key=key, a=a, b=b, custodian=custodian, hc=hc, pa=pa, pb=pb, e1=e1, e2=e2, e3=e3)
+
+
+def cli(tmp_path, data: bytes, *args: str):
+    path = tmp_path / "package.zip"
+    path.write_bytes(data)
+    return CliRunner().invoke(main, ["verify-package", str(path), *args])
+
+
+def test_a_downloaded_package_verifies_offline(built, tmp_path):
+    result = cli(tmp_path, built.zip, "--public-key", built.key)
+    assert result.exit_code == 0, result.output
+    assert "checked against the key given on the command line" in result.output
+    assert result.output.rstrip().endswith(": OK")
+
+    bare = cli(tmp_path, built.zip)
+    assert bare.exit_code == 0, bare.output
+    assert "WARNING" in bare.output and "self-consistent" in bare.output
+
+
+def test_the_manifest_holds_the_case_and_hides_unrelated_records(built):
+    zf = zipfile.ZipFile(io.BytesIO(built.zip))
+    m = json.loads(zf.read("manifest.json"))
+    assert m["case"]["id"] == built.case_id and m["package"]["purpose"] == PURPOSE
+    assert len(m["inspections"]) == 1 and len(m["findings"]) == 1
+    types = sorted(r["type"] for r in m["records"])
+    assert types == sorted(["case.open", "inspection.start", "inspection.finding", "evidence.capture",
+                            "evidence.capture", "inspection.end", "evidence.capture"])
+    devices = m["devices"]
+    assert set(devices) == {built.pa.device_id, built.pb.device_id}
+    a = devices[built.pa.device_id]
+    assert (a["first_seq"], a["last_seq"]) == (1, 7) and [o["seq"] for o in a["other_records"]] == [5]
+    assert "另一家机构" not in json.dumps(m, ensure_ascii=False)  # only its hash is revealed
+    assert devices[built.pb.device_id]["first_seq"] == 2  # phone B's own case is outside the range
+
+    items = {i["id"]: i for i in m["evidence"]}
+    assert items[built.e2]["file"] is None and items[built.e2]["status"] == "declared"
+    assert items[built.e1]["file"].startswith("files/") and items[built.e1]["custody_holder"] == built.a.id
+    assert zf.read(items[built.e3]["file"]) == b"video clip bytes" * 1000
+    actions = [json.loads(e["leaf"])["action"] for e in items[built.e1]["custody_events"]]
+    assert actions == ["declared", "upload_started", "verified", "read", "exported"]
+    assert m["custody"]["public_key"] == built.key
+
+    rows = list(csv.reader(io.StringIO(zf.read("evidence-list.csv").decode("utf-8-sig"))))
+    assert rows[0][0] == "序号 Item" and len(rows) == 4
+    assert {r[3] for r in rows[1:]} == {i["sha256"] for i in m["evidence"]}
+    page = zf.read("evidence-list.html").decode()
+    assert "电子数据清单" in page and items[built.e3]["sha256"] in page
+
+
+def test_the_export_is_in_each_items_custody_log(built):
+    for eid in (built.e1, built.e2, built.e3):
+        events = built.client.get(f"/api/v1/evidence/{eid}/custody", headers=built.hc).json["events"]
+        exported = [e for e in events if e["action"] == "exported"]
+        assert len(exported) == 1
+        assert exported[0]["purpose"] == PURPOSE and exported[0]["package"] == built.package_id
+        assert exported[0]["actor"] == built.custodian.id
+
+
+def rewrite(data: bytes, manifest: Callable[[dict], None] | None = None,
+            files: Callable[[dict[str, bytes]], None] | None = None) -> bytes:
+    """A copy of the package with its manifest and/or entries changed."""
+    src = zipfile.ZipFile(io.BytesIO(data))
+    entries = {n: src.read(n) for n in src.namelist()}
+    if manifest:
+        m = json.loads(entries["manifest.json"])
+        manifest(m)
+        entries["manifest.json"] = json.dumps(m, ensure_ascii=False).encode()
+    if files:
+        files(entries)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, content in entries.items():
+            zf.writestr(name, content)
+    return out.getvalue()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _alter_record(m: dict) -> None:
+    rec = next(r for r in m["records"] if r["type"] == "inspection.finding")
+    head, payload, sig = rec["jws"].split(".")
+    body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    body["body"]["description"] = "没有发现问题"
+    rec["jws"] = f"{head}.{_b64(json.dumps(body, ensure_ascii=False).encode())}.{sig}"
+    rec["hash"] = hashlib.sha256(rec["jws"].encode()).hexdigest()  # even with the hash fixed up
+
+
+def _flip_byte(entries: dict[str, bytes]) -> None:
+    name = next(n for n in entries if n.startswith("files/"))
+    data = bytearray(entries[name])
+    data[3] ^= 0x01
+    entries[name] = bytes(data)
+
+
+def _alter_proof(m: dict) -> None:
+    proof = m["evidence"][0]["custody_events"][1]["proof"]
+    proof[0] = ("0" if proof[0][0] != "0" else "1") + proof[0][1:]
+
+
+def _remove_record(m: dict) -> None:
+    m["records"] = [r for r in m["records"] if r["type"] != "inspection.finding"]
+
+
+def _remove_file(entries: dict[str, bytes]) -> None:
+    del entries[next(n for n in entries if n.startswith("files/"))]
+
+
+def _set(path: tuple[str, ...], value: Any) -> Callable[[dict], None]:
+    def change(m: dict) -> None:
+        target = m
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+    return change
+
+
+def _declared_size(m: dict) -> None:
+    item = next(i for i in m["evidence"] if i["file"])
+    item["size"] += 1
+
+
+@pytest.mark.parametrize("manifest, files, says", [
+    (None, _flip_byte, "the file was altered"),
+    (_alter_record, None, "signature check failed (bad signature): the record is not as the device signed it"),
+    (_alter_proof, None, "inclusion proof does not hold against the tree head"),
+    (_set(("custody", "tree_head", "root_hash"), "ab" * 32), None, "its signature does not verify with the given key"),
+    (_set(("custody", "tree_head", "signature"), _b64(bytes(64))), None, "its signature does not verify"),
+    (_remove_record, None, "record seq 3 is missing from the chain"),
+    (None, _remove_file, "is missing from the package"),
+    (_declared_size, None, "differs from the signed declaration"),
+], ids=["file-byte", "record", "proof", "head-root", "head-signature", "removed-record", "removed-file",
+        "manifest-size"])
+def test_tampering_is_caught(built, tmp_path, manifest, files, says):
+    result = cli(tmp_path, rewrite(built.zip, manifest, files), "--public-key", built.key)
+    assert result.exit_code == 1, result.output
+    assert says in result.output
+    assert "PROBLEM" in result.output and "problem(s)" in result.output
+
+
+def test_a_changed_root_also_breaks_every_proof(built):
+    report = verify_package(io.BytesIO(rewrite(built.zip, _set(("custody", "tree_head", "root_hash"), "ab" * 32))),
+                            built.key)
+    assert sum("inclusion proof does not hold" in p for p in report.problems) == report.events
+
+
+def test_the_wrong_public_key_is_refused(built, tmp_path, app):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    other = _b64(Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+    result = cli(tmp_path, built.zip, "--public-key", other)
+    assert result.exit_code == 1
+    assert "its signature does not verify with the given key" in result.output
+    assert "names another custody key" in result.output
+    garbage = cli(tmp_path, built.zip, "--public-key", "not-a-key")
+    assert garbage.exit_code == 1 and "not a base64url Ed25519 key" in garbage.output
+
+
+def test_not_a_package(tmp_path):
+    assert "not a readable ZIP" in cli(tmp_path, b"hello").output
+    empty = io.BytesIO()
+    zipfile.ZipFile(empty, "w").close()
+    assert "manifest.json is missing" in cli(tmp_path, empty.getvalue()).output
+
+
+def test_roles_and_jurisdiction(built):
+    client, officers = built.client, built.officers
+    url = f"/api/v1/cases/{built.case_id}/package"
+    assert client.get(url, query_string={"purpose": PURPOSE}, headers=built.pa.headers).status_code == 403
+    far = officers.make(region="330105", roles=("reviewer",))
+    r = client.get(url, query_string={"purpose": PURPOSE}, headers=officers.headers(far))
+    assert r.status_code == 404 and r.json["code"] == 404
+    for role in ("reviewer", "legal_reviewer", "admin"):
+        who = officers.make(roles=(role,))
+        assert client.get(url, query_string={"purpose": "复核"}, headers=officers.headers(who)).status_code == 200
+    city = officers.make(region="330100", roles=("custodian",))
+    assert client.get(url, query_string={"purpose": "复核"}, headers=officers.headers(city)).status_code == 200
+    assert client.get(url, headers=built.hc).status_code == 422  # a purpose is required
+    assert client.get(url, query_string={"purpose": PURPOSE}).status_code == 401
+
+
+def test_write_package_streams_into_a_non_seekable_file(built, app):
+    class Sink:
+        def __init__(self) -> None:
+            self.parts: list[bytes] = []
+
+        def write(self, data: bytes) -> int:
+            self.parts.append(data)
+            return len(data)
+
+    st = app.extensions["fieldcase"]
+    sink = Sink()
+    with st.db.session() as s:
+        from backend.core.models import Officer
+
+        viewer = s.get(Officer, built.custodian.id)
+        package = write_package(s, st.store, st.signer, viewer, built.case_id, sink, purpose="归档")  # type: ignore[arg-type]
+    report = verify_package(io.BytesIO(b"".join(sink.parts)), built.key)
+    assert report.ok, report.problems
+    assert report.records == 7 and report.items == 3 and report.files == 2
+    assert package.id != built.package_id
