@@ -25,7 +25,7 @@ from backend.core.uow import JobRunner, Services
 from backend.web.admission import Admission
 from backend.web.app import make_app
 from backend.web.state import AppState
-from media.custody.log import signer_for
+from media.custody.keys import signer_for
 from media.jobs import JOBS, JobContext
 from media.settings import MediaSettings
 from media.store import LocalStore, S3Store, Store

@@ -186,7 +186,8 @@ def custody_verify(public_keys: tuple[str, ...]) -> None:
     """Recompute the Merkle tree from the stored events; check every signed tree head. Exit 1 on any problem."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-    from media.custody.log import key_id_of, signer_for, verify_log
+    from media.custody.keys import key_id_of, signer_for
+    from media.custody.verify import verify_log
     from sync.jws import load_public_key
 
     settings = Settings.from_env()
@@ -213,7 +214,7 @@ def custody_rotate_key(yes: bool) -> None:
     Every API process and worker keeps signing with the key it loaded until it is restarted (see
     docs/deployment.md, "Key rotation"): restart them all after copying the new key file to every host.
     """
-    from media.custody.log import rotate_key
+    from media.custody.keys import rotate_key
 
     settings = Settings.from_env()
     if not yes and not click.confirm(f"replace the signing key in {settings.custody_key_path}?"):

@@ -19,8 +19,8 @@ from backend.core.jobs import Job
 from backend.core.models import Evidence, Upload
 from backend.core.uow import JobRunner
 from media import analysis, uploads
-from media.custody.log import Signer
 from media.custody import log as custody
+from media.custody.keys import Signer
 from media.settings import MediaSettings
 from media.store import Store
 

@@ -61,6 +61,7 @@ from backend.core.models import (
 )
 from backend.core.times import utc_millis
 from media.custody import log as custody
+from media.custody.keys import Signer
 from media.store import CHUNK, Store, opened
 
 FORMAT = "fieldcase-evidence-package"
@@ -149,7 +150,7 @@ def _extension(media_type: str) -> str:
     return ".jpg" if ext in (".jpe", ".jpeg") else ext
 
 
-def write_package(session: Session, store: Store, signer: custody.Signer, viewer: Officer, case_id: str,
+def write_package(session: Session, store: Store, signer: Signer, viewer: Officer, case_id: str,
                   out: BinaryIO, *, purpose: str) -> PreparedPackage:
     """Record the export, then stream the package of a case into `out` (any writable, even non-seekable)."""
     package = prepare_package(session, signer, viewer, case_id, purpose=purpose)
@@ -157,7 +158,7 @@ def write_package(session: Session, store: Store, signer: custody.Signer, viewer
     return package
 
 
-def prepare_package(session: Session, signer: custody.Signer, viewer: Officer, case_id: str, *,
+def prepare_package(session: Session, signer: Signer, viewer: Officer, case_id: str, *,
                     purpose: str) -> PreparedPackage:
     """Log the export (committed), take the signed head that covers it, and gather the manifest.
 

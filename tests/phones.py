@@ -1,6 +1,6 @@
 """A phone for protocol tests: a real Ed25519 key, records signed and chained by hand.
 
-The reference client (sync/client.py) drives the end-to-end tests; this one
+The reference client (sync/client/) drives the end-to-end tests; this one
 lets a test build exactly the record it needs, including broken ones.
 """
 

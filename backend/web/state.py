@@ -9,7 +9,7 @@ from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.uow import JobRunner
 from backend.web.admission import Admission
-from media.custody.log import Signer
+from media.custody.keys import Signer
 from media.settings import MediaSettings
 from media.store import Store
 from sync.applier import Applier

@@ -1,4 +1,4 @@
-"""End to end: the reference phone client (sync/client.py) against the real app.
+"""End to end: the reference phone client (sync/client/) against the real app.
 
 The client was written from PROTOCOL.md alone; these tests drive it through a
 field day, a cut-off push, a rejection and a conflict, and look at what the

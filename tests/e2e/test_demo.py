@@ -13,6 +13,7 @@ from click.testing import CliRunner
 import backend.demo as demo
 from backend import liveserver
 from backend.cli import main
+from backend.demo import people, scenario
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_the_demo_uploads_the_files_resumes_a_dropped_upload_flags_a_mismatch_an
 
 def test_given_the_camera_was_never_off_when_the_demo_checks_coverage_then_the_gap_check_fails(monkeypatch, capsys):
     """The coverage checks are real: with clip #3 starting where #2 ended, there is no gap to find."""
-    monkeypatch.setattr(demo, "CLIPS", (*demo.CLIPS[:2], (3, 340, 543, demo.CLIPS[2][3])))
+    monkeypatch.setattr(scenario, "CLIPS", (*scenario.CLIPS[:2], (3, 340, 543, scenario.CLIPS[2][3])))
 
     code = demo.run()
 
@@ -94,9 +95,9 @@ def test_given_the_camera_was_never_off_when_the_demo_checks_coverage_then_the_g
 def test_given_the_second_phone_belongs_to_another_department_when_the_demo_runs_then_it_fails_and_says_why(
         monkeypatch, capsys):
     """The checks are real: an afternoon officer of market regulation gets that department's case, not a merge."""
-    cast = tuple(p if p.username != "wang.fang" else demo.Person(**{**p.__dict__, "department": "market"})
-                 for p in demo.CAST)
-    monkeypatch.setattr(demo, "CAST", cast)
+    cast = tuple(p if p.username != "wang.fang" else people.Person(**{**p.__dict__, "department": "market"})
+                 for p in people.CAST)
+    monkeypatch.setattr(people, "CAST", cast)
 
     code = demo.run()
 

@@ -27,7 +27,8 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from backend.core.models import DeferredRecord, Device, LedgerRecord, QuarantinedRecord
-from media.custody.log import signer_for, verify_log
+from media.custody.keys import signer_for
+from media.custody.verify import verify_log
 from sync.client import Phone, jws_hash
 from tests.conftest import PASSWORD
 from tests.live import (

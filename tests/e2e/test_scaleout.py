@@ -62,7 +62,8 @@ from backend.core.models import (
 )
 from backend.core.schema import prepare
 from backend.liveserver import running_server, running_workers
-from media.custody.log import load_signer, verify_log
+from media.custody.keys import load_signer
+from media.custody.verify import verify_log
 from media.store import S3Store
 from sync.client import SHANGHAI, Phone
 from tests import images

@@ -10,7 +10,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from backend.bootstrap import create_app
 from backend.cli import main
 from backend.core.config import Settings
+from media.custody import keys as custody_keys
 from media.custody import log as custody
+from media.custody.verify import verify_log
 from tests.conftest import _empty_tables
 
 
@@ -19,7 +21,7 @@ def _env(s: Settings) -> dict[str, str]:
             "FIELDCASE_CUSTODY_KEY_FILE": s.custody_key_file, "FIELDCASE_CUSTODY_KEYRING": s.custody_keyring_file}
 
 
-def _events(db, n: int, signer: custody.Signer) -> dict:
+def _events(db, n: int, signer: custody_keys.Signer) -> dict:
     with db.transaction() as s:
         for i in range(n):
             custody.record(s, "read", None, "officer-k", purpose=f"key test {i}")
@@ -42,22 +44,23 @@ def test_rotation_keeps_old_heads_verifiable(settings, tmp_path):
         rotated = CliRunner().invoke(main, ["custody", "rotate-key", "--yes"], env=_env(s))
         assert rotated.exit_code == 0, rotated.output
         assert f"{old.key_id} -> " in rotated.output
-        new = custody.signer_for(s)
+        new = custody_keys.signer_for(s)
         assert new.key_id != old.key_id and dict(new.retired) == {old.key_id: old.public_key}
         second = _events(db, 2, new)
         assert second["key_id"] == new.key_id
 
         with db.session() as session:
-            assert custody.verify_log(session, new.verification_keys()).ok
-            only_new = custody.verify_log(session, new.private_key.public_key()).problems
+            assert verify_log(session, new.verification_keys()).ok
+            only_new = verify_log(session, new.private_key.public_key()).problems
             assert only_new == [f"tree head {first['tree_size']}: bad signature"]
-            unknown = custody.verify_log(session, {new.key_id: new.private_key.public_key()}).problems
+            unknown = verify_log(session, {new.key_id: new.private_key.public_key()}).problems
             assert unknown == [f"tree head {first['tree_size']}: signed with key {old.key_id}, not in the keyring"]
 
         verified = CliRunner().invoke(main, ["custody", "verify"], env=_env(s))
         assert verified.exit_code == 0 and "2 signed tree heads: OK" in verified.output, verified.output
         old_pub = old.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        only_old = CliRunner().invoke(main, ["custody", "verify", "--public-key", custody.b64url(old_pub)], env=_env(s))
+        only_old = CliRunner().invoke(main, ["custody", "verify", "--public-key", custody_keys.b64url(old_pub)],
+                                      env=_env(s))
         assert only_old.exit_code == 1 and "not in the keyring" in only_old.output
 
         # A process started after the rotation signs with the new key and publishes both.
@@ -76,7 +79,7 @@ def test_a_tampered_keyring_is_refused(settings, tmp_path):
     ring = tmp_path / "ring.json"
     ring.write_text('{"keys": [{"key_id": "0000000000000000", "public_key": "' + "A" * 43 + '"}]}')
     try:
-        custody.load_signer(settings.instance_dir, keyring_file=ring)
+        custody_keys.load_signer(settings.instance_dir, keyring_file=ring)
     except RuntimeError as exc:
         assert "does not match its key" in str(exc)
     else:

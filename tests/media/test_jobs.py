@@ -27,6 +27,7 @@ from backend.cli import main
 from backend.core.jobs import perform
 from backend.core.models import CustodyEvent, TreeHead
 from media.custody import log as custody
+from media.custody.verify import verify_log
 from sync.client import Phone
 from tests import images
 from tests.conftest import PASSWORD, Officers, _empty_tables
@@ -134,7 +135,7 @@ def test_a_worker_verifies_what_complete_accepted(rq_app, rq_settings, tmp_path)
     status = CliRunner().invoke(main, ["jobs", "status"], env=_env(rq_settings))
     assert status.exit_code == 0 and "0 failed" in status.output, status.output
     with db.session() as s:
-        assert custody.verify_log(s, rq_app.extensions["fieldcase"].signer.verification_keys()).ok
+        assert verify_log(s, rq_app.extensions["fieldcase"].signer.verification_keys()).ok
     phone.close()
 
 
@@ -152,7 +153,7 @@ def test_periodic_tree_heads_are_signed_by_a_worker(rq_app, rq_settings, tmp_pat
     with db.session() as s:
         head = s.get(TreeHead, size)
         assert head is not None and head.key_id == signer.key_id
-        report = custody.verify_log(s, signer.verification_keys())
+        report = verify_log(s, signer.verification_keys())
     assert report.ok and report.heads == 1 and report.leaves == size, report.problems
 
 

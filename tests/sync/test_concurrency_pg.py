@@ -33,9 +33,10 @@ from backend.core.models import (
     Officer,
     QuarantinedRecord,
 )
+from backend.core.uow import commit_retrying
 from sync import feed
 from sync.devices import enrol
-from sync.push import PushSettings, push
+from sync.push import push
 from tests.phones import SHANGHAI, ZERO, TestPhone
 
 N_PHONES = 8
@@ -67,7 +68,8 @@ def push_as(db, officer_id: str, records: list[str], before_commit=None) -> dict
         if before_commit is not None:
             # Instance listeners run after the class-level feed hook, i.e. after the change rows are inserted.
             event.listen(session, "before_commit", before_commit)
-        return push(session, session.get(Officer, officer_id), records, applier=RecordApplier())
+        return commit_retrying(session, lambda s: push(s, s.get(Officer, officer_id), records,
+                                                       applier=RecordApplier()))
 
 
 def all_at_once(jobs):
@@ -156,7 +158,6 @@ def test_pushes_creating_the_same_things_in_opposite_orders_queue_instead_of_dea
     each centre has one case: the second push waited for the first on the keys it was about to create."""
     staff = [officers.make(region="330106", department="education") for _ in range(2)]
     phones = [DomainPhone(db, o) for o in staff]
-    once = PushSettings(attempts=1)
     for round_ in range(4):
         names = [f"交叉培训中心{round_}-{k}" for k in "XY"]
         if created == "first_cases":
@@ -172,8 +173,8 @@ def test_pushes_creating_the_same_things_in_opposite_orders_queue_instead_of_dea
 
         def send(phone, batch):
             with db.session() as session:
-                return push(session, session.get(Officer, phone.officer.id), batch, applier=RecordApplier(),
-                            settings=once)
+                return commit_retrying(session, lambda s: push(s, s.get(Officer, phone.officer.id), batch,
+                                                               applier=RecordApplier()), attempts=1)
 
         answers = all_at_once([lambda p=p, b=b: send(p, b) for p, b in zip(phones, batches, strict=True)])
         for answer in answers:

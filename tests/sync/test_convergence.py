@@ -54,6 +54,7 @@ from backend.core.models import (
     Officer,
     QuarantinedRecord,
 )
+from backend.core.uow import commit_retrying
 from sync.devices import enrol
 from sync.push import push
 from tests.conftest import REFERENCE_TABLES
@@ -241,7 +242,8 @@ class World:
                 by_owner[owner].append(jws)
             for owner, texts in by_owner.items():
                 with self.db.session() as s:
-                    answer = push(s, s.get(Officer, owner), texts, applier=RecordApplier())
+                    answer = commit_retrying(s, lambda s, owner=owner, texts=texts: push(
+                        s, s.get(Officer, owner), texts, applier=RecordApplier()))
                 statuses = {r["status"] for r in answer["results"]}
                 assert statuses <= OK, answer["results"]
                 assert len(answer["results"]) >= len(texts)
@@ -404,7 +406,8 @@ def test_a_case_open_after_closing_the_open_case_opens_a_new_case(world, togethe
     results = []
     for batch in ([[opened, closed, reopened]] if together else [[opened], [closed], [reopened]]):
         with world.db.session() as s:
-            results += push(s, s.get(Officer, phone.officer.id), batch, applier=RecordApplier())["results"]
+            results += commit_retrying(s, lambda s, batch=batch: push(s, s.get(Officer, phone.officer.id), batch,
+                                                                      applier=RecordApplier()))["results"]
     assert [r["status"] for r in results] == ["applied"] * 3
     assert results[2]["refs"]["case_id"] != results[0]["refs"]["case_id"]
     assert "merged" not in results[2]["refs"]

@@ -41,6 +41,7 @@ from sqlalchemy import select
 
 from backend.casework.apply import RecordApplier
 from backend.core.models import Device, LedgerRecord, Officer
+from backend.core.uow import commit_retrying
 from sync.devices import enrol
 from sync.jws import RecordRejected, parse
 from sync.push import push
@@ -214,7 +215,7 @@ class Bench:
 
     def push(self, records: list[Any]) -> dict[str, Any]:
         with self.db.session() as s:
-            return push(s, s.get(Officer, self.me.id), records, applier=RecordApplier())
+            return commit_retrying(s, lambda s: push(s, s.get(Officer, self.me.id), records, applier=RecordApplier()))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from backend.core.errors import Forbidden, Unauthorized
 from backend.core.models import Officer
+from backend.core.uow import commit_retrying
 from backend.web.state import AppState
 
 BEARER = [{"bearerAuth": []}]
@@ -79,13 +80,15 @@ def authenticated(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., A
     return decorator
 
 
-def committed(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Commit the request's unit of work once the domain call has succeeded."""
+def committed(view: Callable[..., Any] | None = None, *, attempts: int = 1) -> Any:
+    """Commit the request's transaction once the domain call has succeeded. With `attempts`, a call that lost a
+    race (a deadlock, a key another request wrote first) runs again whole (`backend.core.uow.commit_retrying`)."""
 
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        result = view(*args, **kwargs)
-        session().commit()
-        return result
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return commit_retrying(session(), lambda _session: view(*args, **kwargs), attempts=attempts)
 
-    return wrapper
+        return wrapper
+
+    return decorator(view) if view is not None else decorator

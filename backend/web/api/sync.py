@@ -15,6 +15,8 @@ from backend.web.api.schemas import StrictSchema
 from sync import devices, feed
 from sync import push as push_domain
 
+PUSH_ATTEMPTS = 3  # a push that lost a race runs again whole, up to this many times
+
 blp = Blueprint("sync", __name__, url_prefix="/api/v1", description="Devices, push and pull (offline sync)")
 
 
@@ -111,6 +113,7 @@ def revoke(device_id):
 @authenticated("reviewer", "admin")
 @blp.arguments(ReleaseSchema)
 @blp.response(200, ReleaseResultSchema)
+@committed
 def release_gaps(args, device_id):
     """Acknowledge that a device's missing records will never come: its deferred records are applied."""
     return push_domain.release_gap(session(), current_officer(), device_id, args["reason"],
@@ -129,6 +132,7 @@ def _push_settings() -> push_domain.PushSettings:
 @blp.arguments(PushSchema)
 @blp.response(200, PushResultSchema)
 @blp.alt_response(413, description="more than 500 records or 8 MiB")
+@committed(attempts=PUSH_ATTEMPTS)
 def push(args):
     """Push signed records; one result per record in the order sent, then any deferred records caught up."""
     # A chunked body has no Content-Length: count what was read (the app's MAX_CONTENT_LENGTH bounded it).

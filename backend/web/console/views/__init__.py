@@ -1,0 +1,27 @@
+"""The console's pages and forms: server-rendered, each a thin call into the domain modules.
+
+Every read goes through the function the API uses for the same thing (and so
+through `backend.core.jurisdiction`): a case of another district is a 404 page
+here exactly as it is a 404 answer there. Every write is a POST with the
+session's CSRF token, calls the domain function, commits, and redirects
+(303) back with a message, so reloading a page never repeats an action.
+
+All of them register on one blueprint, `bp` (endpoints `console.*`), one module a feature:
+
+- `frame`: the blueprint, the checks before every view (language, CSRF, the viewer), headers, error pages;
+- `pages`: the parts pages and forms share (scoped reads, paging, form fields, refusals);
+- `signin`: signing in and out;
+- `cases`: the case list, a case and its lifecycle step, an inspection;
+- `evidence`: an evidence item, its thumbnail, reading its original;
+- `custody`: holdings, hand-overs between custodians, evidence package export;
+- `audit_queue`: the reviewers' audit queue;
+- `verification`: the custody data the in-browser verifier fetches.
+"""
+
+from __future__ import annotations
+
+# Imported for their routes: each module registers its views on `bp` as it is imported.
+from backend.web.console.views import audit_queue, cases, custody, evidence, signin, verification  # noqa: F401
+from backend.web.console.views.frame import bp
+
+__all__ = ["bp"]
