@@ -6,8 +6,8 @@ bare hashes of its *other* records between the first and last included one, so
 each hash chain can be walked without revealing unrelated work; the evidence
 items with their custody events, each with an inclusion proof against a signed
 tree head that is also in the manifest; the custody public key), the verified
-files under `files/`, and `evidence-list.csv` / `evidence-list.html`
-(电子数据清单) for people without tools. `media.package_verify` checks it offline.
+files under `files/`, and `evidence-list.csv` / `.html` / `.pdf` (电子数据清单, made
+by `media.evidence_list`) for people without tools. `media.package_verify` checks it offline.
 An item whose file retention deleted is still listed, with its hash and its
 `deleted` custody event (proven like every other) in place of the file.
 
@@ -29,9 +29,6 @@ every file chunk, so neither the files nor the archive is ever held whole.
 
 from __future__ import annotations
 
-import csv
-import html
-import io
 import json
 import mimetypes
 import uuid
@@ -60,6 +57,7 @@ from backend.core.models import (
     utcnow,
 )
 from backend.core.times import utc_millis
+from media import evidence_list
 from media.custody import log as custody
 from media.custody.keys import Signer
 from media.store import CHUNK, Store, opened
@@ -69,6 +67,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CSV_NAME = "evidence-list.csv"
 HTML_NAME = "evidence-list.html"
+PDF_NAME = "evidence-list.pdf"
 _IN_CHUNK = 500
 
 
@@ -89,6 +88,7 @@ class PreparedPackage:
     manifest: dict[str, Any]
     evidence_csv: str
     evidence_html: str
+    evidence_pdf: bytes
     files: list[PackageFile] = field(default_factory=list)
 
     def chunks(self, store: Store) -> Iterator[bytes]:
@@ -98,6 +98,7 @@ class PreparedPackage:
             zf.writestr(MANIFEST, json.dumps(self.manifest, ensure_ascii=False, indent=1))
             zf.writestr(CSV_NAME, self.evidence_csv)
             zf.writestr(HTML_NAME, self.evidence_html)
+            zf.writestr(PDF_NAME, self.evidence_pdf)
             yield drain.take()
             for item in self.files:
                 info = zipfile.ZipInfo(item.name, date_time=_zip_time())
@@ -253,8 +254,11 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, case_id: 
                     "leaf_hash": "SHA-256(0x00 || leaf)", "node_hash": "SHA-256(0x01 || left || right)"},
     }
     stamp = created_at.strftime("%Y%m%dT%H%M%SZ")
+    listing = evidence_list.build(session, viewer, manifest)
     return PreparedPackage(id=package_id, case_id=case_id, filename=f"case-{case_id}-{stamp}.zip",
-                           manifest=manifest, evidence_csv=_csv(items), evidence_html=_html(manifest), files=files)
+                           manifest=manifest, evidence_csv=evidence_list.to_csv(listing),
+                           evidence_html=evidence_list.to_html(listing), evidence_pdf=evidence_list.to_pdf(listing),
+                           files=files)
 
 
 def _name(people: dict[str, Officer], officer_id: str) -> str | None:
@@ -324,62 +328,4 @@ def _devices(session: Session, records: list[LedgerRecord]) -> dict[str, Any]:
                           "status": device.status if device else None,
                           "first_seq": first, "last_seq": last, "other_records": others, "gaps": gaps}
     return out
-
-
-LIST_COLUMNS = ("序号 Item", "类型 Kind", "文件名 File", "SHA-256", "大小(字节) Size (bytes)",
-                "采集时间 Captured at", "采集设备 Device", "采集人 Officer", "保管人 Custody holder", "状态 Status")
-
-
-def _list_rows(items: list[dict[str, Any]]) -> list[list[str]]:
-    def person(officer_id: str | None, name: str | None) -> str:
-        if officer_id is None:
-            return ""
-        return f"{name} ({officer_id})" if name else officer_id
-
-    def file(i: dict[str, Any]) -> str:
-        if i["file"]:
-            return i["file"]
-        if i["status"] == "deleted":
-            return f"(保存期满已删除 deleted under retention {i.get('deleted_at') or ''})".replace(" )", ")")
-        return "(未随包提供 not included)"
-
-    return [[str(i["item"]), i["kind"], file(i), i["sha256"], str(i["size"]),
-             i["captured_at"] or "", i["device"], person(i["officer"], i["officer_name"]),
-             person(i["custody_holder"], i["custody_holder_name"]), i["status"]] for i in items]
-
-
-def _csv(items: list[dict[str, Any]]) -> str:
-    """UTF-8 with a BOM so spreadsheet programs show the Chinese headings correctly."""
-    buf = io.StringIO()
-    buf.write("\ufeff")
-    writer = csv.writer(buf, lineterminator="\r\n")
-    writer.writerow(LIST_COLUMNS)
-    writer.writerows(_list_rows(items))
-    return buf.getvalue()
-
-
-def _html(manifest: dict[str, Any]) -> str:
-    e = html.escape
-    case, pkg, head = manifest["case"], manifest["package"], manifest["custody"]["tree_head"]
-    institution = (case.get("institution") or {}).get("name") or ""
-    header = "".join(f"<th>{e(c)}</th>" for c in LIST_COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>\n"
-                   for row in _list_rows(manifest["evidence"]))
-    return f"""<!DOCTYPE html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>电子数据清单 {e(case["id"])}</title>
-<style>body{{font-family:sans-serif}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #999;padding:4px;font-size:13px}} td:nth-child(4){{font-family:monospace}}</style></head>
-<body><h1>电子数据清单 Evidence list</h1>
-<p>案件 Case: {e(case["id"])} — {e(institution)}<br>
-导出 Exported: {e(pkg["created_at"])} by {e(pkg["created_by_name"] or "")} ({e(pkg["created_by"])}),
-用途 purpose: {e(pkg["purpose"])}<br>
-包编号 Package: {e(pkg["id"])}<br>
-保管日志树头 Custody tree head: size {head["tree_size"]}, root {e(head["root_hash"])}, key {e(head["key_id"])}</p>
-<table><thead><tr>{header}</tr></thead><tbody>
-{body}</tbody></table>
-<p>核验 To verify offline: <code>fieldcase verify-package FILE --public-key KEY</code>
-(the server's key from <code>GET /api/v1/custody/public-key</code>).
-Each file's SHA-256 can also be checked with any tool, e.g. <code>sha256sum</code>.</p>
-</body></html>
-"""
 

@@ -4,7 +4,7 @@ Everything is checked from the ZIP alone, plus (optionally) the custody key
 given by the person verifying:
 
 - every record's Ed25519 signature with its device's key from the manifest
-  (header `alg` `EdDSA`, `kid` the device), its `seq`, and its hash;
+  (header `alg` `EdDSA` or `Ed25519`, `kid` the device), its `seq`, and its hash;
 - every device chain: each `seq` between the first and last included record
   is either included or listed by hash, and each included record's `prev` is
   the hash of the one before (released gaps excepted);
@@ -19,6 +19,12 @@ given by the person verifying:
   package is self-consistent (whoever forged it could have made the key),
   so the report says which key was used.
 
+Strict as the server is (PROTOCOL "Records and push, as built", "Custody log,
+as built"): every base64url in the package (record parts, keys, signatures) is
+canonical (URL-safe alphabet, no padding, unused trailing bits zero), so no
+second spelling of a signature or key passes; every hash is 64 lower-case hex
+digits; proofs follow RFC 9162 to the letter (media.custody.proofs).
+
 Reads files in chunks: memory does not grow with their size.
 """
 
@@ -28,6 +34,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +44,19 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from media.custody.proofs import verify_inclusion
+from media.custody.proofs import check_inclusion
 
 ZERO_HASH = "0" * 64
 CHUNK = 1024 * 1024
+RECORD_ALGS = ("EdDSA", "Ed25519")  # RFC 8037, and RFC 9864's fully specified name for the same signature
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+# The last character of 4k+2 (4k+3) base64url characters carries 4 (2) unused bits; canonical text has them zero.
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+_HEX_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+class Refused(ValueError):
+    """Something in the package is not spelled as the protocol allows; what it claims was not checked."""
 
 
 @dataclass
@@ -65,18 +81,45 @@ class PackageReport:
                 f"({self.files} files{deleted}), {self.events} custody events")
 
 
-def _b64d(text: str) -> bytes:
+def _b64d(text: object) -> bytes:
+    """Canonical base64url (RFC 7515 §2, RFC 4648 §3.5): the only spelling of its bytes; Refused otherwise."""
     if not isinstance(text, str):
-        raise ValueError("not a string")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raise Refused("not a string")
+    if not _B64URL.fullmatch(text):
+        raise Refused("not base64url (only A-Z a-z 0-9 - _, no padding)")
+    rest = len(text) % 4
+    if rest == 1:
+        raise Refused("not base64url (its length is one more than a multiple of 4)")
+    if rest and text[-1] not in _CANONICAL_LAST[rest]:
+        raise Refused("not canonical base64url (the unused bits of its last character are not zero)")
+    return base64.urlsafe_b64decode(text + "=" * (4 - rest) if rest else text)
+
+
+def _hash(text: object, what: str) -> bytes:
+    """A 32-byte hash, written as 64 lower-case hex digits; Refused (saying why) otherwise."""
+    if not isinstance(text, str):
+        raise Refused(f"{what} is not a hex string")
+    if not text:
+        raise Refused(f"{what} is empty")
+    if not _HEX_HASH.fullmatch(text):
+        if len(text) != 64:
+            raise Refused(f"{what} has {len(text)} characters, not the 64 hex digits of a 32-byte hash")
+        raise Refused(f"{what} is not lower-case hex")
+    return bytes.fromhex(text)
 
 
 def load_key(text: str) -> Ed25519PublicKey:
-    """base64url (or standard base64) of a raw 32-byte Ed25519 public key."""
-    raw = _b64d(text.strip().replace("+", "-").replace("/", "_"))
+    """Canonical base64url of a raw 32-byte Ed25519 public key (see `_typed_key` for one typed by a person)."""
+    raw = _b64d(text)
     if len(raw) != 32:
-        raise ValueError("an Ed25519 public key is 32 bytes")
+        raise Refused(f"an Ed25519 public key is 32 bytes, not {len(raw)}")
     return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def _typed_key(text: str) -> str:
+    """A key given on the command line: surrounding blanks, standard base64's `+` and `/` and its `=` padding
+    are forgiven there (they cannot make a package pass); its bits must still be spelled canonically."""
+    return text.strip().replace("+", "-").replace("/", "_").rstrip("=")
 
 
 def key_id(text: str) -> str:
@@ -112,8 +155,23 @@ def verify_package(source: str | Path | IO[bytes], public_key: str | None = None
 def _verify(zf: zipfile.ZipFile, manifest: dict[str, Any], public_key: str | None, report: PackageReport) -> None:
     keys = _device_keys(manifest["devices"], report)
     captures = _records(manifest["records"], manifest["devices"], keys, report)
-    _evidence(zf, manifest, captures, report)
+    _evidence(zf, manifest, captures, _head_tree(manifest["custody"]["tree_head"], report), report)
     _tree_head(manifest, public_key, report)
+
+
+def _head_tree(head: dict[str, Any], report: PackageReport) -> tuple[int, bytes] | None:
+    """The tree head's size and root, or None (reported) when they are not a size and a 32-byte hash."""
+    size = head["tree_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        report.problems.append(f"tree head: its tree_size {size!r} is not a non-negative integer, so no custody "
+                               "event can be proven against it")
+        return None
+    try:
+        return size, _hash(head["root_hash"], "its root_hash")
+    except Refused as exc:
+        report.problems.append(f"tree head (size {size}): refused, {exc}, so no custody event can be proven "
+                               "against it")
+        return None
 
 
 def _device_keys(devices: dict[str, Any], report: PackageReport) -> dict[str, Ed25519PublicKey]:
@@ -122,24 +180,50 @@ def _device_keys(devices: dict[str, Any], report: PackageReport) -> dict[str, Ed
     for device_id, device in devices.items():
         try:
             keys[device_id] = load_key(device["public_key"])
-        except (ValueError, TypeError, binascii.Error):
-            report.problems.append(f"device {device_id}: its public key is not a valid Ed25519 key")
+        except (ValueError, TypeError, binascii.Error) as exc:
+            report.problems.append(f"device {device_id}: its public key is not a valid Ed25519 key ({exc})")
     return keys
 
 
-def _verify_jws(text: str, key: Ed25519PublicKey) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and payload of a compact JWS whose EdDSA signature holds; ValueError otherwise."""
+def _verify_jws(text: object, key: Ed25519PublicKey) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and payload of a compact JWS whose EdDSA signature holds.
+
+    Refused when the JWS is not spelled as PROTOCOL §3 allows (three canonical base64url parts, a JSON
+    object header whose `alg` is EdDSA or Ed25519, a 64-byte signature): its signature is then not checked.
+    ValueError when the signature does not hold.
+    """
+    if not isinstance(text, str) or not text.isascii():
+        raise Refused("a compact JWS is an ASCII string")
     parts = text.split(".")
-    if len(parts) != 3:
-        raise ValueError("not a compact JWS")
-    header = json.loads(_b64d(parts[0]))
-    if header.get("alg") != "EdDSA":
-        raise ValueError(f"header alg is {header.get('alg')!r}, not EdDSA")
+    if len(parts) != 3 or not all(parts):
+        raise Refused("not a compact JWS (header.payload.signature)")
+    raw = []
+    for name, part in zip(("header", "payload", "signature"), parts, strict=True):
+        try:
+            raw.append(_b64d(part))
+        except Refused as exc:
+            raise Refused(f"its {name} is {exc}") from None
+    header_raw, payload_raw, signature = raw
+    header, payload = _json_object(header_raw, "header"), _json_object(payload_raw, "payload")
+    if header.get("alg") not in RECORD_ALGS:
+        raise Refused(f"header alg is {header.get('alg')!r}, not EdDSA or Ed25519")
+    if len(signature) != 64:
+        raise Refused(f"its signature is {len(signature)} bytes, not the 64 of Ed25519")
     try:
-        key.verify(_b64d(parts[2]), f"{parts[0]}.{parts[1]}".encode("ascii"))
+        key.verify(signature, f"{parts[0]}.{parts[1]}".encode("ascii"))
     except InvalidSignature:
         raise ValueError("bad signature") from None
-    return header, json.loads(_b64d(parts[1]))
+    return header, payload
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise Refused(f"its {what} is not JSON ({type(exc).__name__})") from None
+    if not isinstance(value, dict):
+        raise Refused(f"its {what} is not a JSON object")
+    return value
 
 
 def _records(records: list[dict[str, Any]], devices: dict[str, Any], keys: dict[str, Ed25519PublicKey],
@@ -161,6 +245,9 @@ def _records(records: list[dict[str, Any]], devices: dict[str, Any], keys: dict[
         if device_id in keys:
             try:
                 header, payload = _verify_jws(text, keys[device_id])
+            except Refused as exc:
+                report.problems.append(f"{where}: refused, {exc}: it is not a record JWS as the protocol spells "
+                                       "one, so its signature was not checked")
             except (ValueError, UnicodeError, binascii.Error) as exc:
                 report.problems.append(f"{where}: signature check failed ({exc}): the record is not as the "
                                        "device signed it")
@@ -214,9 +301,7 @@ def _chain(device_id: str, device: dict[str, Any], included: dict[int, tuple[str
 
 
 def _evidence(zf: zipfile.ZipFile, manifest: dict[str, Any], captures: dict[str, tuple[str, dict[str, Any]]],
-              report: PackageReport) -> None:
-    head = manifest["custody"]["tree_head"]
-    size, root = head["tree_size"], bytes.fromhex(head["root_hash"])
+              tree: tuple[int, bytes] | None, report: PackageReport) -> None:
     package_id = manifest["package"]["id"]
     listed = set()
     report.items = len(manifest["evidence"])
@@ -234,7 +319,7 @@ def _evidence(zf: zipfile.ZipFile, manifest: dict[str, Any], captures: dict[str,
                                            f"({body.get(name)!r})")
             if device_id != item["device"]:
                 report.problems.append(f"{where}: declared by device {device_id}, not {item['device']}")
-        proven = _events(item, where, size, root, package_id, report)
+        proven = _events(item, where, tree, package_id, report)
         deletion = proven.get("deleted")
         if item.get("file"):
             listed.add(item["file"])
@@ -294,7 +379,7 @@ def _deleted(item: dict[str, Any], where: str, leaf: dict[str, Any], report: Pac
                         f"{leaf.get('actor')} ({leaf.get('reason')}); its hash and custody history remain")
 
 
-def _events(item: dict[str, Any], where: str, size: int, root: bytes, package_id: str,
+def _events(item: dict[str, Any], where: str, tree: tuple[int, bytes] | None, package_id: str,
             report: PackageReport) -> dict[str, dict[str, Any]]:
     """Check every event; answer the last proven event of each action that decides whether a file is due."""
     exported = declared = False
@@ -305,12 +390,8 @@ def _events(item: dict[str, Any], where: str, size: int, root: bytes, package_id
         leaf = json.loads(text)
         if leaf.get("evidence_id") != item["id"]:
             report.problems.append(f"{where}: custody event at leaf {index} belongs to {leaf.get('evidence_id')}")
-        proof = [bytes.fromhex(p) for p in event["proof"]]
-        leaf_hash = hashlib.sha256(b"\x00" + text.encode("utf-8")).digest()
-        if not verify_inclusion(leaf_hash, index, size, proof, root):
-            report.problems.append(f"{where}: custody event at leaf {index} ({leaf.get('action')}): its inclusion "
-                                   f"proof does not hold against the tree head (size {size})")
-        elif leaf.get("evidence_id") == item["id"] and leaf.get("action") in ("verified", "deleted"):
+        if tree is not None and _proven(event, where, leaf, tree, report) and leaf.get("evidence_id") == item["id"] \
+                and leaf.get("action") in ("verified", "deleted"):
             proven[leaf["action"]] = leaf
         if leaf.get("action") == "declared":
             declared = True
@@ -325,26 +406,53 @@ def _events(item: dict[str, Any], where: str, size: int, root: bytes, package_id
     return proven
 
 
+def _proven(event: dict[str, Any], where: str, leaf: dict[str, Any], tree: tuple[int, bytes],
+            report: PackageReport) -> bool:
+    """Whether the event's inclusion proof holds against the tree head (RFC 9162 §2.1.3.2); problems reported."""
+    size, root = tree
+    index, text = event["leaf_index"], event["leaf"]
+    what = f"{where}: custody event at leaf {index} ({leaf.get('action')})"
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        report.problems.append(f"{what}: refused, its leaf_index is not a non-negative integer")
+        return False
+    if not isinstance(event["proof"], list):
+        report.problems.append(f"{what}: refused, its proof is not a list of hashes")
+        return False
+    try:
+        proof = [_hash(p, f"proof hash {n}") for n, p in enumerate(event["proof"])]
+    except Refused as exc:
+        report.problems.append(f"{what}: refused, {exc}: its inclusion proof does not hold against the tree head "
+                               f"(size {size})")
+        return False
+    leaf_hash = hashlib.sha256(b"\x00" + text.encode("utf-8")).digest()
+    problem = check_inclusion(leaf_hash, index, size, proof, root)
+    if problem:
+        report.problems.append(f"{what}: its inclusion proof does not hold against the tree head (size {size}): "
+                               f"{problem}")
+        return False
+    return True
+
+
 def _tree_head(manifest: dict[str, Any], public_key: str | None, report: PackageReport) -> None:
     custody = manifest["custody"]
     head = custody["tree_head"]
     if public_key:
         report.key_source = "command line"
+        typed = _typed_key(public_key)
         try:
-            given_id = key_id(public_key.strip().replace("+", "-").replace("/", "_"))
-            key = load_key(public_key)
-        except (ValueError, binascii.Error):
-            report.problems.append("the public key given on the command line is not a base64url Ed25519 key")
+            key = load_key(typed)
+        except (ValueError, binascii.Error) as exc:
+            report.problems.append(f"the public key given on the command line is not a base64url Ed25519 key ({exc})")
             return
-        report.notes.append(f"tree head checked against the key given on the command line (key_id {given_id})")
-        if custody.get("public_key") and custody["public_key"] != public_key.strip():
+        report.notes.append(f"tree head checked against the key given on the command line (key_id {key_id(typed)})")
+        if custody.get("public_key") and custody["public_key"] != typed:
             report.notes.append(f"note: the package names another custody key (key_id {custody.get('key_id')})")
     else:
         report.key_source = "package"
         try:
             key = load_key(custody["public_key"])
-        except (ValueError, binascii.Error):
-            report.problems.append("the custody public key in the package is not a valid Ed25519 key")
+        except (ValueError, binascii.Error) as exc:
+            report.problems.append(f"the custody public key in the package is not a valid Ed25519 key ({exc})")
             return
         report.notes.append(f"WARNING: tree head checked against the key inside the package (key_id "
                             f"{key_id(custody['public_key'])}): this only shows the package is self-consistent, "
@@ -355,8 +463,16 @@ def _tree_head(manifest: dict[str, Any], public_key: str | None, report: Package
     signed = rfc8785.dumps({"tree_size": head["tree_size"], "root_hash": head["root_hash"],
                             "timestamp": head["timestamp"]})
     try:
-        key.verify(_b64d(head["signature"]), signed)
-    except (InvalidSignature, ValueError, binascii.Error):
+        signature = _b64d(head["signature"])
+        if len(signature) != 64:
+            raise Refused(f"{len(signature)} bytes, not the 64 of Ed25519")
+    except Refused as exc:
+        report.problems.append(f"tree head (size {head['tree_size']}): refused, its signature is {exc}, so it was "
+                               "not checked")
+        return
+    try:
+        key.verify(signature, signed)
+    except (InvalidSignature, ValueError):
         report.problems.append(f"tree head (size {head['tree_size']}): its signature does not verify with the "
                                f"{'given' if public_key else 'package'} key (forged or altered head, or another "
                                "server's key)")

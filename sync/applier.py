@@ -56,3 +56,8 @@ class Applier(Protocol):
 
     def apply(self, ctx: RecordContext, rtype: str) -> Applied:
         """Apply one record, or raise ContentError having changed nothing (it is then ledgered `invalid`)."""
+
+    def device_advanced(self, session: Session, actor: Officer, device_id: str, seq: int, record_hash: str,
+                        at: datetime) -> None:
+        """A push (or a reviewer's gap release) moved the device's chain to end at `seq`, the record `record_hash`:
+        the custody log witnesses it, so a chain later cut short, or a ledger row deleted, is caught offline."""

@@ -92,6 +92,7 @@ class DeviceWalk:
         self.candidates: dict[int, list[Item]] = defaultdict(list)
         self.deferred: dict[int, DeferredRecord] | None = None
         self.resent: dict[str, Item] = {}  # sent again while held: answered once the walk is done
+        self.start_seq = device.head_seq
 
     def prepare(self, items: list[Item]) -> None:
         """Place the records against the ledger and validate their bodies; nothing is written yet."""
@@ -119,6 +120,13 @@ class DeviceWalk:
                 self._prefetch(pending)
             self._catch_up()
         self.write()
+
+    def announce_head(self, actor: Officer) -> None:
+        """Tell the applier where the chain now ends, when this walk moved it."""
+        device = self.device
+        if device.head_seq != self.start_seq:
+            self.applier.device_advanced(self.s, actor, device.id, device.head_seq, device.head_hash, self.now)
+            self.start_seq = device.head_seq
 
     def write(self) -> None:
         """Objects through the unit of work, then the bulk rows (findings, evidence, ledger) in one go each."""

@@ -1,4 +1,4 @@
-"""Defensive parsing and verification of record JWS (compact serialization, EdDSA, RFC 7515/8037)."""
+"""Defensive parsing and verification of record JWS (compact serialization, EdDSA, RFC 7515/8037/9864)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ MAX_RECORD_BYTES = 256 * 1024
 MAX_DEPTH = 32  # objects and arrays within one another; a record needs about five
 TYP = "fieldcase-record"
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*\Z")
+# A base64url text of 4k+2 (4k+3) characters ends in one that carries 4 (2) bits no byte uses; the
+# canonical spelling has them zero, i.e. the last character is one of these (RFC 4648 §3.5).
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+ALGS = ("EdDSA", "Ed25519")
+"""The record header's `alg`: EdDSA (RFC 8037) or its fully specified name Ed25519 (RFC 9864); one key type, one
+signature scheme."""
 _KID = re.compile(r"^[\x21-\x7e]{1,64}\Z")  # printable ASCII: a device id, nothing a database could refuse
 _EDDSA = get_default_algorithms()["EdDSA"]
 
@@ -53,6 +59,8 @@ def record_hash(text: str) -> str:
 
 
 def _b64decode(part: str) -> bytes:
+    """The URL-safe alphabet, no padding, but lenient on the unused trailing bits: only for enrolled public keys,
+    which are stored as the phone sent them (a record's parts are read by `_canonical_b64decode`)."""
     if not _B64URL.match(part) or len(part) % 4 == 1:
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
@@ -63,11 +71,27 @@ def _canonical_b64decode(part: str) -> bytes:
 
     The decoder ignores those bits, so without this check one signature would
     have several spellings, and so one signed record several texts and hashes.
+    A look at the last character is enough (no re-encoding): this runs three
+    times per pushed record.
     """
-    raw = _b64decode(part)
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != part:
-        raise ValueError("not canonical base64url")
-    return raw
+    if not _B64URL.match(part):
+        raise ValueError("not base64url (only A-Z a-z 0-9 - _, no padding)")
+    rest = len(part) % 4
+    if rest == 1:
+        raise ValueError("not base64url (its length is one more than a multiple of 4)")
+    if rest and part[-1] not in _CANONICAL_LAST[rest]:
+        raise ValueError("not canonical base64url (the unused bits of its last character are not zero)")
+    return base64.urlsafe_b64decode(part + "=" * (4 - rest) if rest else part)
+
+
+def _b64_problem(parts: list[str]) -> str:
+    """Which part of a compact JWS is not canonical base64url, and why (only on the way to a rejection)."""
+    for name, part in zip(("header", "payload", "signature"), parts, strict=True):
+        try:
+            _canonical_b64decode(part)
+        except (ValueError, binascii.Error) as exc:
+            return f"the {name} is {exc}"
+    return "a part is not canonical base64url"
 
 
 def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -143,13 +167,13 @@ def parse(text: Any) -> ParsedRecord:
     if len(parts) != 3 or not all(parts):
         raise RecordRejected("malformed", "not a compact JWS (header.payload.signature)")
     try:
-        header_raw, payload_raw = _b64decode(parts[0]), _b64decode(parts[1])
+        header_raw, payload_raw = _canonical_b64decode(parts[0]), _canonical_b64decode(parts[1])
         signature = _canonical_b64decode(parts[2])
     except (ValueError, binascii.Error):
-        raise RecordRejected("malformed", "a part is not (canonical) base64url") from None
+        raise RecordRejected("malformed", _b64_problem(parts)) from None
     header = _json_object(header_raw, "header")
-    if header.get("alg") != "EdDSA":
-        raise RecordRejected("malformed", "header alg must be EdDSA")
+    if header.get("alg") not in ALGS:
+        raise RecordRejected("malformed", "header alg must be EdDSA or Ed25519 (RFC 9864)")
     if header.get("typ") != TYP:
         raise RecordRejected("malformed", f"header typ must be {TYP}")
     kid = header.get("kid")
@@ -186,7 +210,8 @@ def verify(record: ParsedRecord, key: Ed25519PublicKey) -> None:
     """Check the signature with PyJWT's EdDSA algorithm, the only one accepted.
 
     `parse` has already split and decoded the JWS strictly (and checked the
-    header's alg), so PyJWT's own re-parse of every segment is skipped: at
+    header's alg: `EdDSA`, or `Ed25519`, RFC 9864's name for the same Ed25519
+    signature over the same key), so PyJWT's own re-parse of every segment is skipped: at
     push rates it cost more than the signature check itself.
     """
     if not _EDDSA.verify(record.signing_input, key, record.signature):

@@ -106,6 +106,7 @@ def push(session: Session, officer: Officer, records: list[Any], *, applier: App
     for walk in walks:
         walk.device.last_push_at = now  # before the walk's flush: one UPDATE of the device row
         walk.run()
+        walk.announce_head(officer)
         outcome.heads[walk.device.id] = {"seq": walk.device.head_seq, "hash": walk.device.head_hash}
 
     quarantine.write(devices)
@@ -126,6 +127,7 @@ def release_gap(session: Session, reviewer: Officer, device_id: str, reason: str
     walk = DeviceWalk(session, owner, device, now, settings, outcome,
                        Quarantine(session, owner, now, settings.quarantine_per_device), applier)
     released = walk.release_gaps(reviewer.id if reviewer else None, reason)
+    walk.announce_head(reviewer)
     walk.quarantine.write({device.id: device})
     return {"released_gaps": released, "applied": outcome.caught_up,
             "head": {"seq": device.head_seq, "hash": device.head_hash}}

@@ -47,6 +47,9 @@ def fresh_database_url(tmp_path_factory) -> Iterator:
         admin = create_engine(_admin_url(server), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
+            # A test database need not survive a crash of its server: commits skip the WAL flush (the server's
+            # durability is PostgreSQL's, not what these tests are about), which roughly halves their cost.
+            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
         admin.dispose()
         created.append(name)
         return make_url(_admin_url(server)).set(database=name).render_as_string(hide_password=False)
@@ -70,13 +73,20 @@ def database_url(fresh_database_url) -> str:
 
 
 def _empty_tables(db: Database) -> None:
+    """Every table but the reference data emptied, and on PostgreSQL their id sequences restarted.
+
+    DELETE, not TRUNCATE: a test leaves a few rows, and TRUNCATE's new files cost ~90 ms per test on PostgreSQL
+    against ~5 ms for DELETE.
+    """
     tables = [t for t in reversed(Base.metadata.sorted_tables) if t.name not in REFERENCE_TABLES]
     with db.engine.begin() as conn:
+        for t in tables:
+            conn.execute(t.delete())
         if db.engine.dialect.name == "postgresql":
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{t.name}"' for t in tables) + " RESTART IDENTITY CASCADE"))
-        else:
-            for t in tables:
-                conn.execute(t.delete())
+            conn.execute(text(
+                "SELECT setval(s.oid, 1, false) FROM pg_class s JOIN pg_depend d ON d.objid = s.oid "
+                "JOIN pg_class t ON t.oid = d.refobjid WHERE s.relkind = 'S' AND t.relname = ANY(:tables)"),
+                {"tables": [t.name for t in tables]})
 
 
 @pytest.fixture

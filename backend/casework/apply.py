@@ -303,3 +303,8 @@ class RecordApplier:
 
     def apply(self, ctx: RecordContext, rtype: str) -> Applied:
         return APPLIERS[rtype](ctx)
+
+    def device_advanced(self, session: Session, actor: Officer, device_id: str, seq: int, record_hash: str,
+                        at: datetime) -> None:
+        custody.record(session, "device_head", None, actor.id, at=at, device=device_id, seq=seq,
+                       record_hash=record_hash)

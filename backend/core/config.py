@@ -59,6 +59,10 @@ class Settings:
     jwt_secret_file: str = ""
     custody_key_file: str = ""
     custody_keyring_file: str = ""
+    # The custody log's checkpoint origin (c2sp.org/tlog-checkpoint), also its note key name; empty: derived from
+    # the custody key (media.custody.checkpoint.origin_for). Witnesses whose cosignatures are accepted: vkeys.
+    custody_origin: str = ""
+    witness_keys: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -110,6 +114,8 @@ class Settings:
             jwt_secret_file=env.get("FIELDCASE_JWT_SECRET_FILE", ""),
             custody_key_file=env.get("FIELDCASE_CUSTODY_KEY_FILE", ""),
             custody_keyring_file=env.get("FIELDCASE_CUSTODY_KEYRING", ""),
+            custody_origin=env.get("FIELDCASE_CUSTODY_ORIGIN", "").strip(),
+            witness_keys=tuple(k.strip() for k in env.get("FIELDCASE_WITNESS_KEYS", "").split(",") if k.strip()),
         )
         return s.resolved()
 

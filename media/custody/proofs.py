@@ -1,52 +1,156 @@
 """Verifying RFC 6962 proofs (the algorithms of RFC 9162 §2.1.3.2 and §2.1.4.2).
 
 Used where no server is trusted: `fieldcase verify-package` and `custody verify`.
+
+Strict on purpose (PROTOCOL "Custody log, as built"): every hash is exactly 32
+bytes (an empty or short leaf, root or proof hash is refused, never hashed
+into something); an inclusion proof needs 0 <= leaf_index < tree_size and
+exactly the number of hashes the RFC's PATH has for that leaf; a consistency
+proof needs first <= second, is empty when first is 0 or first == second
+(equal sizes need equal roots; the empty tree's root is SHA-256 of nothing),
+and otherwise has exactly the number of hashes the RFC's PROOF has. The
+`check_*` functions say why a proof is refused; `verify_*` answer a bool.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+from collections.abc import Sequence
+
+HASH_SIZE = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+"""MTH({}) = SHA-256 of the empty string (RFC 6962 §2.1): the only root a tree of size 0 has."""
 
 
 def _node(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
 
 
-def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: list[bytes], root: bytes) -> bool:
-    if not 0 <= index < size:
-        return False
-    fn, sn, r = index, size - 1, leaf_hash
+def _hash_problem(value: object, what: str) -> str | None:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        return f"{what} is not bytes"
+    if len(value) == 0:
+        return f"{what} is empty"
+    if len(value) != HASH_SIZE:
+        return f"{what} is {len(value)} bytes, not a {HASH_SIZE}-byte hash"
+    return None
+
+
+def _hashes_problem(proof: Sequence[bytes], *named: tuple[object, str]) -> str | None:
+    for value, what in named:
+        if problem := _hash_problem(value, what):
+            return problem
+    for position, value in enumerate(proof):
+        if problem := _hash_problem(value, f"proof hash {position}"):
+            return problem
+    return None
+
+
+def _hashes(count: int) -> str:
+    return f"{count} hash" if count == 1 else f"{count} hashes"
+
+
+def _is_size(value: object) -> bool:
+    """A tree size or leaf index: a non-negative int (bool is refused: True would silently mean 1)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def inclusion_proof_length(index: int, size: int) -> int:
+    """How many hashes PATH(index, D[size]) has (0 <= index < size): the levels below the point where the
+    leaf's path and the tree's last leaf part, plus one per complete subtree on the right edge above it."""
+    inner = (index ^ (size - 1)).bit_length()
+    return inner + (index >> inner).bit_count()
+
+
+def consistency_proof_length(first: int, second: int) -> int:
+    """How many hashes PROOF(first, D[second]) has (0 < first < second).
+
+    The verifier walks the inclusion path of leaf first - 1 in the second tree, from the top of the
+    complete subtree that leaf ends (2^shift leaves) instead of from the leaf; that subtree's hash is
+    the proof's first element, unless it is the whole first tree (first a power of two), which the
+    verifier already has.
+    """
+    shift = (first & -first).bit_length() - 1
+    return inclusion_proof_length(first - 1, second) - shift + (first != 1 << shift)
+
+
+def check_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> str | None:
+    """Why the inclusion proof is refused, or None when it holds (RFC 9162 §2.1.3.2)."""
+    if not isinstance(proof, Sequence) or isinstance(proof, bytes | bytearray | str):
+        return "the proof is not a list of hashes"
+    if problem := _hashes_problem(proof, (leaf_hash, "the leaf hash"), (root, "the root hash")):
+        return problem
+    if not _is_size(size) or not _is_size(index):
+        return "the leaf index and the tree size must be non-negative integers"
+    if index >= size:
+        return f"leaf index {index} is not in a tree of {size} leaves (leaf_index >= tree_size)"
+    expected = inclusion_proof_length(index, size)
+    if len(proof) != expected:
+        return f"the proof has {_hashes(len(proof))}; leaf {index} of a tree of {size} needs {expected}"
+    fn, sn, r = index, size - 1, bytes(leaf_hash)
     for p in proof:
         if sn == 0:
-            return False
+            return "the proof is longer than the path"  # unreachable after the length check; kept as the RFC's step
         if fn & 1 or fn == sn:
-            r = _node(p, r)
+            r = _node(bytes(p), r)
             if not fn & 1:
                 while fn and not fn & 1:
                     fn >>= 1
                     sn >>= 1
         else:
-            r = _node(r, p)
+            r = _node(r, bytes(p))
         fn >>= 1
         sn >>= 1
-    return sn == 0 and r == root
+    if sn != 0 or not hmac.compare_digest(r, bytes(root)):
+        return "the proof does not lead to the root hash"
+    return None
 
 
-def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes, proof: list[bytes]) -> bool:
-    if first == second:
-        return first_root == second_root and not proof
-    if not 0 < first < second or not proof:
-        return False
+def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:
+    return check_inclusion(leaf_hash, index, size, proof, root) is None
+
+
+def check_consistency(first: int, second: int, first_root: bytes, second_root: bytes,
+                      proof: Sequence[bytes]) -> str | None:
+    """Why the consistency proof is refused, or None when it holds (RFC 9162 §2.1.4.2).
+
+    The RFC's algorithm covers 0 < first < second. Its edges, as RFC 6962's PROOF and common verifiers
+    define them: from size 0 (the empty tree is a prefix of every tree) and between equal sizes
+    (SUBPROOF(n, D[n], true) = {}) the proof is empty; for equal sizes the roots are equal; a size-0
+    root is SHA-256 of nothing. first > second is refused.
+    """
+    if not isinstance(proof, Sequence) or isinstance(proof, bytes | bytearray | str):
+        return "the proof is not a list of hashes"
+    if problem := _hashes_problem(proof, (first_root, "the first root hash"), (second_root, "the second root hash")):
+        return problem
+    if not _is_size(first) or not _is_size(second):
+        return "tree sizes must be non-negative integers"
+    if first > second:
+        return f"the first tree ({first} leaves) is larger than the second ({second})"
+    if first == 0 and not hmac.compare_digest(bytes(first_root), EMPTY_ROOT):
+        return "the first root hash is not the empty tree's (SHA-256 of nothing) though the first tree is empty"
+    if first == second or first == 0:
+        if proof:
+            why = "of equal sizes" if first == second else "from the empty tree"
+            return f"a consistency proof {why} must be empty, this one has {_hashes(len(proof))}"
+        if first == second and not hmac.compare_digest(bytes(first_root), bytes(second_root)):
+            return f"the two trees have {first} leaves each but different roots"
+        return None
+    expected = consistency_proof_length(first, second)
+    if len(proof) != expected:
+        return f"the proof has {_hashes(len(proof))}; from {first} to {second} leaves needs {expected}"
+    path = [bytes(p) for p in proof]
     if first & (first - 1) == 0:  # a power of two: the first root is the proof's implicit first node
-        proof = [first_root, *proof]
+        path = [bytes(first_root), *path]
     fn, sn = first - 1, second - 1
     while fn & 1:
         fn >>= 1
         sn >>= 1
-    fr = sr = proof[0]
-    for c in proof[1:]:
+    fr = sr = path[0]
+    for c in path[1:]:
         if sn == 0:
-            return False
+            return "the proof is longer than the path"  # unreachable after the length check; kept as the RFC's step
         if fn & 1 or fn == sn:
             fr = _node(c, fr)
             sr = _node(c, sr)
@@ -58,4 +162,15 @@ def verify_consistency(first: int, second: int, first_root: bytes, second_root: 
             sr = _node(sr, c)
         fn >>= 1
         sn >>= 1
-    return fr == first_root and sr == second_root and sn == 0
+    if sn != 0:
+        return "the proof is shorter than the path"
+    if not hmac.compare_digest(fr, bytes(first_root)):
+        return "the proof does not lead to the first root hash"
+    if not hmac.compare_digest(sr, bytes(second_root)):
+        return "the proof does not lead to the second root hash"
+    return None
+
+
+def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes,
+                       proof: Sequence[bytes]) -> bool:
+    return check_consistency(first, second, first_root, second_root, proof) is None

@@ -26,11 +26,10 @@ from sync.client.outbox import Record
 from sync.client.phone import Phone
 from sync.client.signing import ZERO_HASH, jws_hash
 from sync.client.transport import ApiError, AuthError, SimulatedCutOff
-from sync.client.transport import parse_retry_after as _parse_retry_after  # noqa: F401 - tests import it from here
-from sync.client.wire import SHANGHAI as SHANGHAI
-from sync.client.wire import b64url, compact_json
+from sync.client.wire import SHANGHAI, b64url, compact_json
 
 __all__ = [
+    "SHANGHAI",
     "ApiError",
     "AuthError",
     "Phone",

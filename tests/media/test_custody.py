@@ -57,7 +57,8 @@ def test_an_items_life_is_in_the_log_and_each_leaf_is_proven_in_the_signed_tree(
     public = Ed25519PublicKey.from_public_bytes(b64d(key["public_key"]))
     signed = rfc8785.dumps({k: head[k] for k in ("tree_size", "root_hash", "timestamp")})
     public.verify(b64d(head["signature"]), signed)
-    assert head["key_id"] == key["key_id"] and head["tree_size"] == 4
+    # the item's four events and the push's device_head leaf (where the phone's chain then ended)
+    assert head["key_id"] == key["key_id"] and head["tree_size"] == 5
 
     root = bytes.fromhex(head["root_hash"])
     for e in events:
@@ -102,7 +103,7 @@ def logged(client, phone, settings):
     client.get("/api/v1/custody/tree-head", headers=phone.headers)
     result = _verify(settings)
     assert result.exit_code == 0, result.output
-    assert "9 leaves" in result.output and ": OK" in result.output
+    assert "12 leaves" in result.output and ": OK" in result.output  # per item: 3 events and a device_head
     return phone
 
 
@@ -129,7 +130,7 @@ def test_custody_verify_reports_rows_changed_in_the_database(logged, db, setting
     result = _verify(settings)
     assert result.exit_code == 1
     assert says in result.output
-    assert "tree head 9: the events do not give its root" in result.output
+    assert "tree head 12: the events do not give its root" in result.output
 
 
 def test_custody_verify_catches_a_forged_tree_head(logged, db, settings):

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from functools import cache
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from media.custody import merkle
+from media.custody import merkle, proofs
 from tests import rfc6962
 
 # --- published vectors ---------------------------------------------------------------------------------------------
@@ -457,3 +459,186 @@ def test_corrupt_stored_nodes_and_malformed_hashes_are_refused(small):
         merkle.root([b"\x00" * 33])
     with pytest.raises(ValueError):
         merkle.new_nodes(0, b"not a hash", small.reader(0)[0])
+
+
+# --- the verifiers (media/custody/proofs.py): strict, as PROTOCOL "Custody log, as built" says -------------------
+# `fieldcase verify-package` and `fieldcase custody verify` trust no server: they refuse what is not a proof
+# in the RFC's exact shape, and say why, instead of hashing whatever they were given.
+
+H = hashlib.sha256(b"a leaf").digest()
+
+
+def test_given_real_proofs_when_the_custody_verifiers_check_them_then_they_judge_as_the_rfc_reference(
+        small, small_roots):
+    for n in range(1, 34):
+        get, root = small.reader(n)[0], small_roots[n]
+        for m in range(n):
+            proof, leaf = merkle.inclusion_proof(m, n, get), merkle.leaf_hash(SMALL_ENTRIES[m])
+            assert proofs.check_inclusion(leaf, m, n, proof, root) is None
+            for candidate in ([*proof, root], proof[:-1], [flip(p) for p in proof], proof[::-1]):
+                assert proofs.verify_inclusion(leaf, m, n, candidate, root) == \
+                    rfc6962.verify_inclusion(leaf, m, n, candidate, root)
+        for m in range(1, n + 1):
+            proof = merkle.consistency_proof(m, n, get)
+            assert proofs.check_consistency(m, n, small_roots[m], root, proof) is None
+            for candidate in ([*proof, root], proof[:-1], proof[1:], [flip(p) for p in proof], [root, *proof]):
+                assert proofs.verify_consistency(m, n, small_roots[m], root, candidate) == \
+                    rfc6962.verify_consistency(m, n, small_roots[m], root, candidate)
+
+
+def test_the_expected_proof_lengths_are_those_of_the_rfc_definitions():
+    for n in range(1, 200):
+        for m in range(n):
+            assert proofs.inclusion_proof_length(m, n) == len(merkle._inclusion_ranges(m, n))
+        for m in range(1, n):
+            assert proofs.consistency_proof_length(m, n) == len(merkle._consistency_ranges(m, n))
+
+
+@pytest.mark.parametrize("leaf, root, why", [
+    (b"", b"", "the leaf hash is empty"),
+    (H, b"", "the root hash is empty"),
+    (H[:31], H[:31], "the leaf hash is 31 bytes, not a 32-byte hash"),
+    (H + b"\x00", H + b"\x00", "the leaf hash is 33 bytes, not a 32-byte hash"),
+    (H.hex(), H.hex(), "the leaf hash is not bytes"),
+], ids=["empty-leaf-and-root", "empty-root", "short", "long", "hex-text"])
+def test_given_a_one_leaf_tree_whose_leaf_and_root_are_not_32_byte_hashes_when_checked_then_it_is_refused(
+        leaf, root, why):
+    """A one-leaf tree's root is its leaf hash: a verifier that only compares would accept b"" == b""."""
+    assert proofs.check_inclusion(leaf, 0, 1, [], root) == why
+    assert not proofs.verify_inclusion(leaf, 0, 1, [], root)
+
+
+@pytest.mark.parametrize("bad", [b"", H[:16], H + H, "ab" * 32, None], ids=["empty", "short", "long", "hex", "none"])
+def test_given_a_proof_holding_something_other_than_a_32_byte_hash_when_checked_then_it_is_refused(small, bad):
+    get = small.reader(8)[0]
+    root, leaf = merkle.tree_root(8, get), merkle.leaf_hash(SMALL_ENTRIES[5])
+    proof = merkle.inclusion_proof(5, 8, get)
+    assert proofs.check_inclusion(leaf, 5, 8, [*proof[:1], bad, *proof[2:]], root).startswith("proof hash 1 is ")
+    consistency = merkle.consistency_proof(3, 8, get)
+    assert proofs.check_consistency(3, 8, merkle.tree_root(3, get), root, [bad, *consistency[1:]]) \
+        .startswith("proof hash 0 is ")
+    assert proofs.check_consistency(8, 8, bad, bad, []).startswith("the first root hash is ")
+    assert proofs.check_consistency(0, 8, merkle.EMPTY_ROOT, bad, []).startswith("the second root hash is ")
+
+
+def test_given_equal_empty_roots_of_equal_sizes_when_checked_then_they_are_refused():
+    """Equal sizes compare roots: two empty (or two short) "roots" are equal, and still no hashes."""
+    assert proofs.check_consistency(5, 5, b"", b"", []) == "the first root hash is empty"
+    assert proofs.check_consistency(5, 5, H[:4], H[:4], []) == "the first root hash is 4 bytes, not a 32-byte hash"
+    assert proofs.check_consistency(5, 5, H, H, []) is None
+
+
+def test_given_a_leaf_index_outside_the_tree_when_checked_then_it_is_refused(small):
+    get = small.reader(8)[0]
+    root, proof = merkle.tree_root(8, get), merkle.inclusion_proof(7, 8, get)
+    leaf = merkle.leaf_hash(SMALL_ENTRIES[7])
+    assert proofs.check_inclusion(leaf, 8, 8, proof, root) == \
+        "leaf index 8 is not in a tree of 8 leaves (leaf_index >= tree_size)"
+    assert proofs.check_inclusion(leaf, 9, 8, proof, root).startswith("leaf index 9 is not in a tree of 8 leaves")
+    assert proofs.check_inclusion(leaf, 0, 0, [], merkle.EMPTY_ROOT).startswith("leaf index 0 is not in a tree of 0")
+    # Not an integer: True would silently mean leaf 1, "1" used to raise TypeError.
+    one = merkle.leaf_hash(SMALL_ENTRIES[1])
+    assert proofs.verify_inclusion(one, 1, 8, merkle.inclusion_proof(1, 8, get), root)
+    for index, size in [(True, 8), (1, 8.0), ("1", 8), (-1, 8), (1, None)]:
+        assert proofs.check_inclusion(one, index, size, merkle.inclusion_proof(1, 8, get), root) == \
+            "the leaf index and the tree size must be non-negative integers"
+
+
+def test_given_an_inclusion_proof_of_the_wrong_length_when_checked_then_it_is_refused_saying_how_long_it_must_be(
+        small):
+    get = small.reader(6)[0]
+    root, leaf = merkle.tree_root(6, get), merkle.leaf_hash(SMALL_ENTRIES[4])
+    proof = merkle.inclusion_proof(4, 6, get)
+    assert len(proof) == 2
+    assert proofs.check_inclusion(leaf, 4, 6, [*proof, root], root) == \
+        "the proof has 3 hashes; leaf 4 of a tree of 6 needs 2"
+    assert proofs.check_inclusion(leaf, 4, 6, proof[:1], root) == "the proof has 1 hash; leaf 4 of a tree of 6 needs 2"
+    assert proofs.check_inclusion(leaf, 4, 6, [flip(proof[0]), proof[1]], root) == \
+        "the proof does not lead to the root hash"
+
+
+def test_given_the_empty_tree_when_checked_against_any_later_head_then_only_an_empty_proof_is_consistent(
+        small, small_roots):
+    """RFC 9162 §2.1.4.2 starts at 0 < first: the empty tree is a prefix of every tree, with nothing to prove."""
+    for n in (0, 1, 2, 5, 8, 70):
+        assert proofs.check_consistency(0, n, merkle.EMPTY_ROOT, small_roots[n], []) is None
+        assert proofs.check_consistency(0, n, merkle.EMPTY_ROOT, small_roots[n], [small_roots[n]]) in (
+            "a consistency proof from the empty tree must be empty, this one has 1 hash",
+            "a consistency proof of equal sizes must be empty, this one has 1 hash")
+    assert proofs.check_consistency(0, 5, small_roots[5], small_roots[5], []) == \
+        "the first root hash is not the empty tree's (SHA-256 of nothing) though the first tree is empty"
+    assert not proofs.verify_consistency(0, 5, b"", small_roots[5], [])
+
+
+def test_given_equal_sizes_when_checked_then_the_proof_must_be_empty_and_the_roots_equal(small_roots):
+    root = small_roots[6]
+    assert proofs.check_consistency(6, 6, root, root, []) is None
+    assert proofs.check_consistency(6, 6, root, root, [root]) == \
+        "a consistency proof of equal sizes must be empty, this one has 1 hash"
+    assert proofs.check_consistency(6, 6, root, small_roots[5], []) == \
+        "the two trees have 6 leaves each but different roots"
+
+
+def test_given_a_first_tree_larger_than_the_second_when_checked_then_it_is_refused(small, small_roots):
+    proof = merkle.consistency_proof(3, 6, small.reader(6)[0])
+    assert proofs.check_consistency(6, 3, small_roots[6], small_roots[3], proof) == \
+        "the first tree (6 leaves) is larger than the second (3)"
+    assert proofs.check_consistency(6, 3, small_roots[6], small_roots[3], []).startswith("the first tree (6 leaves)")
+    for first, second in [(-1, 3), (True, 3), (1, "3")]:
+        assert proofs.check_consistency(first, second, small_roots[1], small_roots[3], proof) == \
+            "tree sizes must be non-negative integers"
+
+
+def test_given_a_consistency_proof_of_the_wrong_length_when_checked_then_it_is_refused(small, small_roots):
+    get = small.reader(7)[0]
+    proof = merkle.consistency_proof(6, 7, get)
+    assert len(proof) == 3
+    assert proofs.check_consistency(6, 7, small_roots[6], small_roots[7], [*proof, proof[0]]) == \
+        "the proof has 4 hashes; from 6 to 7 leaves needs 3"
+    assert proofs.check_consistency(6, 7, small_roots[6], small_roots[7], []) == \
+        "the proof has 0 hashes; from 6 to 7 leaves needs 3"
+    assert proofs.check_consistency(6, 7, small_roots[6], small_roots[7], [flip(proof[0]), *proof[1:]]) == \
+        "the proof does not lead to the first root hash"
+
+
+_SIZES = st.one_of(st.integers(-2, 40), st.booleans(), st.none(), st.floats(0, 40), st.text(max_size=2))
+_HASHES = st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=40), st.none(), st.text(max_size=64))
+
+
+@settings(max_examples=300, deadline=None)
+@given(index=_SIZES, size=_SIZES, leaf=_HASHES, root=_HASHES, proof=st.lists(_HASHES, max_size=8))
+def test_given_anything_as_an_inclusion_proof_when_checked_then_the_answer_is_a_reason_or_none_never_a_crash(
+        index, size, leaf, root, proof):
+    why = proofs.check_inclusion(leaf, index, size, proof, root)
+    assert why is None or isinstance(why, str)
+    if why is None:  # then the RFC's own algorithm, with the reference's own type checks, agrees
+        assert rfc6962.verify_inclusion(leaf, index, size, proof, root)
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=_SIZES, second=_SIZES, first_root=_HASHES, second_root=_HASHES, proof=st.lists(_HASHES, max_size=8))
+def test_given_anything_as_a_consistency_proof_when_checked_then_the_answer_is_a_reason_or_none_never_a_crash(
+        first, second, first_root, second_root, proof):
+    why = proofs.check_consistency(first, second, first_root, second_root, proof)
+    assert why is None or isinstance(why, str)
+    if why is None and first != 0:  # from size 0 the reference refuses even the empty proof (see its docstring)
+        assert rfc6962.verify_consistency(first, second, first_root, second_root, proof)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, SMALL), data=st.data())
+def test_given_a_real_proof_with_hashes_added_removed_or_changed_when_checked_then_the_reference_agrees(
+        small, small_roots, n, data):
+    get = small.reader(n)[0]
+    m = data.draw(st.integers(0, n - 1))
+    proof = merkle.inclusion_proof(m, n, get)
+    leaf = merkle.leaf_hash(SMALL_ENTRIES[m])
+    changed = data.draw(st.lists(st.sampled_from([*proof, small_roots[n], leaf, bytes(32)]), max_size=len(proof) + 2))
+    assert proofs.verify_inclusion(leaf, m, n, changed, small_roots[n]) == \
+        rfc6962.verify_inclusion(leaf, m, n, changed, small_roots[n])
+    first = data.draw(st.integers(1, n))
+    consistency = merkle.consistency_proof(first, n, get)
+    changed = data.draw(st.lists(st.sampled_from([*consistency, small_roots[first], small_roots[n], bytes(32)]),
+                                 max_size=len(consistency) + 2))
+    assert proofs.verify_consistency(first, n, small_roots[first], small_roots[n], changed) == \
+        rfc6962.verify_consistency(first, n, small_roots[first], small_roots[n], changed)

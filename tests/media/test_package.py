@@ -274,3 +274,235 @@ def test_write_package_streams_into_a_non_seekable_file(built, app):
     assert report.ok, report.problems
     assert report.records == 7 and report.items == 3 and report.files == 2
     assert package.id != built.package_id
+
+
+# --- strict verifying (PROTOCOL "Evidence packages, as built", "Custody log, as built") ------------------------
+# One spelling for every base64url, 32-byte hashes as 64 lower-case hex digits, proofs of exactly the RFC's
+# shape, record alg EdDSA or Ed25519: anything else is a named PROBLEM, and the rest is still checked.
+
+B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _lenient(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _another_spelling(text: str) -> str:
+    """The same bytes with the unused low bits of the last character set: a lenient decoder reads no difference."""
+    unused = {2: 0b1111, 3: 0b11}[len(text) % 4]
+    other = text[:-1] + B64URL_ALPHABET[B64URL_ALPHABET.index(text[-1]) | unused]
+    assert other != text and _lenient(other) == _lenient(text)
+    return other
+
+
+def _last_record_of_phone_a(m: dict, built: Built) -> dict:
+    """Phone A's inspection.end (seq 7): the end of its chain and declares nothing, so changing it changes nothing
+    else."""
+    rec = max((r for r in m["records"] if r["device"] == built.pa.device_id), key=lambda r: r["seq"])
+    assert (rec["seq"], rec["type"]) == (7, "inspection.end")
+    return rec
+
+
+def _replace_jws(rec: dict, text: str) -> None:
+    rec["jws"], rec["hash"] = text, hashlib.sha256(text.encode()).hexdigest()
+
+
+def _signed(built: Built, header: str, payload: str) -> str:
+    return f"{header}.{payload}.{_b64(built.pa.key.sign(f'{header}.{payload}'.encode()))}"
+
+
+def _verified(built: Built, change: Callable[[dict], None], key: str | None = "built") -> Any:
+    return verify_package(io.BytesIO(rewrite(built.zip, change)), built.key if key == "built" else key)
+
+
+def _manifest(built: Built) -> dict:
+    return json.loads(zipfile.ZipFile(io.BytesIO(built.zip)).read("manifest.json"))
+
+
+def report_size(built: Built) -> int:
+    return _manifest(built)["custody"]["tree_head"]["tree_size"]
+
+
+def events(built: Built) -> int:
+    return sum(len(item["custody_events"]) for item in _manifest(built)["evidence"])
+
+
+def test_given_a_record_whose_signature_is_spelled_another_way_when_verified_then_the_record_is_refused(built):
+    """The same 64 signature bytes, spelled so that a lenient decoder reads them alike: one record would then
+    have several texts and hashes that all verify."""
+    where = f"record {built.pa.device_id}#7"
+
+    def spelled(how: Callable[[str], str]) -> Callable[[dict], None]:
+        def change(m: dict) -> None:
+            rec = _last_record_of_phone_a(m, built)
+            head, payload, signature = rec["jws"].split(".")
+            _replace_jws(rec, f"{head}.{payload}.{how(signature)}")
+        return change
+
+    for how, why in [
+        (_another_spelling, "its signature is not canonical base64url (the unused bits of its last character are "
+                            "not zero)"),
+        (lambda s: s + "==", "its signature is not base64url (only A-Z a-z 0-9 - _, no padding)"),
+        (lambda s: s.translate(str.maketrans("-_", "+/")) + ("" if "-" in s or "_" in s else "+"),
+         "its signature is not base64url (only A-Z a-z 0-9 - _, no padding)"),
+    ]:
+        report = _verified(built, spelled(how))
+        assert report.problems == [f"{where}: refused, {why}: it is not a record JWS as the protocol spells one, "
+                                   "so its signature was not checked"], report.problems
+    assert _verified(built, spelled(lambda s: s)).ok
+
+
+def test_given_a_record_signed_over_a_header_or_payload_spelled_another_way_when_verified_then_it_is_refused(built):
+    """The device's own key signed the odd spelling: the server refuses such a record (`malformed`), so a package
+    holding one was not made from the server's ledger."""
+    def resigned(part: str) -> Callable[[dict], None]:
+        def change(m: dict) -> None:
+            rec = _last_record_of_phone_a(m, built)
+            head, payload, _ = rec["jws"].split(".")
+            segments = {"header": head, "payload": payload}
+            raw = _lenient(segments[part])
+            while len(raw) % 3 == 0:  # JSON whitespace until the last character has unused bits
+                raw = raw[:-1] + b" }"
+            segments[part] = _another_spelling(_b64(raw))
+            _replace_jws(rec, _signed(built, segments["header"], segments["payload"]))
+        return change
+
+    for part in ("header", "payload"):
+        report = _verified(built, resigned(part))
+        assert report.problems == [
+            f"record {built.pa.device_id}#7: refused, its {part} is not canonical base64url (the unused bits of its "
+            "last character are not zero): it is not a record JWS as the protocol spells one, so its signature was "
+            "not checked"], report.problems
+
+
+def test_given_a_record_signed_with_alg_ed25519_when_verified_then_it_holds_and_no_other_alg_does(built):
+    """RFC 9864's `Ed25519` is the fully specified name of the one signature `EdDSA` means here."""
+    def alg(value: Any) -> Callable[[dict], None]:
+        def change(m: dict) -> None:
+            rec = _last_record_of_phone_a(m, built)
+            header = json.loads(_lenient(rec["jws"].split(".")[0]))
+            assert header["alg"] == "EdDSA"
+            _replace_jws(rec, _signed(built, _b64(json.dumps({**header, "alg": value}).encode()),
+                                      rec["jws"].split(".")[1]))
+        return change
+
+    report = _verified(built, alg("Ed25519"))
+    assert report.ok, report.problems
+    for value in ("ed25519", "Ed25519 ", "ES256", "none", None, ["EdDSA"]):
+        report = _verified(built, alg(value))
+        assert report.problems == [
+            f"record {built.pa.device_id}#7: refused, header alg is {value!r}, not EdDSA or Ed25519: it is not a "
+            "record JWS as the protocol spells one, so its signature was not checked"], report.problems
+
+
+def _proof_of(m: dict, built: Built) -> dict:
+    """The custody event of item e1 whose audit path is longest (so it has hashes to change)."""
+    item = next(i for i in m["evidence"] if i["id"] == built.e1)
+    return max(item["custody_events"], key=lambda e: len(e["proof"]))
+
+
+def test_given_a_custody_proof_hash_that_is_not_64_lower_case_hex_when_verified_then_the_event_is_refused(built):
+    def first_hash(value: Any) -> Callable[[dict], None]:
+        def change(m: dict) -> None:
+            _proof_of(m, built)["proof"][0] = value
+        return change
+
+    def original(m: dict) -> str:
+        return _proof_of(m, built)["proof"][0]
+
+    real = original(_manifest(built))
+    for value, why in [
+        ("", "proof hash 0 is empty"),
+        (real[:62], "proof hash 0 has 62 characters, not the 64 hex digits of a 32-byte hash"),
+        (real + "00", "proof hash 0 has 66 characters, not the 64 hex digits of a 32-byte hash"),
+        ("zz" + real[2:], "proof hash 0 is not lower-case hex"),
+        (real.upper() if real.upper() != real else "A" + real[1:], "proof hash 0 is not lower-case hex"),
+        (f" {real[1:]}", "proof hash 0 is not lower-case hex"),  # bytes.fromhex would skip the blank
+        (7, "proof hash 0 is not a hex string"),
+    ]:
+        report = _verified(built, first_hash(value))
+        (problem,) = report.problems
+        assert f" ({built.e1}): custody event at leaf " in problem, problem
+        assert problem.endswith(f"refused, {why}: its inclusion proof does not hold against the tree head (size "
+                                f"{report_size(built)})"), problem
+        assert report.events == events(built)  # every other event was still checked
+
+
+def test_given_an_inclusion_proof_of_the_wrong_length_or_outside_the_tree_when_verified_then_it_is_refused(built):
+    size = report_size(built)
+
+    def event(**changes: Any) -> Callable[[dict], None]:
+        def change(m: dict) -> None:
+            target = _proof_of(m, built)
+            for name, value in changes.items():
+                target[name] = value(target[name]) if callable(value) else value
+        return change
+
+    cases = [
+        (event(proof=lambda p: [*p, p[0]]), "the proof has {n1} hashes; leaf {i} of a tree of {size} needs {n}"),
+        (event(proof=lambda p: p[:-1]), "the proof has {n0}; leaf {i} of a tree of {size} needs {n}"),
+        (event(leaf_index=size), f"leaf index {size} is not in a tree of {size} leaves (leaf_index >= tree_size)"),
+        (event(leaf_index=size + 5), f"leaf index {size + 5} is not in a tree of {size} leaves"),
+    ]
+    target = _proof_of(_manifest(built), built)
+    n, i = len(target["proof"]), target["leaf_index"]
+    assert n >= 2
+    for change, why in cases:
+        expected = why.format(n=n, n1=n + 1, n0=f"{n - 1} hash" if n == 2 else f"{n - 1} hashes", i=i, size=size)
+        (problem,) = _verified(built, change).problems
+        assert "its inclusion proof does not hold against the tree head" in problem and expected in problem, problem
+    for index in (True, -1, "3"):
+        (problem,) = _verified(built, event(leaf_index=index)).problems
+        assert problem.endswith("refused, its leaf_index is not a non-negative integer"), problem
+
+
+def test_given_a_tree_head_whose_root_hash_is_not_a_32_byte_hash_when_verified_then_it_is_refused(built):
+    size = report_size(built)
+    for value, why in [("", "its root_hash is empty"),
+                       ("ab" * 31, "its root_hash has 62 characters, not the 64 hex digits of a 32-byte hash"),
+                       ("AB" * 32, "its root_hash is not lower-case hex"),
+                       (None, "its root_hash is not a hex string")]:
+        report = _verified(built, _set(("custody", "tree_head", "root_hash"), value))
+        assert report.problems[0] == (f"tree head (size {size}): refused, {why}, so no custody event can be proven "
+                                      "against it"), report.problems
+        assert not any("malformed" in p for p in report.problems), report.problems
+    report = _verified(built, _set(("custody", "tree_head", "tree_size"), True))
+    assert report.problems[0].startswith("tree head: its tree_size True is not a non-negative integer")
+
+
+def test_given_keys_or_a_head_signature_spelled_another_way_when_verified_then_they_are_refused(built):
+    device = built.pa.device_id
+    report = _verified(built, lambda m: m["devices"][device].update(
+        public_key=_another_spelling(m["devices"][device]["public_key"])))
+    assert report.problems[0] == (f"device {device}: its public key is not a valid Ed25519 key (not canonical "
+                                  "base64url (the unused bits of its last character are not zero))"), report.problems
+
+    report = _verified(built, lambda m: m["custody"].update(public_key=_another_spelling(m["custody"]["public_key"])),
+                       key=None)
+    assert report.problems == ["the custody public key in the package is not a valid Ed25519 key (not canonical "
+                               "base64url (the unused bits of its last character are not zero))"]
+
+    def head_signature(how: Callable[[str], str]) -> Callable[[dict], None]:
+        return lambda m: m["custody"]["tree_head"].update(signature=how(m["custody"]["tree_head"]["signature"]))
+
+    size = report_size(built)
+    for how, why in [(_another_spelling, "not canonical base64url (the unused bits of its last character are not "
+                                         "zero)"),
+                     (lambda s: s + "==", "not base64url (only A-Z a-z 0-9 - _, no padding)"),
+                     (lambda s: s[:-2], "63 bytes, not the 64 of Ed25519")]:
+        assert _verified(built, head_signature(how)).problems == [
+            f"tree head (size {size}): refused, its signature is {why}, so it was not checked"]
+
+
+def test_given_the_custody_key_typed_on_the_command_line_when_verified_then_only_its_bits_must_be_canonical(
+        built, tmp_path):
+    """A person may paste standard base64, padded, with blanks; the bits the key's last character does not use must
+    still be zero, so no second spelling of a key is accepted."""
+    standard = base64.b64encode(_lenient(built.key)).decode()
+    result = cli(tmp_path, built.zip, "--public-key", f" {standard}\n")
+    assert result.exit_code == 0, result.output
+    assert "names another custody key" not in result.output
+    odd = cli(tmp_path, built.zip, "--public-key", _another_spelling(built.key))
+    assert odd.exit_code == 1
+    assert ("PROBLEM the public key given on the command line is not a base64url Ed25519 key (not canonical "
+            "base64url (the unused bits of its last character are not zero))") in odd.output

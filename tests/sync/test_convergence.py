@@ -181,8 +181,8 @@ class World:
     def reset(self) -> None:
         """An empty database with the same officers and devices (heads back at zero).
 
-        Like conftest's _empty_tables, but DELETE rather than TRUNCATE: on PostgreSQL a TRUNCATE of every
-        table costs far more than deleting the few rows an example leaves.
+        Like conftest's _empty_tables (DELETE: on PostgreSQL a TRUNCATE of every table costs far more than
+        deleting the few rows an example leaves), then the officers and devices put back.
         """
         with self.db.engine.begin() as conn:
             for table in reversed(Base.metadata.sorted_tables):

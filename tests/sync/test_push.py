@@ -148,6 +148,93 @@ def test_headers_other_than_eddsa_fieldcase_record_are_malformed(phone):
         assert result["code"] == "malformed", header
 
 
+def test_given_a_record_signed_with_alg_ed25519_of_rfc_9864_when_pushed_then_it_is_applied_like_eddsa(phone, zhang, li):
+    """RFC 9864 names the same signature over the same Ed25519 key `Ed25519`; a phone may use either name."""
+    cid, opened = phone.open_case(CENTRE)
+    started = phone.sign(phone.payload("inspection.start", {"inspection_id": uid(), "case": {"client_case_id": cid},
+                                                            "officers": [zhang.id, li.id]}),
+                         header={"alg": "Ed25519", "kid": phone.device_id, "typ": "fieldcase-record"})
+    phone.seq, phone.prev = 2, jws_hash(started)
+    _, another = phone.open_case({**CENTRE, "name": "另一家培训中心"})
+    answer = phone.push([opened, started, another])
+    assert [(r["seq"], r["status"]) for r in answer["results"]] == [(1, "applied"), (2, "applied"), (3, "applied")]
+    assert answer["heads"][phone.device_id] == {"seq": 3, "hash": jws_hash(another)}
+    forged = phone.sign(phone.payload("case.open", {"client_case_id": uid(), "institution": CENTRE}),
+                        header={"alg": "Ed25519", "kid": phone.device_id, "typ": "fieldcase-record"},
+                        key=Ed25519PrivateKey.generate())
+    assert phone.push([forged])["results"][0]["code"] == "bad_signature"
+
+
+@pytest.mark.parametrize("alg", ["ed25519", "ED25519", "Ed25519 ", "eddsa", "Ed448", "ES256", "none", "", None,
+                                 ["EdDSA"], {"EdDSA": True}])
+def test_given_a_record_whose_alg_is_neither_eddsa_nor_ed25519_when_pushed_then_it_is_rejected_malformed(
+        phone, db, alg):
+    payload = phone.payload("case.open", {"client_case_id": uid(), "institution": CENTRE})
+    text = phone.sign(payload, header={"alg": alg, "kid": phone.device_id, "typ": "fieldcase-record"})
+    (result,) = phone.push([text])["results"]
+    assert (result["status"], result["code"]) == ("rejected", "malformed")
+    assert result["detail"] == "header alg must be EdDSA or Ed25519 (RFC 9864)"
+    assert ledger_count(db) == 0 and quarantined(db)[0].code == "malformed"
+
+
+B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def another_spelling(segment: str) -> str:
+    """The same bytes, spelled with the unused low bits of the last character set (a lenient decoder ignores them)."""
+    unused = {2: 0b1111, 3: 0b11}[len(segment) % 4]
+    other = segment[:-1] + B64URL_ALPHABET[B64URL_ALPHABET.index(segment[-1]) | unused]
+    pad = "=" * (-len(segment) % 4)
+    assert other != segment
+    assert base64.urlsafe_b64decode(other + pad) == base64.urlsafe_b64decode(segment + pad)
+    return other
+
+
+def spelled_with_unused_bits(obj: dict) -> str:
+    """base64url of the compact JSON of obj, made a length whose last character has unused bits, then set."""
+    text = compact(obj)
+    while len(text) % 3 == 0:  # a whole number of 3-byte groups leaves no unused bits: add JSON whitespace
+        text = text[:-1] + b" }"
+    return another_spelling(b64(text))
+
+
+@pytest.mark.parametrize("part", ["header", "payload", "signature"])
+def test_given_a_record_part_whose_base64url_has_unused_bits_set_when_pushed_then_it_is_rejected_malformed(
+        phone, db, part):
+    """One spelling per signed record: otherwise one record has several texts, hashes and chain links. For the
+    header and payload the phone signed that very spelling: it is refused all the same, as the package verifier
+    refuses it."""
+    header = {"alg": "EdDSA", "kid": phone.device_id, "typ": "fieldcase-record"}
+    payload = phone.payload("case.open", {"client_case_id": uid(), "institution": CENTRE})
+    segments = {"header": b64(compact(header)), "payload": b64(compact(payload))}
+    if part != "signature":
+        segments[part] = spelled_with_unused_bits(header if part == "header" else payload)
+    signing_input = f"{segments['header']}.{segments['payload']}"
+    signature = b64(phone.key.sign(signing_input.encode()))
+    text = f"{signing_input}.{another_spelling(signature) if part == 'signature' else signature}"
+    (result,) = phone.push([text])["results"]
+    assert (result["status"], result["code"]) == ("rejected", "malformed")
+    assert result["detail"] == (f"the {part} is not canonical base64url (the unused bits of its last character are "
+                                "not zero)")
+    assert ledger_count(db) == 0
+    # The canonical spelling of the same record is what the phone sends: applied.
+    assert phone.push([phone.sign(payload)])["results"][0]["status"] == "applied"
+
+
+@pytest.mark.parametrize("spell, why", [
+    (lambda seg: seg + "==", "not base64url (only A-Z a-z 0-9 - _, no padding)"),
+    (lambda seg: seg.replace("-", "+").replace("_", "/") if "-" in seg or "_" in seg else seg + "+",
+     "not base64url (only A-Z a-z 0-9 - _, no padding)"),
+    (lambda seg: seg + "AAA", "not base64url (its length is one more than a multiple of 4)"),  # 89 characters
+], ids=["padded", "standard-alphabet", "length"])
+def test_given_a_record_signature_spelled_outside_base64url_when_pushed_then_it_is_rejected_malformed(phone, spell,
+                                                                                                  why):
+    record = phone.sign(phone.payload("case.open", {"client_case_id": uid(), "institution": CENTRE}))
+    head, body, signature = record.split(".")
+    (result,) = phone.push([f"{head}.{body}.{spell(signature)}"])["results"]
+    assert (result["status"], result["code"], result["detail"]) == ("rejected", "malformed", f"the signature is {why}")
+
+
 def test_unknown_device_and_another_officers_device(phone, client, officers, li):
     payload = phone.payload("case.open", {"client_case_id": uid(), "institution": CENTRE})
     unknown = phone.sign(payload, header={"alg": "EdDSA", "kid": "dev_nope", "typ": "fieldcase-record"})

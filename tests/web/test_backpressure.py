@@ -27,7 +27,8 @@ from typing import Any
 import pytest
 import requests
 
-from sync.client import ApiError, Phone, _parse_retry_after
+from sync.client import ApiError, Phone
+from sync.client.transport import parse_retry_after
 from tests.conftest import PASSWORD
 from tests.live import device_locked, field_day, live_server, new_phone, port_of, wait_in_flight, wait_until
 
@@ -318,10 +319,10 @@ def test_given_the_upload_limit_is_reached_when_a_phone_uploads_then_it_waits_an
 def test_retry_after_is_read_as_seconds_or_as_an_http_date():
     """RFC 9110 §10.2.3: delay-seconds or an HTTP-date; anything else is ignored (the phone's own back-off)."""
     in_30s = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    assert _parse_retry_after("7") == 7.0
-    assert 25 <= (_parse_retry_after(in_30s) or 0) <= 30
-    assert _parse_retry_after(format_datetime(datetime.now(UTC) - timedelta(minutes=5), usegmt=True)) == 0.0
-    assert _parse_retry_after("soon") is None and _parse_retry_after(None) is None
+    assert parse_retry_after("7") == 7.0
+    assert 25 <= (parse_retry_after(in_30s) or 0) <= 30
+    assert parse_retry_after(format_datetime(datetime.now(UTC) - timedelta(minutes=5), usegmt=True)) == 0.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
 
 
 def test_back_off_never_comes_back_before_retry_after_and_spreads_phones_above_it(tmp_path):

@@ -17,7 +17,7 @@ from backend.core.models.cases import (
     RecordingInterruption,
     Upload,
 )
-from backend.core.models.custody import CustodyEvent, CustodyHolder, MerkleNode, TreeHead
+from backend.core.models.custody import CustodyEvent, CustodyHolder, MerkleNode, TreeHead, WitnessCosignature
 from backend.core.models.feed import Change
 from backend.core.models.institutions import CATEGORIES, LICENCE_STATUSES, RISK_LEVELS, Institution
 from backend.core.models.lifecycle import CaseTransition
@@ -60,6 +60,7 @@ __all__ = [
     "CustodyHolder",
     "MerkleNode",
     "TreeHead",
+    "WitnessCosignature",
     "Clue",
     "DeferredRecord",
     "Device",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.core.models.base import Base, UTCDateTime
+from backend.core.models.base import Base, UTCDateTime, utcnow
 from backend.core.models.sync import BigId
 
 
@@ -43,6 +43,26 @@ class TreeHead(Base):
     timestamp: Mapped[str] = mapped_column(String(40))
     signature: Mapped[str] = mapped_column(String(128))
     key_id: Mapped[str] = mapped_column(String(64))
+
+
+class WitnessCosignature(Base):
+    """A witness's cosignature (c2sp.org/tlog-cosignature, cosignature/v1) of a checkpoint this log issued.
+
+    Verified when received, against a configured witness key, over exactly the checkpoint body of the head at
+    `tree_size` with `origin`: the note line is `— witness base64(key_hash || timestamp || signature)`.
+    """
+
+    __tablename__ = "witness_cosignatures"
+    __table_args__ = (UniqueConstraint("origin", "tree_size", "key_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    origin: Mapped[str] = mapped_column(String(255))
+    tree_size: Mapped[int] = mapped_column(BigId, ForeignKey("tree_heads.tree_size"))
+    witness: Mapped[str] = mapped_column(String(255))
+    key_hash: Mapped[str] = mapped_column(String(8))  # hex of the 4-byte key ID
+    timestamp: Mapped[int] = mapped_column(BigInteger)  # POSIX seconds, as the witness signed it
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))  # the Ed25519 signature alone
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class CustodyHolder(Base):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from flask import Response, request
 from marshmallow import Schema, fields, validate
 
 from backend.web.api.blueprint import Blueprint
 from backend.web.api.context import authenticated, committed, current_officer, session, state
 from backend.web.api.schemas import INT64_MAX, PageArgs, StrictSchema, page_schema, paged
 from media import holders
+from media.custody import checkpoint
 from media.custody import log as custody
 
 blp = Blueprint("custody", __name__, url_prefix="/api/v1/custody", description="Custody log (Merkle tree)")
@@ -88,6 +90,65 @@ def public_keys():
     signer = state().signer
     return {"keys": [{"key_id": kid, "public_key": pub, "algorithm": "Ed25519"}
                      for kid, pub in signer.public_keys().items()], "current": signer.key_id}
+
+
+# Checkpoints are text (c2sp.org/tlog-checkpoint, c2sp.org/signed-note), for witnesses and their tools.
+NOTE_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+
+class CosignatureSchema(Schema):
+    witness = fields.String(metadata={"description": "the witness's key name"})
+    key_hash = fields.String(metadata={"description": "hex of its 4-byte cosignature/v1 key ID"})
+    timestamp = fields.Integer(metadata={"description": "POSIX seconds, as the witness signed it"})
+    status = fields.String(metadata={"description": "`stored`, or `already_stored` when this witness key had "
+                                                    "cosigned this checkpoint before (that one is kept)"})
+
+
+class CosignaturesSchema(Schema):
+    origin = fields.String()
+    tree_size = fields.Integer()
+    cosignatures = fields.List(fields.Nested(CosignatureSchema))
+
+
+@blp.get("/checkpoint")
+@blp.arguments(HeadArgs, location="query")
+@blp.response(200, description="text/plain; charset=utf-8: the checkpoint, signed by the custody key as a note, "
+                               "then the witness cosignatures received for it")
+@blp.alt_response(404, description="no head of that tree size was stored")
+@blp.doc(responses={200: {"content": NOTE_TEXT}})
+@committed
+def checkpoint_note(args):
+    """The tree head as a C2SP tlog-checkpoint signed note, with its witness cosignatures. Public, like the key.
+
+    Without `tree_size`, the head of the tree as it is now (issued and stored on request, as for
+    `/custody/tree-head`); with it, the stored head of that size.
+    """
+    note = checkpoint.checkpoint_note(session(), state().signer, state().settings, args.get("tree_size"))
+    return Response(note, mimetype="text/plain", headers={"Cache-Control": "no-store"})
+
+
+@blp.get("/checkpoint/verifier-key")
+@blp.response(200, description="text/plain; charset=utf-8: `<origin>+<hex key ID>+<base64(0x01 || key)>`")
+@blp.doc(responses={200: {"content": NOTE_TEXT}})
+def checkpoint_verifier_key():
+    """The note verifier key (vkey) of the checkpoints, to configure a witness or a client with. Public."""
+    return Response(checkpoint.log_verifier_key(state().settings, state().signer) + "\n", mimetype="text/plain")
+
+
+@blp.post("/checkpoint/cosignatures")
+@authenticated("admin", "custodian")
+@blp.response(200, CosignaturesSchema)
+@blp.alt_response(422, description="not a checkpoint note this log issued (origin, size and root of a stored "
+                                   "head), a signature line of an unknown witness key or one that does not "
+                                   "verify, no witness cosignature at all, or invalid arguments")
+@blp.doc(requestBody={"required": True, "description": "the checkpoint note with the witnesses' cosignature/v1 "
+                                                       "lines appended, as a witness answers",
+                      "content": {"text/plain": {"schema": {"type": "string",
+                                                            "maxLength": checkpoint.MAX_NOTE_BYTES}}}})
+@committed(attempts=3)
+def checkpoint_cosignatures():
+    """Store witness cosignatures (c2sp.org/tlog-cosignature) of a checkpoint this log issued; idempotent."""
+    return checkpoint.accept_cosignatures(session(), state().signer, state().settings, request.get_data())
 
 
 class HoldingSchema(Schema):
