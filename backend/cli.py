@@ -121,7 +121,7 @@ def create_officer(username, password, name, region, department, roles, cert_num
     prepare(database)
     try:
         with database.transaction() as session:
-            officer: Officer = create(session, **fields)
+            officer: Officer = create(session, kdf=Settings.from_env().password_kdf, **fields)
             click.echo(json.dumps({"id": officer.id, "username": officer.username, "roles": officer.roles},
                                   ensure_ascii=False))
     except DomainError as exc:

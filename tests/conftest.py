@@ -26,6 +26,7 @@ from backend.core.schema import prepare
 REFERENCE_TABLES = {"regions", "departments", "agencies", "violation_categories", "category_departments",
                     "alembic_version"}
 PASSWORD = "correct horse battery"
+TEST_KDF = "scrypt:1024:8:1"
 
 PG_ENV = "FIELDCASE_TEST_DATABASE_URL"
 
@@ -91,7 +92,10 @@ def _empty_tables(db: Database) -> None:
 
 @pytest.fixture
 def settings(database_url, tmp_path: Path) -> Settings:
-    return Settings(instance_dir=tmp_path / "instance", database_url=database_url).resolved()
+    # Passwords hashed at a test's cost (scrypt N = 2^10, ~1 ms): officers are made and log in by the hundred here.
+    # The deployment's default cost is backend.core.passwords.PASSWORD_KDF (tests/core/test_passwords.py).
+    return Settings(instance_dir=tmp_path / "instance", database_url=database_url,
+                    password_kdf=TEST_KDF).resolved()
 
 
 @pytest.fixture
@@ -114,11 +118,12 @@ def client(app):
 
 
 class Officers:
-    """Makes officers with real hashed passwords, and logs them in through the API."""
+    """Makes officers with real hashed passwords (at the tests' KDF cost), and logs them in through the API."""
 
-    def __init__(self, db: Database, client) -> None:
+    def __init__(self, db: Database, client, kdf: str = TEST_KDF) -> None:
         self.db = db
         self.client = client
+        self.kdf = kdf
         self._n = 0
 
     def make(self, *, region: str = "330106", department: str = "education", roles=("officer",),
@@ -131,7 +136,7 @@ class Officers:
                 department=department, region=region, roles=list(roles),
                 cert_number=f"ZJ{uuid.uuid4().hex[:10].upper()}" if certified else None,
                 cert_valid_from=date.today() - timedelta(days=365) if certified else None,
-                cert_valid_until=date.today() + timedelta(days=365) if certified else None,
+                cert_valid_until=date.today() + timedelta(days=365) if certified else None, kdf=self.kdf,
             )
 
     def login(self, officer) -> dict:

@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 from datetime import date
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from backend.casework.tokens import revoke_all_for_officer
 from backend.core.errors import Conflict, Invalid
 from backend.core.jurisdiction import get_scoped, may_see_region, scope
 from backend.core.models import ROLES, Agency, Officer, new_id
 from backend.core.paging import paginate
+from backend.core.passwords import PASSWORD_KDF, hash_password
 from backend.core.reference import agency_id
 
 MIN_PASSWORD_LENGTH = 10
-
-
-def hash_password(password: str) -> str:
-    return generate_password_hash(password, method="scrypt")
-
-
-@lru_cache(maxsize=1)
-def _dummy_hash() -> str:
-    return hash_password("fieldcase-timing-equaliser")
-
-
-def verify_password(officer: Officer | None, password: str) -> bool:
-    """Costs one KDF run whether or not the officer exists, so timing leaks nothing."""
-    if officer is None:
-        check_password_hash(_dummy_hash(), password)
-        return False
-    return check_password_hash(officer.password_hash, password)
-
-
 def _check_roles(roles: list[str]) -> list[str]:
     bad = [r for r in roles if r not in ROLES]
     if bad or not roles:
@@ -61,7 +41,8 @@ def _check_certificate(number: str | None, valid_from: date | None, valid_until:
 
 def create_officer(session: Session, *, username: str, password: str, name: str, department: str,
                    region: str, roles: list[str], cert_number: str | None = None,
-                   cert_valid_from: date | None = None, cert_valid_until: date | None = None) -> Officer:
+                   cert_valid_from: date | None = None, cert_valid_until: date | None = None,
+                   kdf: str = PASSWORD_KDF) -> Officer:
     username = username.strip().lower()
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Invalid(f"password must have at least {MIN_PASSWORD_LENGTH} characters",
@@ -73,7 +54,7 @@ def create_officer(session: Session, *, username: str, password: str, name: str,
     if cert_number and session.scalar(select(func.count()).where(Officer.cert_number == cert_number)):
         raise Conflict(f"certificate {cert_number!r} is already held by another officer")
     officer = Officer(
-        id=new_id("ofc"), username=username, name=name, password_hash=hash_password(password),
+        id=new_id("ofc"), username=username, name=name, password_hash=hash_password(password, kdf),
         department_code=department, region_code=region, roles=_check_roles(roles),
         cert_number=cert_number or None, cert_valid_from=cert_valid_from, cert_valid_until=cert_valid_until,
         active=True,
@@ -83,14 +64,15 @@ def create_officer(session: Session, *, username: str, password: str, name: str,
     return officer
 
 
-def update_officer(session: Session, admin: Officer, officer_id: str, changes: dict[str, Any]) -> Officer:
+def update_officer(session: Session, admin: Officer, officer_id: str, changes: dict[str, Any],
+                   kdf: str = PASSWORD_KDF) -> Officer:
     officer = get_scoped(session, Officer, officer_id, admin, what="officer")
     if "password" in changes:
         password = changes.pop("password")
         if len(password) < MIN_PASSWORD_LENGTH:
             raise Invalid(f"password must have at least {MIN_PASSWORD_LENGTH} characters",
                           errors={"password": ["too short"]})
-        officer.password_hash = hash_password(password)
+        officer.password_hash = hash_password(password, kdf)
     if "roles" in changes:
         officer.roles = _check_roles(changes.pop("roles"))
     dept = changes.pop("department", officer.department_code)

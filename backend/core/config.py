@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from backend.core.passwords import PASSWORD_KDF, check_kdf
+
 
 def _normalise_db_url(url: str) -> str:
     # Heroku-style URLs name no driver; we ship psycopg 3.
@@ -61,6 +63,7 @@ class Settings:
     custody_keyring_file: str = ""
     # The custody log's checkpoint origin (c2sp.org/tlog-checkpoint), also its note key name; empty: derived from
     # the custody key (media.custody.checkpoint.origin_for). Witnesses whose cosignatures are accepted: vkeys.
+    password_kdf: str = PASSWORD_KDF  # backend.core.passwords
     custody_origin: str = ""
     witness_keys: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
@@ -116,6 +119,7 @@ class Settings:
             custody_keyring_file=env.get("FIELDCASE_CUSTODY_KEYRING", ""),
             custody_origin=env.get("FIELDCASE_CUSTODY_ORIGIN", "").strip(),
             witness_keys=tuple(k.strip() for k in env.get("FIELDCASE_WITNESS_KEYS", "").split(",") if k.strip()),
+            password_kdf=env.get("FIELDCASE_PASSWORD_KDF", PASSWORD_KDF),
         )
         return s.resolved()
 
@@ -127,6 +131,7 @@ class Settings:
             raise ValueError(f"FIELDCASE_JOBS must be one of {', '.join(JOB_MODES)}, not {self.jobs!r}")
         if jobs == "rq" and not self.redis_url:
             raise ValueError("FIELDCASE_JOBS=rq needs FIELDCASE_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+        check_kdf(self.password_kdf)
         return replace(self, instance_dir=instance, database_url=_normalise_db_url(url), jobs=jobs)
 
     @property

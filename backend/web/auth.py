@@ -8,11 +8,12 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from backend.casework.accounts import find_by_username, verify_password
+from backend.casework.accounts import find_by_username
 from backend.casework.tokens import TokenIssuer, issue_pair
 from backend.core.config import Settings
 from backend.core.errors import TooManyRequests, Unauthorized
 from backend.core.models import LoginFailure, Officer, utcnow
+from backend.core.passwords import verify_password
 
 BAD_LOGIN = "wrong username or password"
 
@@ -59,7 +60,7 @@ def login(session: Session, settings: Settings, issuer: TokenIssuer, username: s
         session.commit()
         raise
     officer: Officer | None = find_by_username(session, username)
-    ok = verify_password(officer, password)
+    ok = verify_password(officer, password, settings.password_kdf)
     if not ok or officer is None or not officer.active:
         raise Unauthorized(BAD_LOGIN)  # the failure is already counted
     session.execute(delete(LoginFailure).where(LoginFailure.username == username))

@@ -8,7 +8,7 @@ from backend.casework import accounts
 from backend.core.models import ROLES
 from backend.web.api.auth import ProfileSchema
 from backend.web.api.blueprint import Blueprint
-from backend.web.api.context import authenticated, committed, current_officer, session
+from backend.web.api.context import authenticated, committed, current_officer, session, state
 from backend.web.api.schemas import PageArgs, StrictSchema, page_schema, paged
 
 blp = Blueprint("officers", __name__, url_prefix="/api/v1/officers", description="Officer accounts (admin)")
@@ -68,7 +68,7 @@ def list_officers(args):
 def create_officer(args):
     """Create an officer (the roles default to `officer`)."""
     args.setdefault("roles", ["officer"])
-    return accounts.create_officer_as(session(), current_officer(), **args)
+    return accounts.create_officer_as(session(), current_officer(), kdf=state().settings.password_kdf, **args)
 
 
 @blp.get("/<officer_id>")
@@ -85,7 +85,7 @@ def get_officer(officer_id):
 @committed
 def update_officer(args, officer_id):
     """Change an officer's details, roles, certificate or password."""
-    return accounts.update_officer(session(), current_officer(), officer_id, args)
+    return accounts.update_officer(session(), current_officer(), officer_id, args, kdf=state().settings.password_kdf)
 
 
 @blp.post("/<officer_id>/deactivate")

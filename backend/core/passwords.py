@@ -1,0 +1,52 @@
+"""Passwords: a slow KDF, from an explicit list of algorithms, at the cost a deployment chooses.
+
+Stored hashes carry their own algorithm and parameters (werkzeug's `method$salt$hash`), so changing the cost
+(FIELDCASE_PASSWORD_KDF) changes how new and changed passwords are hashed, and every stored one still checks.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+if TYPE_CHECKING:
+    from backend.core.models import Officer
+
+# The cost unless a deployment says otherwise: scrypt with N = 2^15, r = 8, p = 1 (~100 ms here; werkzeug's own).
+PASSWORD_KDF = "scrypt:32768:8:1"  # noqa: S105 - the name and cost of a KDF, not a password
+_KDF = re.compile(r"scrypt:(?P<n>\d+):(?P<r>\d+):(?P<p>\d+)|pbkdf2:sha256:(?P<iterations>\d+)")
+
+
+def check_kdf(method: str) -> str:
+    """An allowed KDF, spelled as werkzeug reads it: scrypt:N:r:p (N a power of two) or pbkdf2:sha256:ITERATIONS."""
+    match = _KDF.fullmatch(method)
+    ok = match is not None
+    if ok and match["n"]:
+        n = int(match["n"])
+        ok = n >= 2 and not n & (n - 1) and int(match["r"]) > 0 and int(match["p"]) > 0
+    elif ok:
+        ok = int(match["iterations"]) > 0
+    if not ok:
+        raise ValueError("FIELDCASE_PASSWORD_KDF must be scrypt:N:r:p (N a power of two) or "
+                         f"pbkdf2:sha256:ITERATIONS, not {method!r}")
+    return method
+
+
+def hash_password(password: str, kdf: str = PASSWORD_KDF) -> str:
+    return generate_password_hash(password, method=kdf)
+
+
+@lru_cache(maxsize=4)
+def _dummy_hash(kdf: str) -> str:
+    return hash_password("fieldcase-timing-equaliser", kdf)
+
+
+def verify_password(officer: Officer | None, password: str, kdf: str = PASSWORD_KDF) -> bool:
+    """Costs one KDF run whether or not the officer exists (`kdf`: the deployment's), so timing leaks nothing."""
+    if officer is None:
+        check_password_hash(_dummy_hash(kdf), password)
+        return False
+    return check_password_hash(officer.password_hash, password)

@@ -1,0 +1,57 @@
+"""Passwords: stored with a slow KDF from an explicit list, at the cost the deployment chose."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.core.config import Settings
+from backend.core.models import Officer
+from backend.core.passwords import PASSWORD_KDF, check_kdf, hash_password, verify_password
+from tests.conftest import TEST_KDF
+
+
+def test_the_deployment_default_is_scrypt_at_werkzeugs_cost():
+    assert Settings.from_env({}).password_kdf == PASSWORD_KDF == "scrypt:32768:8:1"
+    stored = hash_password("a long enough password")
+    assert stored.startswith("scrypt:32768:8:1$")
+    assert verify_password(Officer(password_hash=stored), "a long enough password")
+    assert not verify_password(Officer(password_hash=stored), "a long enough passwore")
+
+
+@pytest.mark.parametrize("method", ["scrypt:16384:8:1", "scrypt:1024:8:1", "pbkdf2:sha256:600000"])
+def test_an_allowed_kdf_is_taken_as_spelled(method):
+    assert check_kdf(method) == method
+    assert hash_password("x" * 12, method).startswith(method + "$")
+
+
+@pytest.mark.parametrize("method", ["md5", "plain", "scrypt", "scrypt:1000:8:1", "scrypt:1024:0:1",
+                                    "scrypt:1024:8:0", "pbkdf2:sha1:600000", "pbkdf2:sha256:0", "scrypt:1:8:1",
+                                    " scrypt:1024:8:1"])
+def test_anything_else_stops_the_settings_naming_the_variable(method):
+    with pytest.raises(ValueError, match="FIELDCASE_PASSWORD_KDF"):
+        Settings.from_env({"FIELDCASE_PASSWORD_KDF": method})
+
+
+def test_a_hash_keeps_its_own_cost_when_the_deployment_changes_its_kdf():
+    """Stored hashes name their algorithm and parameters: a new cost applies to new and changed passwords only."""
+    old = hash_password("correct horse battery", TEST_KDF)
+    assert verify_password(Officer(password_hash=old), "correct horse battery", PASSWORD_KDF)
+
+
+def test_an_officer_created_and_updated_through_the_api_is_hashed_at_the_deployments_cost(client, officers, db,
+                                                                                          settings):
+    admin = officers.make(roles=("officer", "admin"))
+    headers = officers.headers(admin)
+    r = client.post("/api/v1/officers", headers=headers, json={
+        "username": "kdf-officer", "password": "a long enough password", "name": "钱七",
+        "department": "education", "region": "330106"})
+    assert r.status_code == 201, r.json
+    with db.session() as s:
+        assert s.get(Officer, r.json["id"]).password_hash.startswith(settings.password_kdf + "$")
+    changed = client.patch(f"/api/v1/officers/{r.json['id']}", headers=headers,
+                           json={"password": "another long password"})
+    assert changed.status_code == 200, changed.json
+    with db.session() as s:
+        assert s.get(Officer, r.json["id"]).password_hash.startswith(settings.password_kdf + "$")
+    token = client.post("/api/v1/auth/token", json={"username": "kdf-officer", "password": "another long password"})
+    assert token.status_code == 200
