@@ -1,0 +1,77 @@
+"""Offline verification of an evidence package (`fieldcase verify-package`): no server, no database.
+
+Everything is checked from the ZIP alone, plus (optionally) the custody key
+given by the person verifying:
+
+- every record's Ed25519 signature with its device's key from the manifest
+  (header `alg` `EdDSA` or `Ed25519`, `kid` the device), its `seq`, and its hash;
+- every device chain: each `seq` between the first and last included record
+  is either included or listed by hash, and each included record's `prev` is
+  the hash of the one before (released gaps excepted);
+- each evidence item against its signed `evidence.capture` declaration, and
+  each file's SHA-256 and size against the item;
+- that every file the custody log shows verified is in the package, unless
+  the log also proves its deletion under retention (a `deleted` event with the
+  item's hash): the manifest's own `status` is not signed, so only a proven
+  event excuses a missing file;
+- every custody event's inclusion proof against the signed tree head, and
+  the head's signature. A key from the package itself proves only that the
+  package is self-consistent (whoever forged it could have made the key),
+  so the report says which key was used.
+
+Strict as the server is (PROTOCOL "Records and push, as built", "Custody log,
+as built"): every base64url in the package (record parts, keys, signatures) is
+canonical (URL-safe alphabet, no padding, unused trailing bits zero), so no
+second spelling of a signature or key passes; every hash is 64 lower-case hex
+digits; proofs follow RFC 9162 to the letter (media.custody.proofs).
+
+Reads files in chunks: memory does not grow with their size.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import IO, Any
+
+from media.package_verify.evidence import check_evidence
+from media.package_verify.heads import check_tree_head, head_tree
+from media.package_verify.records import check_records, device_keys
+from media.package_verify.report import PackageReport
+from media.package_verify.spelling import key_id, load_key
+
+__all__ = ["PackageReport", "key_id", "load_key", "verify_package"]
+
+
+def verify_package(source: str | Path | IO[bytes], public_key: str | None = None) -> PackageReport:
+    report = PackageReport()
+    try:
+        zf = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError) as exc:
+        report.problems.append(f"not a readable ZIP file: {exc}")
+        return report
+    with zf:
+        try:
+            manifest = json.loads(zf.read("manifest.json").decode("utf-8"))
+        except KeyError:
+            report.problems.append("manifest.json is missing from the package")
+            return report
+        except (ValueError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
+            report.problems.append(f"manifest.json cannot be read: {exc}")
+            return report
+        if not isinstance(manifest, dict) or manifest.get("format") != "fieldcase-evidence-package":
+            report.problems.append("manifest.json is not a fieldcase evidence package manifest")
+            return report
+        try:
+            _verify(zf, manifest, public_key, report)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            report.problems.append(f"the manifest is malformed ({type(exc).__name__}: {exc})")
+    return report
+
+
+def _verify(zf: zipfile.ZipFile, manifest: dict[str, Any], public_key: str | None, report: PackageReport) -> None:
+    keys = device_keys(manifest["devices"], report)
+    captures = check_records(manifest["records"], manifest["devices"], keys, report)
+    check_evidence(zf, manifest, captures, head_tree(manifest["custody"]["tree_head"], report), report)
+    check_tree_head(manifest, public_key, report)

@@ -1,0 +1,149 @@
+"""The evidence of a package: each item against its signed declaration, each file's bytes, and each custody
+event's inclusion proof against the signed tree head. Files are read in chunks: memory does not grow with them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from typing import Any
+
+from media.custody.proofs import check_inclusion
+from media.package_verify.report import PackageReport
+from media.package_verify.spelling import Refused, hash32
+
+CHUNK = 1024 * 1024
+
+
+def check_evidence(zf: zipfile.ZipFile, manifest: dict[str, Any], captures: dict[str, tuple[str, dict[str, Any]]],
+              tree: tuple[int, bytes] | None, report: PackageReport) -> None:
+    package_id = manifest["package"]["id"]
+    listed = set()
+    report.items = len(manifest["evidence"])
+    for item in manifest["evidence"]:
+        eid = item["id"]
+        where = f"evidence {item.get('item')} ({eid})"
+        declared = captures.get(eid)
+        if declared is None:
+            report.problems.append(f"{where}: its signed evidence.capture record is not in the package")
+        else:
+            device_id, body = declared
+            for name in ("sha256", "size", "kind", "media_type"):
+                if body.get(name) != item[name]:
+                    report.problems.append(f"{where}: {name} {item[name]!r} differs from the signed declaration "
+                                           f"({body.get(name)!r})")
+            if device_id != item["device"]:
+                report.problems.append(f"{where}: declared by device {device_id}, not {item['device']}")
+        proven = check_events(item, where, tree, package_id, report)
+        deletion = proven.get("deleted")
+        if item.get("file"):
+            listed.add(item["file"])
+            check_file(zf, item, where, report)
+            if deletion is not None:
+                report.problems.append(f"{where}: the custody log records the deletion of its file, yet the package "
+                                       "holds one")
+        elif deletion is not None:
+            check_deleted(item, where, deletion, report)
+        elif item["status"] == "deleted":
+            report.problems.append(f"{where}: listed as deleted, but no proven 'deleted' custody event says so: "
+                                   "its file is missing from the package")
+        elif item["status"] == "verified":
+            report.problems.append(f"{where}: verified, but its file is not in the package")
+        elif "verified" in proven:
+            report.problems.append(f"{where}: the custody log shows it verified, but its file is not in the package "
+                                   f"(listed as {item['status']!r})")
+    for name in zf.namelist():
+        if name.startswith("files/") and name not in listed:
+            report.problems.append(f"file {name}: in the package but not listed in the manifest")
+
+
+def check_file(zf: zipfile.ZipFile, item: dict[str, Any], where: str, report: PackageReport) -> None:
+    name = item["file"]
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        report.problems.append(f"{where}: its file {name} is missing from the package")
+        return
+    h, n = hashlib.sha256(), 0
+    try:
+        with zf.open(info) as fh:
+            while block := fh.read(CHUNK):
+                h.update(block)
+                n += len(block)
+    except zipfile.BadZipFile as exc:  # a CRC error: the bytes were changed inside the ZIP
+        report.problems.append(f"{where}: file {name} is damaged ({exc}); its bytes were altered")
+        return
+    report.files += 1
+    if h.hexdigest() != item["sha256"]:
+        report.problems.append(f"{where}: file {name} has SHA-256 {h.hexdigest()}, not the declared "
+                               f"{item['sha256']}: the file was altered")
+    if n != item["size"]:
+        report.problems.append(f"{where}: file {name} is {n} bytes, not the declared {item['size']}")
+
+
+def check_deleted(item: dict[str, Any], where: str, leaf: dict[str, Any], report: PackageReport) -> None:
+    if item["status"] != "deleted":
+        report.problems.append(f"{where}: the custody log records the deletion of its file, but it is listed as "
+                               f"{item['status']!r}")
+        return
+    if leaf.get("sha256") != item["sha256"] or leaf.get("size") != item["size"]:
+        report.problems.append(f"{where}: its 'deleted' custody event records another hash or size")
+        return
+    report.deleted += 1
+    report.notes.append(f"{where}: its file was deleted under the retention policy at {leaf.get('at')} by "
+                        f"{leaf.get('actor')} ({leaf.get('reason')}); its hash and custody history remain")
+
+
+def check_events(item: dict[str, Any], where: str, tree: tuple[int, bytes] | None, package_id: str,
+            report: PackageReport) -> dict[str, dict[str, Any]]:
+    """Check every event; answer the last proven event of each action that decides whether a file is due."""
+    exported = declared = False
+    proven: dict[str, dict[str, Any]] = {}
+    for event in item["custody_events"]:
+        report.events += 1
+        index, text = event["leaf_index"], event["leaf"]
+        leaf = json.loads(text)
+        if leaf.get("evidence_id") != item["id"]:
+            report.problems.append(f"{where}: custody event at leaf {index} belongs to {leaf.get('evidence_id')}")
+        holds = tree is not None and inclusion_holds(event, where, leaf, tree, report)
+        if holds and leaf.get("evidence_id") == item["id"] and leaf.get("action") in ("verified", "deleted"):
+            proven[leaf["action"]] = leaf
+        if leaf.get("action") == "declared":
+            declared = True
+            if leaf.get("sha256") != item["sha256"] or leaf.get("size") != item["size"]:
+                report.problems.append(f"{where}: its custody 'declared' event records another hash or size")
+        if leaf.get("action") == "exported" and leaf.get("package") == package_id:
+            exported = True
+    if not declared:
+        report.problems.append(f"{where}: its custody 'declared' event is not in the package")
+    if not exported:
+        report.problems.append(f"{where}: the custody log has no 'exported' event for this package")
+    return proven
+
+
+def inclusion_holds(event: dict[str, Any], where: str, leaf: dict[str, Any], tree: tuple[int, bytes],
+            report: PackageReport) -> bool:
+    """Whether the event's inclusion proof holds against the tree head (RFC 9162 §2.1.3.2); problems reported."""
+    size, root = tree
+    index, text = event["leaf_index"], event["leaf"]
+    what = f"{where}: custody event at leaf {index} ({leaf.get('action')})"
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        report.problems.append(f"{what}: refused, its leaf_index is not a non-negative integer")
+        return False
+    if not isinstance(event["proof"], list):
+        report.problems.append(f"{what}: refused, its proof is not a list of hashes")
+        return False
+    try:
+        proof = [hash32(p, f"proof hash {n}") for n, p in enumerate(event["proof"])]
+    except Refused as exc:
+        report.problems.append(f"{what}: refused, {exc}: its inclusion proof does not hold against the tree head "
+                               f"(size {size})")
+        return False
+    leaf_hash = hashlib.sha256(b"\x00" + text.encode("utf-8")).digest()
+    problem = check_inclusion(leaf_hash, index, size, proof, root)
+    if problem:
+        report.problems.append(f"{what}: its inclusion proof does not hold against the tree head (size {size}): "
+                               f"{problem}")
+        return False
+    return True

@@ -1,0 +1,132 @@
+"""The records of a package: every signature with its device's key, and every device's hash chain."""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from media.package_verify.report import PackageReport
+from media.package_verify.spelling import Refused, b64d, json_object, load_key
+
+ZERO_HASH = "0" * 64
+RECORD_ALGS = ("EdDSA", "Ed25519")  # RFC 8037, and RFC 9864's fully specified name for the same signature
+
+
+def device_keys(devices: dict[str, Any], report: PackageReport) -> dict[str, Ed25519PublicKey]:
+    keys = {}
+    report.devices = len(devices)
+    for device_id, device in devices.items():
+        try:
+            keys[device_id] = load_key(device["public_key"])
+        except (ValueError, TypeError, binascii.Error) as exc:
+            report.problems.append(f"device {device_id}: its public key is not a valid Ed25519 key ({exc})")
+    return keys
+
+
+def verify_jws(text: object, key: Ed25519PublicKey) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and payload of a compact JWS whose EdDSA signature holds.
+
+    Refused when the JWS is not spelled as PROTOCOL §3 allows (three canonical base64url parts, a JSON
+    object header whose `alg` is EdDSA or Ed25519, a 64-byte signature): its signature is then not checked.
+    ValueError when the signature does not hold.
+    """
+    if not isinstance(text, str) or not text.isascii():
+        raise Refused("a compact JWS is an ASCII string")
+    parts = text.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise Refused("not a compact JWS (header.payload.signature)")
+    raw = []
+    for name, part in zip(("header", "payload", "signature"), parts, strict=True):
+        try:
+            raw.append(b64d(part))
+        except Refused as exc:
+            raise Refused(f"its {name} is {exc}") from None
+    header_raw, payload_raw, signature = raw
+    header, payload = json_object(header_raw, "header"), json_object(payload_raw, "payload")
+    if header.get("alg") not in RECORD_ALGS:
+        raise Refused(f"header alg is {header.get('alg')!r}, not EdDSA or Ed25519")
+    if len(signature) != 64:
+        raise Refused(f"its signature is {len(signature)} bytes, not the 64 of Ed25519")
+    try:
+        key.verify(signature, f"{parts[0]}.{parts[1]}".encode("ascii"))
+    except InvalidSignature:
+        raise ValueError("bad signature") from None
+    return header, payload
+
+
+def check_records(records: list[dict[str, Any]], devices: dict[str, Any], keys: dict[str, Ed25519PublicKey],
+             report: PackageReport) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Check each record and each device chain; answer the evidence.capture bodies by evidence id."""
+    report.records = len(records)
+    chains: dict[str, dict[int, tuple[str, str | None]]] = {d: {} for d in devices}
+    captures: dict[str, tuple[str, dict[str, Any]]] = {}
+    for rec in records:
+        device_id, seq, text = rec["device"], rec["seq"], rec["jws"]
+        where = f"record {device_id}#{seq}"
+        digest = hashlib.sha256(text.encode("ascii", "replace")).hexdigest()
+        if digest != rec["hash"]:
+            report.problems.append(f"{where}: its JWS does not hash to the listed hash (the record was altered)")
+        if device_id not in devices:
+            report.problems.append(f"{where}: its device is not in the manifest, so it cannot be checked")
+            continue
+        prev = None
+        if device_id in keys:
+            try:
+                header, payload = verify_jws(text, keys[device_id])
+            except Refused as exc:
+                report.problems.append(f"{where}: refused, {exc}: it is not a record JWS as the protocol spells "
+                                       "one, so its signature was not checked")
+            except (ValueError, UnicodeError, binascii.Error) as exc:
+                report.problems.append(f"{where}: signature check failed ({exc}): the record is not as the "
+                                       "device signed it")
+            else:
+                prev = payload.get("prev")
+                if header.get("kid") != device_id:
+                    report.problems.append(f"{where}: signed with kid {header.get('kid')!r}, not its device")
+                if payload.get("seq") != seq:
+                    report.problems.append(f"{where}: its signed seq is {payload.get('seq')}")
+                if payload.get("type") == "evidence.capture" and isinstance(payload.get("body"), dict):
+                    captures[str(payload["body"].get("evidence_id"))] = (device_id, payload["body"])
+        if seq in chains[device_id]:
+            report.problems.append(f"{where}: listed twice")
+        chains[device_id][seq] = (digest, prev)
+    for device_id, device in devices.items():
+        check_chain(device_id, device, chains[device_id], report)
+    return captures
+
+
+def check_chain(device_id: str, device: dict[str, Any], included: dict[int, tuple[str, str | None]],
+           report: PackageReport) -> None:
+    first, last = device["first_seq"], device["last_seq"]
+    others = {o["seq"]: o["hash"] for o in device["other_records"]}
+    gaps = {s for a, b in device.get("gaps", []) for s in range(a, b + 1)}
+    if not included:
+        report.problems.append(f"device {device_id}: none of its records is in the package")
+        return
+    for seq in sorted(set(included) | set(others)):
+        if not first <= seq <= last:
+            report.problems.append(f"device {device_id}: seq {seq} is outside its listed range {first}..{last}")
+    for seq in set(included) & set(others):
+        report.problems.append(f"device {device_id}: seq {seq} is both included and listed as another record")
+    for seq in range(first, last + 1):
+        if seq not in included and seq not in others and seq not in gaps:
+            report.problems.append(f"device {device_id}: record seq {seq} is missing from the chain "
+                                   "(neither included nor listed by hash: a record was removed)")
+    for seq, (_, prev) in sorted(included.items()):
+        if prev is None:
+            continue  # its signature failed: already reported
+        if seq == 1:
+            expected = ZERO_HASH
+        elif seq - 1 in included:
+            expected = included[seq - 1][0]
+        elif seq - 1 in others:
+            expected = others[seq - 1]
+        else:
+            continue  # the first included record, or right after a released gap: nothing to link to
+        if prev != expected:
+            report.problems.append(f"device {device_id}: record seq {seq} does not link to seq {seq - 1} "
+                                   "(its prev is not that record's hash: the chain is broken)")

@@ -1,0 +1,79 @@
+"""How a package must spell what it holds, as strictly as the server (PROTOCOL "Records and push, as built"):
+canonical base64url (URL-safe alphabet, no padding, unused trailing bits zero), hashes of 64 lower-case hex
+digits, raw 32-byte Ed25519 keys, JSON objects. What is spelled otherwise is `Refused`: not checked further.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+# The last character of 4k+2 (4k+3) base64url characters carries 4 (2) unused bits; canonical text has them zero.
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+_HEX_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+
+class Refused(ValueError):
+    """Something in the package is not spelled as the protocol allows; what it claims was not checked."""
+
+
+def b64d(text: object) -> bytes:
+    """Canonical base64url (RFC 7515 §2, RFC 4648 §3.5): the only spelling of its bytes; Refused otherwise."""
+    if not isinstance(text, str):
+        raise Refused("not a string")
+    if not _B64URL.fullmatch(text):
+        raise Refused("not base64url (only A-Z a-z 0-9 - _, no padding)")
+    rest = len(text) % 4
+    if rest == 1:
+        raise Refused("not base64url (its length is one more than a multiple of 4)")
+    if rest and text[-1] not in _CANONICAL_LAST[rest]:
+        raise Refused("not canonical base64url (the unused bits of its last character are not zero)")
+    return base64.urlsafe_b64decode(text + "=" * (4 - rest) if rest else text)
+
+
+def hash32(text: object, what: str) -> bytes:
+    """A 32-byte hash, written as 64 lower-case hex digits; Refused (saying why) otherwise."""
+    if not isinstance(text, str):
+        raise Refused(f"{what} is not a hex string")
+    if not text:
+        raise Refused(f"{what} is empty")
+    if not _HEX_HASH.fullmatch(text):
+        if len(text) != 64:
+            raise Refused(f"{what} has {len(text)} characters, not the 64 hex digits of a 32-byte hash")
+        raise Refused(f"{what} is not lower-case hex")
+    return bytes.fromhex(text)
+
+
+def load_key(text: str) -> Ed25519PublicKey:
+    """Canonical base64url of a raw 32-byte Ed25519 public key (see `_typed_key` for one typed by a person)."""
+    raw = b64d(text)
+    if len(raw) != 32:
+        raise Refused(f"an Ed25519 public key is 32 bytes, not {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def typed_key(text: str) -> str:
+    """A key given on the command line: surrounding blanks, standard base64's `+` and `/` and its `=` padding
+    are forgiven there (they cannot make a package pass); its bits must still be spelled canonically."""
+    return text.strip().replace("+", "-").replace("/", "_").rstrip("=")
+
+
+def key_id(text: str) -> str:
+    return hashlib.sha256(b64d(text)).hexdigest()[:16]
+
+
+def json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise Refused(f"its {what} is not JSON ({type(exc).__name__})") from None
+    if not isinstance(value, dict):
+        raise Refused(f"its {what} is not a JSON object")
+    return value
