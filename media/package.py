@@ -173,10 +173,13 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, case_id: 
                                        .order_by(Inspection.started_at, Inspection.id)))
     inspection_ids = [i.id for i in inspections]
     evidence = case_evidence(session, case_id, inspection_ids)
+    findings = _in(session, Finding, Finding.inspection_id, inspection_ids, Finding.recorded_at)
+    records = case_records(session, case_id, inspection_ids, findings, evidence)
     package_id = str(uuid.uuid4())
     created_at = utcnow()
     for item in evidence:
         custody.record(session, "exported", item.id, viewer.id, purpose=purpose, package=package_id)
+    _witness_heads(session, viewer, {r.device_id for r in records})
     session.commit()
 
     head = custody.latest_head(session, signer)
@@ -185,9 +188,7 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, case_id: 
 
     case = session.get(Case, case_id)
     assert case is not None  # noqa: S101 - it was there a moment ago and cases are never deleted
-    findings = _in(session, Finding, Finding.inspection_id, inspection_ids, Finding.recorded_at)
-    records = case_records(session, case_id, inspection_ids, findings, evidence)
-    devices = _devices(session, records)
+    devices = _devices(session, records, size)
     holders = {h.evidence_id: h for chunk in _chunked([e.id for e in evidence])
                for h in session.scalars(select(CustodyHolder).where(CustodyHolder.evidence_id.in_(chunk)))}
     people = {o.id: o for o in session.scalars(select(Officer).where(Officer.id.in_(
@@ -306,15 +307,35 @@ def case_records(session: Session, case_id: str, inspection_ids: list[str], find
     return sorted(found.values(), key=lambda r: (r.device_id, r.seq))
 
 
-def _devices(session: Session, records: list[LedgerRecord]) -> dict[str, Any]:
-    """Per device: key, included range, the hashes of the other records inside it, and released gaps."""
+def _witness_heads(session: Session, viewer: Officer, device_ids: set[str]) -> None:
+    """Where each device's chain ends now, as a custody leaf, unless the newest one already says so (every push
+    writes one; a chain last moved before device_head leaves existed gets its first here)."""
+    for device_id in sorted(device_ids):
+        device = session.get(Device, device_id)
+        if device is None or device.head_seq < 1:
+            continue
+        latest = custody.latest_device_head(session, device_id, below=2**62)
+        leaf = json.loads(latest.leaf) if latest is not None else {}
+        if (leaf.get("seq"), leaf.get("record_hash")) != (device.head_seq, device.head_hash):
+            custody.device_head(session, viewer.id, device_id, device.head_seq, device.head_hash)
+
+
+def _devices(session: Session, records: list[LedgerRecord], size: int) -> dict[str, Any]:
+    """Per device: key, the range from its first included record to its head as the custody log witnessed it
+    (with the proof of that leaf), the hashes of the other records inside it, and released gaps."""
     by_device: dict[str, list[LedgerRecord]] = {}
     for r in records:
         by_device.setdefault(r.device_id, []).append(r)
     out: dict[str, Any] = {}
     for device_id, rows in sorted(by_device.items()):
         device = session.get(Device, device_id)
+        witnessed = custody.latest_device_head(session, device_id, below=size)
+        head = None
         first, last = rows[0].seq, rows[-1].seq
+        if witnessed is not None:
+            last = max(last, json.loads(witnessed.leaf)["seq"])
+            head = {"leaf_index": witnessed.leaf_index, "leaf": witnessed.leaf,
+                    "proof": custody.inclusion(session, witnessed.leaf_index, size)["proof"]}
         included = {r.seq for r in rows}
         others = [{"seq": seq, "hash": digest} for seq, digest in session.execute(
             select(LedgerRecord.seq, LedgerRecord.hash).where(
@@ -326,6 +347,7 @@ def _devices(session: Session, records: list[LedgerRecord]) -> dict[str, Any]:
         out[device_id] = {"public_key": device.public_key if device else None,
                           "officer": device.officer_id if device else None,
                           "status": device.status if device else None,
-                          "first_seq": first, "last_seq": last, "other_records": others, "gaps": gaps}
+                          "first_seq": first, "last_seq": last, "other_records": others, "gaps": gaps,
+                          "head": head}
     return out
 

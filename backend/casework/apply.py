@@ -306,5 +306,4 @@ class RecordApplier:
 
     def device_advanced(self, session: Session, actor: Officer, device_id: str, seq: int, record_hash: str,
                         at: datetime) -> None:
-        custody.record(session, "device_head", None, actor.id, at=at, device=device_id, seq=seq,
-                       record_hash=record_hash)
+        custody.device_head(session, actor.id, device_id, seq, record_hash, at=at)

@@ -32,6 +32,7 @@ PENDING = "fieldcase.pending_custody"
 CUSTODY_LOCK_KEY = 0x6663_6375_7374  # "fccust"
 HEAD_EVERY = 256
 ISSUE_HEAD_JOB = "issue_tree_head"
+DEVICE_HEAD = "device_head"  # a leaf naming where a device's chain ends: {device, seq, record_hash}
 
 
 def record(session: Session, action: str, evidence_id: str | None, actor: str, *,
@@ -40,6 +41,20 @@ def record(session: Session, action: str, evidence_id: str | None, actor: str, *
     leaf = {"action": action, "evidence_id": evidence_id, "actor": actor, "at": utc_millis(at or utcnow()),
             **{k: v for k, v in details.items() if v is not None}}
     commit_queue.enqueue(session, PENDING, (leaf, canonical(leaf).decode()))  # encoded here, not under the lock
+
+
+def device_head(session: Session, actor: str, device_id: str, seq: int, record_hash: str, *,
+                at: datetime | None = None) -> None:
+    """Witness where a device's chain ends (PROTOCOL §8 `device_head`): a later cut in the ledger then disagrees
+    with a signed leaf."""
+    record(session, DEVICE_HEAD, None, actor, at=at, device=device_id, seq=seq, record_hash=record_hash)
+
+
+def latest_device_head(session: Session, device_id: str, below: int) -> CustodyEvent | None:
+    """The newest device_head leaf of the device among the first `below` leaves."""
+    return session.scalars(select(CustodyEvent).where(CustodyEvent.device_id == device_id,
+                                                      CustodyEvent.leaf_index < below)
+                           .order_by(CustodyEvent.leaf_index.desc()).limit(1)).first()
 
 
 def _size(session: Session) -> int:
@@ -85,6 +100,7 @@ def _append(session: Session, services: Services) -> None:
             nodes[(level, idx)] = digest
             node_rows.append({"level": level, "index": idx, "hash": digest})
         event_rows.append({"leaf_index": index, "evidence_id": leaf.get("evidence_id"), "action": leaf["action"],
+                           "device_id": leaf.get("device") if leaf["action"] == DEVICE_HEAD else None,
                            "actor": leaf["actor"], "at": datetime.fromisoformat(leaf["at"].replace("Z", "+00:00")),
                            "leaf": text_})
     insert_rows(session, CustodyEvent, event_rows)

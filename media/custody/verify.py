@@ -18,7 +18,7 @@ from backend.core.models import CustodyEvent, MerkleNode, TreeHead
 from media.custody import merkle
 from media.custody.encoding import canonical
 from media.custody.keys import verify_head
-from media.custody.log import consistency, head_dict
+from media.custody.log import DEVICE_HEAD, consistency, head_dict
 from media.custody.proofs import verify_consistency
 
 
@@ -130,4 +130,6 @@ def _check_event(row: CustodyEvent) -> str | None:
     for column in ("action", "evidence_id", "actor"):
         if leaf.get(column) != getattr(row, column):
             return f"column {column} disagrees with the leaf"
+    if row.device_id != (leaf.get("device") if leaf.get("action") == DEVICE_HEAD else None):
+        return "column device_id disagrees with the leaf"
     return None

@@ -72,6 +72,7 @@ def verify_package(source: str | Path | IO[bytes], public_key: str | None = None
 
 def _verify(zf: zipfile.ZipFile, manifest: dict[str, Any], public_key: str | None, report: PackageReport) -> None:
     keys = device_keys(manifest["devices"], report)
-    captures = check_records(manifest["records"], manifest["devices"], keys, report)
-    check_evidence(zf, manifest, captures, head_tree(manifest["custody"]["tree_head"], report), report)
+    tree = head_tree(manifest["custody"]["tree_head"], report)
+    captures = check_records(manifest["records"], manifest["devices"], keys, tree, report)
+    check_evidence(zf, manifest, captures, tree, report)
     check_tree_head(manifest, public_key, report)

@@ -9,9 +9,8 @@ import json
 import zipfile
 from typing import Any
 
-from media.custody.proofs import check_inclusion
+from media.package_verify.heads import inclusion_holds
 from media.package_verify.report import PackageReport
-from media.package_verify.spelling import Refused, hash32
 
 CHUNK = 1024 * 1024
 
@@ -120,30 +119,3 @@ def check_events(item: dict[str, Any], where: str, tree: tuple[int, bytes] | Non
     if not exported:
         report.problems.append(f"{where}: the custody log has no 'exported' event for this package")
     return proven
-
-
-def inclusion_holds(event: dict[str, Any], where: str, leaf: dict[str, Any], tree: tuple[int, bytes],
-            report: PackageReport) -> bool:
-    """Whether the event's inclusion proof holds against the tree head (RFC 9162 §2.1.3.2); problems reported."""
-    size, root = tree
-    index, text = event["leaf_index"], event["leaf"]
-    what = f"{where}: custody event at leaf {index} ({leaf.get('action')})"
-    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-        report.problems.append(f"{what}: refused, its leaf_index is not a non-negative integer")
-        return False
-    if not isinstance(event["proof"], list):
-        report.problems.append(f"{what}: refused, its proof is not a list of hashes")
-        return False
-    try:
-        proof = [hash32(p, f"proof hash {n}") for n, p in enumerate(event["proof"])]
-    except Refused as exc:
-        report.problems.append(f"{what}: refused, {exc}: its inclusion proof does not hold against the tree head "
-                               f"(size {size})")
-        return False
-    leaf_hash = hashlib.sha256(b"\x00" + text.encode("utf-8")).digest()
-    problem = check_inclusion(leaf_hash, index, size, proof, root)
-    if problem:
-        report.problems.append(f"{what}: its inclusion proof does not hold against the tree head (size {size}): "
-                               f"{problem}")
-        return False
-    return True

@@ -4,11 +4,13 @@ given by the person verifying, or, which proves only self-consistency, the one i
 from __future__ import annotations
 
 import binascii
+import hashlib
 from typing import Any
 
 import rfc8785
 from cryptography.exceptions import InvalidSignature
 
+from media.custody.proofs import check_inclusion
 from media.package_verify.report import PackageReport
 from media.package_verify.spelling import Refused, b64d, hash32, key_id, load_key, typed_key
 
@@ -71,3 +73,30 @@ def check_tree_head(manifest: dict[str, Any], public_key: str | None, report: Pa
         report.problems.append(f"tree head (size {head['tree_size']}): its signature does not verify with the "
                                f"{'given' if public_key else 'package'} key (forged or altered head, or another "
                                "server's key)")
+
+
+def inclusion_holds(event: dict[str, Any], where: str, leaf: dict[str, Any], tree: tuple[int, bytes],
+            report: PackageReport) -> bool:
+    """Whether the event's inclusion proof holds against the tree head (RFC 9162 §2.1.3.2); problems reported."""
+    size, root = tree
+    index, text = event["leaf_index"], event["leaf"]
+    what = f"{where}: custody event at leaf {index} ({leaf.get('action')})"
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        report.problems.append(f"{what}: refused, its leaf_index is not a non-negative integer")
+        return False
+    if not isinstance(event["proof"], list):
+        report.problems.append(f"{what}: refused, its proof is not a list of hashes")
+        return False
+    try:
+        proof = [hash32(p, f"proof hash {n}") for n, p in enumerate(event["proof"])]
+    except Refused as exc:
+        report.problems.append(f"{what}: refused, {exc}: its inclusion proof does not hold against the tree head "
+                               f"(size {size})")
+        return False
+    leaf_hash = hashlib.sha256(b"\x00" + text.encode("utf-8")).digest()
+    problem = check_inclusion(leaf_hash, index, size, proof, root)
+    if problem:
+        report.problems.append(f"{what}: its inclusion proof does not hold against the tree head (size {size}): "
+                               f"{problem}")
+        return False
+    return True

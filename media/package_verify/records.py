@@ -9,6 +9,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from media.package_verify.heads import inclusion_holds
 from media.package_verify.report import PackageReport
 from media.package_verify.spelling import Refused, b64d, json_object, load_key
 
@@ -59,10 +60,11 @@ def verify_jws(text: object, key: Ed25519PublicKey) -> tuple[dict[str, Any], dic
 
 
 def check_records(records: list[dict[str, Any]], devices: dict[str, Any], keys: dict[str, Ed25519PublicKey],
-             report: PackageReport) -> dict[str, tuple[str, dict[str, Any]]]:
+                  tree: tuple[int, bytes] | None, report: PackageReport) -> dict[str, tuple[str, dict[str, Any]]]:
     """Check each record and each device chain; answer the evidence.capture bodies by evidence id."""
     report.records = len(records)
     chains: dict[str, dict[int, tuple[str, str | None]]] = {d: {} for d in devices}
+    listed: dict[str, dict[int, str]] = {d: {} for d in devices}  # the hashes the manifest lists
     captures: dict[str, tuple[str, dict[str, Any]]] = {}
     for rec in records:
         device_id, seq, text = rec["device"], rec["seq"], rec["jws"]
@@ -94,8 +96,10 @@ def check_records(records: list[dict[str, Any]], devices: dict[str, Any], keys: 
         if seq in chains[device_id]:
             report.problems.append(f"{where}: listed twice")
         chains[device_id][seq] = (digest, prev)
+        listed[device_id][seq] = rec["hash"]
     for device_id, device in devices.items():
         check_chain(device_id, device, chains[device_id], report)
+        check_device_head(device_id, device, listed[device_id], tree, report)
     return captures
 
 
@@ -130,3 +134,35 @@ def check_chain(device_id: str, device: dict[str, Any], included: dict[int, tupl
         if prev != expected:
             report.problems.append(f"device {device_id}: record seq {seq} does not link to seq {seq - 1} "
                                    "(its prev is not that record's hash: the chain is broken)")
+
+
+def check_device_head(device_id: str, device: dict[str, Any], included: dict[int, str],
+                      tree: tuple[int, bytes] | None, report: PackageReport) -> None:
+    """The chain runs to where the custody log witnessed it end (a `device_head` leaf, proven): a chain cut
+    short, here or in the server's ledger, no longer reaches that leaf's record. Included records are taken at
+    their listed hash (a JWS that does not hash to it is reported on its own)."""
+    where = f"device {device_id}"
+    head = device.get("head")
+    if not isinstance(head, dict):
+        report.problems.append(f"{where}: no custody leaf witnesses where its chain ends, so a cut in it could not "
+                               "be seen")
+        return
+    try:
+        leaf = json_object(head["leaf"].encode("utf-8"), "device_head leaf")
+    except (Refused, AttributeError) as exc:
+        report.problems.append(f"{where}: its device_head leaf cannot be read ({exc})")
+        return
+    if leaf.get("action") != "device_head" or leaf.get("device") != device_id:
+        report.problems.append(f"{where}: its head leaf is not a device_head leaf of this device")
+        return
+    if tree is None or not inclusion_holds(head, f"{where}: head", leaf, tree, report):
+        return
+    seq, record_hash = leaf.get("seq"), leaf.get("record_hash")
+    if device["last_seq"] != seq:
+        report.problems.append(f"{where}: its chain is listed to seq {device['last_seq']}, but the custody log "
+                               f"witnessed it end at seq {seq}: records were cut from the end or added after it")
+        return
+    others = {o["seq"]: o["hash"] for o in device["other_records"]}
+    if included.get(seq, others.get(seq)) != record_hash:
+        report.problems.append(f"{where}: the record at seq {seq} is not the one the custody log witnessed as its "
+                               "head (another record, or none)")

@@ -215,7 +215,8 @@ def test_tampering_is_caught(built, tmp_path, manifest, files, says):
 def test_a_changed_root_also_breaks_every_proof(built):
     report = verify_package(io.BytesIO(rewrite(built.zip, _set(("custody", "tree_head", "root_hash"), "ab" * 32))),
                             built.key)
-    assert sum("inclusion proof does not hold" in p for p in report.problems) == report.events
+    # every custody event's proof, and every device's head leaf (proven against the same root)
+    assert sum("inclusion proof does not hold" in p for p in report.problems) == report.events + report.devices
 
 
 def test_the_wrong_public_key_is_refused(built, tmp_path, app):
@@ -297,10 +298,16 @@ def _another_spelling(text: str) -> str:
 
 def _last_record_of_phone_a(m: dict, built: Built) -> dict:
     """Phone A's inspection.end (seq 7): the end of its chain and declares nothing, so changing it changes nothing
-    else."""
+    else but the record the custody log witnessed as the device's head (`head_changed` says so)."""
     rec = max((r for r in m["records"] if r["device"] == built.pa.device_id), key=lambda r: r["seq"])
     assert (rec["seq"], rec["type"]) == (7, "inspection.end")
     return rec
+
+
+def head_changed(built: Built) -> str:
+    """What the verifier says when phone A's last record is not the one the custody log saw end its chain."""
+    return (f"device {built.pa.device_id}: the record at seq 7 is not the one the custody log witnessed as its head "
+            "(another record, or none)")
 
 
 def _replace_jws(rec: dict, text: str) -> None:
@@ -348,7 +355,7 @@ def test_given_a_record_whose_signature_is_spelled_another_way_when_verified_the
     ]:
         report = _verified(built, spelled(how))
         assert report.problems == [f"{where}: refused, {why}: it is not a record JWS as the protocol spells one, "
-                                   "so its signature was not checked"], report.problems
+                                   "so its signature was not checked", head_changed(built)], report.problems
     assert _verified(built, spelled(lambda s: s)).ok
 
 
@@ -372,7 +379,7 @@ def test_given_a_record_signed_over_a_header_or_payload_spelled_another_way_when
         assert report.problems == [
             f"record {built.pa.device_id}#7: refused, its {part} is not canonical base64url (the unused bits of its "
             "last character are not zero): it is not a record JWS as the protocol spells one, so its signature was "
-            "not checked"], report.problems
+            "not checked", head_changed(built)], report.problems
 
 
 def test_given_a_record_signed_with_alg_ed25519_when_verified_then_it_holds_and_no_other_alg_does(built):
@@ -387,12 +394,13 @@ def test_given_a_record_signed_with_alg_ed25519_when_verified_then_it_holds_and_
         return change
 
     report = _verified(built, alg("Ed25519"))
-    assert report.ok, report.problems
+    assert report.problems == [head_changed(built)], report.problems  # the record holds; the server ledgered another
     for value in ("ed25519", "Ed25519 ", "ES256", "none", None, ["EdDSA"]):
         report = _verified(built, alg(value))
         assert report.problems == [
             f"record {built.pa.device_id}#7: refused, header alg is {value!r}, not EdDSA or Ed25519: it is not a "
-            "record JWS as the protocol spells one, so its signature was not checked"], report.problems
+            "record JWS as the protocol spells one, so its signature was not checked", head_changed(built)], \
+            report.problems
 
 
 def _proof_of(m: dict, built: Built) -> dict:

@@ -15,10 +15,12 @@ class CustodyEvent(Base):
     """One leaf. `leaf` is the exact canonical JSON text that was hashed; nothing else is authoritative."""
 
     __tablename__ = "custody_events"
-    __table_args__ = (Index("ix_custody_events_evidence_id_leaf_index", "evidence_id", "leaf_index"),)
+    __table_args__ = (Index("ix_custody_events_evidence_id_leaf_index", "evidence_id", "leaf_index"),
+                      Index("ix_custody_events_device_id_leaf_index", "device_id", "leaf_index"))
 
     leaf_index: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     evidence_id: Mapped[str | None] = mapped_column(String(36))
+    device_id: Mapped[str | None] = mapped_column(String(40))  # the device whose chain head a device_head leaf names
     action: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(40))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
