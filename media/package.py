@@ -57,13 +57,13 @@ from backend.core.models import (
     utcnow,
 )
 from backend.core.times import utc_millis
-from media import evidence_list
+from media import evidence_list, package_index
 from media.custody import log as custody
 from media.custody.keys import Signer
 from media.store import CHUNK, Store, opened
 
 FORMAT = "fieldcase-evidence-package"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: sealed by package-index.json, and device heads witnessed (PROTOCOL "Evidence packages")
 MANIFEST = "manifest.json"
 CSV_NAME = "evidence-list.csv"
 HTML_NAME = "evidence-list.html"
@@ -76,6 +76,7 @@ class PackageFile:
     name: str
     object_key: str
     size: int
+    sha256: str
 
 
 @dataclass
@@ -86,19 +87,16 @@ class PreparedPackage:
     case_id: str
     filename: str
     manifest: dict[str, Any]
-    evidence_csv: str
-    evidence_html: str
-    evidence_pdf: bytes
+    documents: list[tuple[str, bytes]]  # the manifest and the evidence lists, as stored
+    index: bytes  # the sealed index of every member, the last member
     files: list[PackageFile] = field(default_factory=list)
 
     def chunks(self, store: Store) -> Iterator[bytes]:
         """The ZIP as a stream of byte blocks (at most about one store chunk each)."""
         drain = _Drain()
         with zipfile.ZipFile(drain, "w", compression=zipfile.ZIP_DEFLATED) as zf:  # type: ignore[arg-type]
-            zf.writestr(MANIFEST, json.dumps(self.manifest, ensure_ascii=False, indent=1))
-            zf.writestr(CSV_NAME, self.evidence_csv)
-            zf.writestr(HTML_NAME, self.evidence_html)
-            zf.writestr(PDF_NAME, self.evidence_pdf)
+            for name, data in self.documents:
+                zf.writestr(name, data)
             yield drain.take()
             for item in self.files:
                 info = zipfile.ZipInfo(item.name, date_time=_zip_time())
@@ -109,6 +107,7 @@ class PreparedPackage:
                         target.write(block)
                         yield drain.take()
                 yield drain.take()
+            zf.writestr(package_index.INDEX_NAME, self.index)
         yield drain.take()
 
     def write(self, store: Store, out: BinaryIO) -> None:
@@ -199,7 +198,7 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, case_id: 
         name = None
         if item.status == "verified" and item.object_key:
             name = f"files/{n:04d}_{item.id}{_extension(item.media_type)}"
-            files.append(PackageFile(name, item.object_key, item.size))
+            files.append(PackageFile(name, item.object_key, item.size, item.sha256))
         holder = holders.get(item.id)
         events = []
         for event in custody.events_for(session, item.id):
@@ -256,10 +255,14 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, case_id: 
     }
     stamp = created_at.strftime("%Y%m%dT%H%M%SZ")
     listing = evidence_list.build(session, viewer, manifest)
+    documents = [(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")),
+                 (CSV_NAME, evidence_list.to_csv(listing).encode("utf-8")),
+                 (HTML_NAME, evidence_list.to_html(listing).encode("utf-8")),
+                 (PDF_NAME, evidence_list.to_pdf(listing))]
+    index = package_index.seal(signer, package_id=package_id, case_id=case_id, head=head, documents=documents,
+                               files=[(f.name, f.sha256, f.size) for f in files])
     return PreparedPackage(id=package_id, case_id=case_id, filename=f"case-{case_id}-{stamp}.zip",
-                           manifest=manifest, evidence_csv=evidence_list.to_csv(listing),
-                           evidence_html=evidence_list.to_html(listing), evidence_pdf=evidence_list.to_pdf(listing),
-                           files=files)
+                           manifest=manifest, documents=documents, index=index, files=files)
 
 
 def _name(people: dict[str, Officer], officer_id: str) -> str | None:

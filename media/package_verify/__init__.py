@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from media.package_verify.evidence import check_evidence
-from media.package_verify.heads import check_tree_head, head_tree
+from media.package_verify.heads import check_tree_head, custody_key, head_tree
+from media.package_verify.index import check_index
+from media.package_verify.members import Members
 from media.package_verify.records import check_records, device_keys
 from media.package_verify.report import PackageReport
 from media.package_verify.spelling import key_id, load_key
@@ -71,8 +73,11 @@ def verify_package(source: str | Path | IO[bytes], public_key: str | None = None
 
 
 def _verify(zf: zipfile.ZipFile, manifest: dict[str, Any], public_key: str | None, report: PackageReport) -> None:
+    members = Members(zf)
+    key = custody_key(manifest, public_key, report)
     keys = device_keys(manifest["devices"], report)
     tree = head_tree(manifest["custody"]["tree_head"], report)
     captures = check_records(manifest["records"], manifest["devices"], keys, tree, report)
-    check_evidence(zf, manifest, captures, tree, report)
-    check_tree_head(manifest, public_key, report)
+    check_evidence(members, manifest, captures, tree, report)
+    check_tree_head(manifest, key, bool(public_key), report)
+    check_index(members, manifest, key, report)

@@ -4,18 +4,15 @@ event's inclusion proof against the signed tree head. Files are read in chunks: 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import zipfile
 from typing import Any
 
 from media.package_verify.heads import inclusion_holds
+from media.package_verify.members import Damaged, Members
 from media.package_verify.report import PackageReport
 
-CHUNK = 1024 * 1024
 
-
-def check_evidence(zf: zipfile.ZipFile, manifest: dict[str, Any], captures: dict[str, tuple[str, dict[str, Any]]],
+def check_evidence(members: Members, manifest: dict[str, Any], captures: dict[str, tuple[str, dict[str, Any]]],
               tree: tuple[int, bytes] | None, report: PackageReport) -> None:
     package_id = manifest["package"]["id"]
     listed = set()
@@ -38,7 +35,7 @@ def check_evidence(zf: zipfile.ZipFile, manifest: dict[str, Any], captures: dict
         deletion = proven.get("deleted")
         if item.get("file"):
             listed.add(item["file"])
-            check_file(zf, item, where, report)
+            check_file(members, item, where, report)
             if deletion is not None:
                 report.problems.append(f"{where}: the custody log records the deletion of its file, yet the package "
                                        "holds one")
@@ -52,30 +49,24 @@ def check_evidence(zf: zipfile.ZipFile, manifest: dict[str, Any], captures: dict
         elif "verified" in proven:
             report.problems.append(f"{where}: the custody log shows it verified, but its file is not in the package "
                                    f"(listed as {item['status']!r})")
-    for name in zf.namelist():
+    for name in members.names():
         if name.startswith("files/") and name not in listed:
             report.problems.append(f"file {name}: in the package but not listed in the manifest")
 
 
-def check_file(zf: zipfile.ZipFile, item: dict[str, Any], where: str, report: PackageReport) -> None:
+def check_file(members: Members, item: dict[str, Any], where: str, report: PackageReport) -> None:
     name = item["file"]
     try:
-        info = zf.getinfo(name)
+        digest, n = members.digest(name)
     except KeyError:
         report.problems.append(f"{where}: its file {name} is missing from the package")
         return
-    h, n = hashlib.sha256(), 0
-    try:
-        with zf.open(info) as fh:
-            while block := fh.read(CHUNK):
-                h.update(block)
-                n += len(block)
-    except zipfile.BadZipFile as exc:  # a CRC error: the bytes were changed inside the ZIP
+    except Damaged as exc:  # a CRC error: the bytes were changed inside the ZIP
         report.problems.append(f"{where}: file {name} is damaged ({exc}); its bytes were altered")
         return
     report.files += 1
-    if h.hexdigest() != item["sha256"]:
-        report.problems.append(f"{where}: file {name} has SHA-256 {h.hexdigest()}, not the declared "
+    if digest != item["sha256"]:
+        report.problems.append(f"{where}: file {name} has SHA-256 {digest}, not the declared "
                                f"{item['sha256']}: the file was altered")
     if n != item["size"]:
         report.problems.append(f"{where}: file {name} is {n} bytes, not the declared {item['size']}")

@@ -9,6 +9,7 @@ from typing import Any
 
 import rfc8785
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from media.custody.proofs import check_inclusion
 from media.package_verify.report import PackageReport
@@ -30,9 +31,11 @@ def head_tree(head: dict[str, Any], report: PackageReport) -> tuple[int, bytes] 
         return None
 
 
-def check_tree_head(manifest: dict[str, Any], public_key: str | None, report: PackageReport) -> None:
+def custody_key(manifest: dict[str, Any], public_key: str | None,
+                report: PackageReport) -> Ed25519PublicKey | None:
+    """The key that must have signed the tree head and the index: the one given on the command line, or (which
+    proves only that the package is self-consistent) the one inside the package. None, reported, if unusable."""
     custody = manifest["custody"]
-    head = custody["tree_head"]
     if public_key:
         report.key_source = "command line"
         typed = typed_key(public_key)
@@ -40,7 +43,7 @@ def check_tree_head(manifest: dict[str, Any], public_key: str | None, report: Pa
             key = load_key(typed)
         except (ValueError, binascii.Error) as exc:
             report.problems.append(f"the public key given on the command line is not a base64url Ed25519 key ({exc})")
-            return
+            return None
         report.notes.append(f"tree head checked against the key given on the command line (key_id {key_id(typed)})")
         if custody.get("public_key") and custody["public_key"] != typed:
             report.notes.append(f"note: the package names another custody key (key_id {custody.get('key_id')})")
@@ -50,13 +53,21 @@ def check_tree_head(manifest: dict[str, Any], public_key: str | None, report: Pa
             key = load_key(custody["public_key"])
         except (ValueError, binascii.Error) as exc:
             report.problems.append(f"the custody public key in the package is not a valid Ed25519 key ({exc})")
-            return
+            return None
         report.notes.append(f"WARNING: tree head checked against the key inside the package (key_id "
                             f"{key_id(custody['public_key'])}): this only shows the package is self-consistent, "
                             "not that the server issued it; pass --public-key with the server's published key "
                             "(GET /api/v1/custody/public-key)")
         if key_id(custody["public_key"]) != custody.get("key_id"):
             report.problems.append("the package's custody key_id does not match its public key")
+    return key
+
+
+def check_tree_head(manifest: dict[str, Any], key: Ed25519PublicKey | None, given: bool,
+                    report: PackageReport) -> None:
+    head = manifest["custody"]["tree_head"]
+    if key is None:
+        return
     signed = rfc8785.dumps({"tree_size": head["tree_size"], "root_hash": head["root_hash"],
                             "timestamp": head["timestamp"]})
     try:
@@ -71,7 +82,7 @@ def check_tree_head(manifest: dict[str, Any], public_key: str | None, report: Pa
         key.verify(signature, signed)
     except (InvalidSignature, ValueError):
         report.problems.append(f"tree head (size {head['tree_size']}): its signature does not verify with the "
-                               f"{'given' if public_key else 'package'} key (forged or altered head, or another "
+                               f"{'given' if given else 'package'} key (forged or altered head, or another "
                                "server's key)")
 
 

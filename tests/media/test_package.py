@@ -15,7 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from backend.cli import main
+from media.custody.keys import Signer
 from media.package import write_package
+from media.package_index import INDEX_NAME, signed_part
 from media.package_verify import verify_package
 from tests.phones import TestPhone
 
@@ -37,7 +39,7 @@ class Built:
 
 
 @pytest.fixture
-def built(client, officers) -> Built:
+def built(app, client, officers) -> Built:
     """Two phones on one inspection, an unrelated record in between, two uploads, one item never uploaded, a read."""
     a, b = officers.make(), officers.make()
     custodian = officers.make(roles=("custodian",))
@@ -70,7 +72,8 @@ def built(client, officers) -> Built:
     assert r.headers["Content-Disposition"].startswith(f'attachment; filename="case-{case_id}-')
     key = client.get("/api/v1/custody/public-key").json["public_key"]
     return Built(client=client, officers=officers, case_id=case_id, zip=r.data, package_id=r.headers["X-Package-Id"],
-                 key=key, a=a, b=b, custodian=custodian, hc=hc, pa=pa, pb=pb, e1=e1, e2=e2, e3=e3)
+                 key=key, a=a, b=b, custodian=custodian, hc=hc, pa=pa, pb=pb, e1=e1, e2=e2, e3=e3,
+                 signer=app.extensions["fieldcase"].signer)
 
 
 def cli(tmp_path, data: bytes, *args: str):
@@ -130,8 +133,10 @@ def test_the_export_is_in_each_items_custody_log(built):
 
 
 def rewrite(data: bytes, manifest: Callable[[dict], None] | None = None,
-            files: Callable[[dict[str, bytes]], None] | None = None) -> bytes:
-    """A copy of the package with its manifest and/or entries changed."""
+            files: Callable[[dict[str, bytes]], None] | None = None, *, reseal: Signer | None = None) -> bytes:
+    """A copy of the package with its manifest and/or entries changed. With `reseal`, its index is made again for
+    the changed members and signed with that (the server's) key: what only someone holding the custody key could
+    do, and what a test of one of the other checks needs, so that the seal does not answer first."""
     src = zipfile.ZipFile(io.BytesIO(data))
     entries = {n: src.read(n) for n in src.namelist()}
     if manifest:
@@ -140,6 +145,12 @@ def rewrite(data: bytes, manifest: Callable[[dict], None] | None = None,
         entries["manifest.json"] = json.dumps(m, ensure_ascii=False).encode()
     if files:
         files(entries)
+    if reseal is not None:
+        index = json.loads(entries[INDEX_NAME])
+        index["members"] = sorted(({"name": n, "sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
+                                   for n, b in entries.items() if n != INDEX_NAME), key=lambda e: e["name"])
+        index["signature"] = reseal.sign(signed_part(index))
+        entries[INDEX_NAME] = json.dumps(index).encode()
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
         for name, content in entries.items():
@@ -319,7 +330,9 @@ def _signed(built: Built, header: str, payload: str) -> str:
 
 
 def _verified(built: Built, change: Callable[[dict], None], key: str | None = "built") -> Any:
-    return verify_package(io.BytesIO(rewrite(built.zip, change)), built.key if key == "built" else key)
+    """The package with its manifest changed and sealed again by the server's key: what the other checks find."""
+    return verify_package(io.BytesIO(rewrite(built.zip, change, reseal=built.signer)),
+                          built.key if key == "built" else key)
 
 
 def _manifest(built: Built) -> dict:

@@ -1,0 +1,95 @@
+"""The facts a court reads, re-derived from the signed records the package carries.
+
+The manifest's inspections, findings and evidence items are written from the server's tables, which anyone
+with database access could edit before an export (and the seal would then vouch for the edited manifest). So
+each one is held against the record its phone signed: an inspection against its `inspection.start` (when,
+where, who, which device) and `inspection.end` (when, outcome, notes), a finding against its
+`inspection.finding` (inspection, category, description, evidence), an item against its `evidence.capture`
+(capture time and inspection; its hash, size and kind are checked with its file). A field that disagrees is
+named; so is a fact with no signed record in the package (a record moved out of it, or never signed).
+
+Facts only the server knows (the case's status and summary, the institution's registered name, who holds an
+item, why it was exported) are vouched for by the server's signatures instead: the seal, and the custody log.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from media.package_verify.report import PackageReport
+
+Signed = dict[str, dict[str, Any]]  # record type -> subject id -> {"at", "device", "body"}
+
+
+def instant(value: Any) -> int | None:
+    """An RFC 3339 time as milliseconds since the epoch (the manifest writes times to the millisecond)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return int(parsed.astimezone(UTC).timestamp() * 1000 // 1)
+
+
+def _differs(report: PackageReport, where: str, field: str, listed: Any, signed: Any) -> None:
+    report.problems.append(f"{where}: {field} {listed!r} differs from the signed record ({signed!r}): the manifest "
+                           "does not say what the phone signed")
+
+
+def _same_time(report: PackageReport, where: str, field: str, listed: Any, signed: Any) -> None:
+    if instant(listed) is None or instant(listed) != instant(signed):
+        _differs(report, where, field, listed, signed)
+
+
+def check_facts(manifest: dict[str, Any], signed: Signed, report: PackageReport) -> None:
+    starts, ends = signed.get("inspection.start", {}), signed.get("inspection.end", {})
+    for inspection in manifest["inspections"]:
+        where = f"inspection {inspection['id']}"
+        start = starts.get(inspection["id"])
+        if start is None:
+            report.problems.append(f"{where}: its signed inspection.start record is not in the package")
+            continue
+        body = start["body"]
+        _same_time(report, where, "started_at", inspection["started_at"], start["at"])
+        if inspection["device"] != start["device"]:
+            _differs(report, where, "device", inspection["device"], start["device"])
+        if inspection["officers"] != list(dict.fromkeys(body.get("officers") or [])):
+            _differs(report, where, "officers", inspection["officers"], body.get("officers"))
+        if inspection["location"] != body.get("location"):
+            _differs(report, where, "location", inspection["location"], body.get("location"))
+        end = ends.get(inspection["id"])
+        if end is None:
+            if inspection["ended_at"] is not None or inspection["outcome"] is not None:
+                report.problems.append(f"{where}: listed as ended, but its signed inspection.end record is not in "
+                                       "the package")
+            continue
+        _same_time(report, where, "ended_at", inspection["ended_at"], end["at"])
+        for field in ("outcome", "notes"):
+            if inspection[field] != end["body"].get(field):
+                _differs(report, where, field, inspection[field], end["body"].get(field))
+    findings = signed.get("inspection.finding", {})
+    for finding in manifest["findings"]:
+        where = f"finding {finding['id']}"
+        record = findings.get(finding["id"])
+        if record is None:
+            report.problems.append(f"{where}: its signed inspection.finding record is not in the package")
+            continue
+        body = record["body"]
+        for field in ("inspection_id", "category", "description", "evidence"):
+            expected = body.get(field, []) if field == "evidence" else body.get(field)
+            if finding[field] != expected:
+                _differs(report, where, field, finding[field], expected)
+        _same_time(report, where, "recorded_at", finding["recorded_at"], record["at"])
+    captures = signed.get("evidence.capture", {})
+    for item in manifest["evidence"]:
+        record = captures.get(item["id"])
+        if record is None:
+            continue  # reported with the item's file (its declaration is what proves the file)
+        where = f"evidence {item.get('item')} ({item['id']})"
+        _same_time(report, where, "captured_at", item["captured_at"], record["body"].get("captured_at"))
+        if item["inspection_id"] != record["body"].get("inspection_id"):
+            _differs(report, where, "inspection_id", item["inspection_id"], record["body"].get("inspection_id"))

@@ -1,0 +1,92 @@
+"""The sealed index: every member of the ZIP, with its SHA-256 and size, signed with the custody key (PROTOCOL
+"Evidence packages, as built"). An added, removed, renamed or edited member is named; so is an index that
+cites another tree head or package than the manifest does.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from media.package_index import HEAD_FIELDS, INDEX_FORMAT, INDEX_NAME
+from media.package_verify.members import Damaged, Members
+from media.package_verify.report import PackageReport
+from media.package_verify.spelling import Refused, b64d, hash32
+
+
+def check_index(members: Members, manifest: dict[str, Any], key: Ed25519PublicKey | None,
+                report: PackageReport) -> None:
+    try:
+        index = json.loads(members.zf.read(INDEX_NAME).decode("utf-8"))
+    except KeyError:
+        report.problems.append(f"{INDEX_NAME} is missing: the package is not sealed, so members added, removed or "
+                               "edited could not be seen")
+        return
+    except (ValueError, UnicodeDecodeError) as exc:
+        report.problems.append(f"{INDEX_NAME} cannot be read ({exc})")
+        return
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or not isinstance(index.get("members"),
+                                                                                              list):
+        report.problems.append(f"{INDEX_NAME} is not a fieldcase package index")
+        return
+    _signature(index, key, report)
+    head = manifest["custody"]["tree_head"]
+    if not isinstance(index.get("tree_head"), dict) or any(index["tree_head"].get(k) != head.get(k)
+                                                           for k in HEAD_FIELDS):
+        report.problems.append(f"{INDEX_NAME}: it cites another tree head than manifest.json")
+    if index.get("package") != manifest["package"]["id"] or index.get("case_id") != manifest["package"]["case_id"]:
+        report.problems.append(f"{INDEX_NAME}: it names another package or case than manifest.json")
+    _members(index["members"], members, report)
+
+
+def _signature(index: dict[str, Any], key: Ed25519PublicKey | None, report: PackageReport) -> None:
+    if key is None:
+        return  # no usable custody key: already reported with the tree head
+    try:
+        signature = b64d(index.get("signature"))
+        if len(signature) != 64:
+            raise Refused(f"{len(signature)} bytes, not the 64 of Ed25519")
+    except Refused as exc:
+        report.problems.append(f"{INDEX_NAME}: refused, its signature is {exc}, so nothing it lists is vouched for")
+        return
+    signed = rfc8785.dumps({k: v for k, v in index.items() if k != "signature"})
+    try:
+        key.verify(signature, signed)
+    except (InvalidSignature, ValueError):
+        report.problems.append(f"{INDEX_NAME}: its signature does not verify with the custody key (the index was "
+                               "altered, or made by another key)")
+
+
+def _members(listed: list[Any], members: Members, report: PackageReport) -> None:
+    expected: dict[str, dict[str, Any]] = {}
+    for entry in listed:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            report.problems.append(f"{INDEX_NAME}: an entry is not a member (name, sha256, size)")
+            continue
+        if entry["name"] in expected:
+            report.problems.append(f"{INDEX_NAME}: member {entry['name']} is listed twice")
+        expected[entry["name"]] = entry
+    present = [n for n in members.names() if n != INDEX_NAME]
+    for name in present:
+        entry = expected.get(name)
+        if entry is None:
+            report.problems.append(f"member {name}: not in the signed index (added to the package, or renamed)")
+            continue
+        try:
+            digest, size = members.digest(name)
+            sealed = hash32(entry.get("sha256"), "its sealed sha256").hex()
+        except Damaged as exc:
+            report.problems.append(f"member {name}: damaged ({exc}); its bytes were altered")
+            continue
+        except Refused as exc:
+            report.problems.append(f"{INDEX_NAME}: member {name} refused, {exc}")
+            continue
+        if digest != sealed or size != entry.get("size"):
+            report.problems.append(f"member {name}: not the member the index sealed (SHA-256 {digest}, {size} "
+                                   f"bytes; sealed {sealed}, {entry.get('size')} bytes): it was edited")
+    for name in sorted(set(expected) - set(present)):
+        report.problems.append(f"member {name}: in the signed index but not in the package (removed, or renamed)")
