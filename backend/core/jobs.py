@@ -151,6 +151,9 @@ def work(worker: Worker, *, burst: bool = False, log_level: str = "INFO") -> boo
 
     A SimpleWorker runs jobs in this process rather than forking one per job,
     so the database pool, the S3 client and the key are made once, not per job.
+    A burst worker works what is queued now and exits: it starts no scheduler
+    (a retry waiting for its time is left for a long-running worker), so it
+    neither forks one nor waits, up to a minute, for it to stop.
     """
     from rq import SimpleWorker
     from rq.serializers import JSONSerializer
@@ -159,7 +162,7 @@ def work(worker: Worker, *, burst: bool = False, log_level: str = "INFO") -> boo
     _worker = worker
     rq_worker = SimpleWorker([worker.runner.queue], connection=worker.runner.connection, name=worker.name,
                              serializer=JSONSerializer)
-    return rq_worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
+    return rq_worker.work(burst=burst, with_scheduler=not burst, logging_level=log_level)
 
 
 def queue_report(runner: RQRunner, limit: int = 20) -> dict[str, Any]:

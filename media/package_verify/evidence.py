@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from media.package_verify.facts import Signed
 from media.package_verify.heads import inclusion_holds
 from media.package_verify.members import Damaged, Members
 from media.package_verify.report import PackageReport
 
 
-def check_evidence(members: Members, manifest: dict[str, Any], captures: dict[str, tuple[str, dict[str, Any]]],
+def check_evidence(members: Members, manifest: dict[str, Any], signed: Signed,
               tree: tuple[int, bytes] | None, report: PackageReport) -> None:
     package_id = manifest["package"]["id"]
     listed = set()
@@ -20,11 +21,11 @@ def check_evidence(members: Members, manifest: dict[str, Any], captures: dict[st
     for item in manifest["evidence"]:
         eid = item["id"]
         where = f"evidence {item.get('item')} ({eid})"
-        declared = captures.get(eid)
+        declared = signed.get("evidence.capture", {}).get(eid)
         if declared is None:
             report.problems.append(f"{where}: its signed evidence.capture record is not in the package")
         else:
-            device_id, body = declared
+            device_id, body = declared["device"], declared["body"]
             for name in ("sha256", "size", "kind", "media_type"):
                 if body.get(name) != item[name]:
                     report.problems.append(f"{where}: {name} {item[name]!r} differs from the signed declaration "

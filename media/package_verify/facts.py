@@ -20,6 +20,8 @@ from typing import Any
 from media.package_verify.report import PackageReport
 
 Signed = dict[str, dict[str, Any]]  # record type -> subject id -> {"at", "device", "body"}
+SUBJECTS = {"inspection.start": "inspection_id", "inspection.end": "inspection_id",
+            "inspection.finding": "finding_id", "evidence.capture": "evidence_id"}
 
 
 def instant(value: Any) -> int | None:
@@ -51,7 +53,7 @@ def check_facts(manifest: dict[str, Any], signed: Signed, report: PackageReport)
         where = f"inspection {inspection['id']}"
         start = starts.get(inspection["id"])
         if start is None:
-            report.problems.append(f"{where}: its signed inspection.start record is not in the package")
+            report.problems.append(f"{where}: no inspection.start record whose signature holds is in the package")
             continue
         body = start["body"]
         _same_time(report, where, "started_at", inspection["started_at"], start["at"])
@@ -64,8 +66,8 @@ def check_facts(manifest: dict[str, Any], signed: Signed, report: PackageReport)
         end = ends.get(inspection["id"])
         if end is None:
             if inspection["ended_at"] is not None or inspection["outcome"] is not None:
-                report.problems.append(f"{where}: listed as ended, but its signed inspection.end record is not in "
-                                       "the package")
+                report.problems.append(f"{where}: listed as ended, but no inspection.end record whose signature "
+                                       "holds is in the package")
             continue
         _same_time(report, where, "ended_at", inspection["ended_at"], end["at"])
         for field in ("outcome", "notes"):
@@ -76,7 +78,7 @@ def check_facts(manifest: dict[str, Any], signed: Signed, report: PackageReport)
         where = f"finding {finding['id']}"
         record = findings.get(finding["id"])
         if record is None:
-            report.problems.append(f"{where}: its signed inspection.finding record is not in the package")
+            report.problems.append(f"{where}: no inspection.finding record whose signature holds is in the package")
             continue
         body = record["body"]
         for field in ("inspection_id", "category", "description", "evidence"):

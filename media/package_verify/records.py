@@ -9,6 +9,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from media.package_verify.facts import SUBJECTS, Signed
 from media.package_verify.heads import inclusion_holds
 from media.package_verify.report import PackageReport
 from media.package_verify.spelling import Refused, b64d, json_object, load_key
@@ -60,12 +61,13 @@ def verify_jws(text: object, key: Ed25519PublicKey) -> tuple[dict[str, Any], dic
 
 
 def check_records(records: list[dict[str, Any]], devices: dict[str, Any], keys: dict[str, Ed25519PublicKey],
-                  tree: tuple[int, bytes] | None, report: PackageReport) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Check each record and each device chain; answer the evidence.capture bodies by evidence id."""
+                  tree: tuple[int, bytes] | None, report: PackageReport) -> Signed:
+    """Check each record and each device chain; answer what the records whose signatures hold say, by type and
+    subject (the inspection, finding or evidence item each is about: `facts.SUBJECTS`)."""
     report.records = len(records)
     chains: dict[str, dict[int, tuple[str, str | None]]] = {d: {} for d in devices}
     listed: dict[str, dict[int, str]] = {d: {} for d in devices}  # the hashes the manifest lists
-    captures: dict[str, tuple[str, dict[str, Any]]] = {}
+    signed: Signed = {}
     for rec in records:
         device_id, seq, text = rec["device"], rec["seq"], rec["jws"]
         where = f"record {device_id}#{seq}"
@@ -91,8 +93,10 @@ def check_records(records: list[dict[str, Any]], devices: dict[str, Any], keys: 
                     report.problems.append(f"{where}: signed with kid {header.get('kid')!r}, not its device")
                 if payload.get("seq") != seq:
                     report.problems.append(f"{where}: its signed seq is {payload.get('seq')}")
-                if payload.get("type") == "evidence.capture" and isinstance(payload.get("body"), dict):
-                    captures[str(payload["body"].get("evidence_id"))] = (device_id, payload["body"])
+                subject = SUBJECTS.get(payload.get("type"))  # type: ignore[arg-type]
+                if subject and isinstance(payload.get("body"), dict):
+                    signed.setdefault(payload["type"], {})[str(payload["body"].get(subject))] = {
+                        "at": payload.get("at"), "device": device_id, "body": payload["body"]}
         if seq in chains[device_id]:
             report.problems.append(f"{where}: listed twice")
         chains[device_id][seq] = (digest, prev)
@@ -100,7 +104,7 @@ def check_records(records: list[dict[str, Any]], devices: dict[str, Any], keys: 
     for device_id, device in devices.items():
         check_chain(device_id, device, chains[device_id], report)
         check_device_head(device_id, device, listed[device_id], tree, report)
-    return captures
+    return signed
 
 
 def check_chain(device_id: str, device: dict[str, Any], included: dict[int, tuple[str, str | None]],

@@ -321,6 +321,13 @@ def head_changed(built: Built) -> str:
             "(another record, or none)")
 
 
+def end_unsigned(built: Built) -> str:
+    """What the verifier says of the inspection when phone A's last record (its inspection.end) is refused."""
+    (inspection,) = _manifest(built)["inspections"]
+    return (f"inspection {inspection['id']}: listed as ended, but no inspection.end record whose signature holds is "
+            "in the package")
+
+
 def _replace_jws(rec: dict, text: str) -> None:
     rec["jws"], rec["hash"] = text, hashlib.sha256(text.encode()).hexdigest()
 
@@ -368,7 +375,8 @@ def test_given_a_record_whose_signature_is_spelled_another_way_when_verified_the
     ]:
         report = _verified(built, spelled(how))
         assert report.problems == [f"{where}: refused, {why}: it is not a record JWS as the protocol spells one, "
-                                   "so its signature was not checked", head_changed(built)], report.problems
+                                   "so its signature was not checked", head_changed(built), end_unsigned(built)], \
+            report.problems
     assert _verified(built, spelled(lambda s: s)).ok
 
 
@@ -392,7 +400,7 @@ def test_given_a_record_signed_over_a_header_or_payload_spelled_another_way_when
         assert report.problems == [
             f"record {built.pa.device_id}#7: refused, its {part} is not canonical base64url (the unused bits of its "
             "last character are not zero): it is not a record JWS as the protocol spells one, so its signature was "
-            "not checked", head_changed(built)], report.problems
+            "not checked", head_changed(built), end_unsigned(built)], report.problems
 
 
 def test_given_a_record_signed_with_alg_ed25519_when_verified_then_it_holds_and_no_other_alg_does(built):
@@ -412,8 +420,8 @@ def test_given_a_record_signed_with_alg_ed25519_when_verified_then_it_holds_and_
         report = _verified(built, alg(value))
         assert report.problems == [
             f"record {built.pa.device_id}#7: refused, header alg is {value!r}, not EdDSA or Ed25519: it is not a "
-            "record JWS as the protocol spells one, so its signature was not checked", head_changed(built)], \
-            report.problems
+            "record JWS as the protocol spells one, so its signature was not checked", head_changed(built),
+            end_unsigned(built)], report.problems
 
 
 def _proof_of(m: dict, built: Built) -> dict:

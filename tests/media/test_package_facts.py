@@ -1,0 +1,69 @@
+"""Facts from signed records: what a package says of inspections, findings and items is what the phones signed.
+
+Given a real case (tests/media/test_package.py), when someone with database access edits a finding, an
+inspection or an item before the export, then the package still carries the phones' signed records, and
+`verify-package` names the field that disagrees with them, even though the server sealed the edited manifest.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+from sqlalchemy import select, update
+
+from backend.core.models import Evidence, Finding, Inspection
+from tests.media.test_package import PURPOSE, Built, built, cli, rewrite
+
+__all__ = ["built"]  # the fixture: a package of a real case
+
+
+def export(built: Built) -> bytes:
+    r = built.client.get(f"/api/v1/cases/{built.case_id}/package", query_string={"purpose": PURPOSE},
+                         headers=built.hc)
+    assert r.status_code == 200
+    return r.data
+
+
+@pytest.mark.parametrize("model, column, value, says", [
+    (Finding, "description", "现场未发现问题", "description '现场未发现问题' differs from the signed record"),
+    (Finding, "category", "fire_safety", "category 'fire_safety' differs from the signed record"),
+    (Inspection, "outcome", "no_violation", "outcome 'no_violation' differs from the signed record"),
+    (Inspection, "officers", ["ofc_nobody"], "officers ['ofc_nobody'] differs from the signed record"),
+])
+def test_given_a_row_edited_in_the_database_when_exported_then_the_field_is_named(built, db, tmp_path, model,
+                                                                               column, value, says):
+    assert cli(tmp_path, export(built), "--public-key", built.key).exit_code == 0
+    with db.transaction() as s:
+        s.execute(update(model).values({column: value}))
+    result = cli(tmp_path, export(built), "--public-key", built.key)
+    assert result.exit_code == 1
+    assert says in result.output
+    assert "not the member the index sealed" not in result.output  # the server sealed what it was given
+
+
+def test_given_a_capture_time_edited_in_the_database_then_the_item_says_so(built, db, tmp_path):
+    with db.transaction() as s:
+        item = s.scalars(select(Evidence).where(Evidence.id == built.e1)).one()
+        item.captured_at = item.captured_at.replace(year=2020)
+    result = cli(tmp_path, export(built), "--public-key", built.key)
+    assert result.exit_code == 1
+    assert f"({built.e1}): captured_at" in result.output and "differs from the signed record" in result.output
+
+
+def test_given_a_finding_record_moved_out_of_the_package_then_the_finding_has_no_signed_record(built, tmp_path):
+    """An insider holding the custody key re-seals a package whose finding record became a bare hash."""
+    manifest = json.loads(zipfile.ZipFile(io.BytesIO(built.zip)).read("manifest.json"))
+    (finding,) = manifest["findings"]
+
+    def hide(m: dict) -> None:
+        rec = next(r for r in m["records"] if r["type"] == "inspection.finding")
+        m["records"].remove(rec)
+        m["devices"][rec["device"]]["other_records"].append({"seq": rec["seq"], "hash": rec["hash"]})
+
+    result = cli(tmp_path, rewrite(built.zip, hide, reseal=built.signer), "--public-key", built.key)
+    assert result.exit_code == 1
+    assert (f"finding {finding['id']}: no inspection.finding record whose signature holds is in the package"
+            in result.output)
