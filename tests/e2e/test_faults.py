@@ -173,7 +173,7 @@ def test_given_a_worker_killed_mid_upload_when_the_phone_resumes_then_the_file_i
             # last byte was in (the server then reports the whole file held, and the phone sends nothing again).
             assert wire.puts[0] is None and len(resumed) in (1, 2), wire.puts
             starts = [int(r.split()[1].split("-")[0]) for r in resumed]
-            assert 0 < starts[0] and starts == sorted(set(starts)) and starts[-1] < video.stat().st_size
+            assert starts[0] > 0 and starts == sorted(set(starts)) and starts[-1] < video.stat().st_size
             wait_for_workers(port, 2)
             evidence = phone.get(f"/api/v1/evidence/{evidence_id}")
             assert evidence["status"] == "verified" and evidence["purge_allowed"] is True

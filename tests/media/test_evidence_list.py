@@ -27,6 +27,7 @@ import pytest
 from backend.core.credit_code import check_character
 from backend.core.models import Officer
 from media import evidence_list
+from media.evidence_list import pdf as evidence_list_pdf
 from tests.media.test_package import Built, cli, upload
 from tests.phones import TestPhone, uid
 
@@ -197,7 +198,7 @@ def test_the_pdf_carries_its_own_chinese_glyphs(exported, tmp_path):
 
     # Not tofu: every character the PDF shows has a glyph in the font it embeds (glyph 0 is the empty box).
     from reportlab.pdfbase import pdfmetrics
-    face = pdfmetrics.getFont(evidence_list.pdf_font()).face
+    face = pdfmetrics.getFont(evidence_list_pdf.pdf_font()).face
     missing = sorted({ch for ch in text if not ch.isspace() and face.charToGlyph.get(ord(ch), 0) == 0})
     assert not missing, missing
 
@@ -217,10 +218,10 @@ def test_without_a_cjk_truetype_font_the_pdf_still_comes_out_with_a_cid_font(exp
     listing = {"title": ("电子数据清单", "Evidence list"), "case_id": manifest["case"]["id"], "context": [],
                "header": [(("被检查单位", "Institution"), INSTITUTION["name"])], "officers": [], "inspections": [],
                "items": []}
-    monkeypatch.setattr(evidence_list, "FONT_FILES", (("/nonexistent/font.ttc", 0),))
-    evidence_list.pdf_font.cache_clear()
+    monkeypatch.setattr(evidence_list_pdf, "FONT_FILES", (("/nonexistent/font.ttc", 0),))
+    evidence_list_pdf.pdf_font.cache_clear()
     try:
         data = evidence_list.to_pdf(listing)
     finally:
-        evidence_list.pdf_font.cache_clear()
+        evidence_list_pdf.pdf_font.cache_clear()
     assert data.startswith(b"%PDF-") and b"/STSong-Light" in data and b"/FontFile2" not in data

@@ -23,7 +23,8 @@ class PackageArgs(StrictSchema):
 @blp.get("/cases/<case_id>/package")
 @authenticated(*ROLES)
 @blp.arguments(PackageArgs, location="query")
-@blp.response(200, description="application/zip: manifest.json, evidence-list.csv/.html/.pdf, files/, package-index.json")
+@blp.response(200, description="application/zip: manifest.json, evidence-list.csv/.html/.pdf, files/, "
+                               "package-index.json")
 @blp.doc(responses={200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}})
 def case_package(args, case_id):
     """The case's evidence package, verifiable offline with `fieldcase verify-package`.
