@@ -10,7 +10,7 @@ upload id.
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
@@ -31,7 +31,6 @@ from sync import feed
 
 __all__ = ["MediaSettings"]
 
-RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 VERIFYING = "verifying"  # upload status: every byte is in, the verdict is being worked out (maybe by a worker)
 VERIFY_JOB = "verify_upload"
 
@@ -120,8 +119,18 @@ def upload_offset(session: Session, store: Store, officer: Officer, evidence_id:
     return _local(store).offset(upload.id)
 
 
+@dataclass(frozen=True)
+class ByteRange:
+    """Where a PUT's bytes go: `start`..`end` (inclusive) of a file of `total` bytes (the web layer parses
+    `Content-Range` into it)."""
+
+    start: int
+    end: int
+    total: int
+
+
 def receive_content(session: Session, store: Store, officer: Officer, evidence_id: str, stream: BinaryIO,
-                    content_range: str | None, content_length: int | None) -> int:
+                    byte_range: ByteRange | None, content_length: int | None) -> int:
     """Write one PUT's bytes at its range; returns how many bytes the upload now holds."""
     local = _local(store)
     evidence = own_evidence(session, officer, evidence_id)
@@ -132,11 +141,8 @@ def receive_content(session: Session, store: Store, officer: Officer, evidence_i
         raise Conflict("no upload in progress: ask for a plan with POST .../uploads first")
     _not_verifying(upload)
     total = evidence.size
-    if content_range:
-        m = RANGE_RE.match(content_range.strip())
-        if not m:
-            raise RangeError("Content-Range must be 'bytes START-END/TOTAL'")
-        start, end, declared_total = (int(g) for g in m.groups())
+    if byte_range is not None:
+        start, end, declared_total = byte_range.start, byte_range.end, byte_range.total
         if declared_total != total:
             raise RangeError(f"TOTAL must be the declared size, {total}")
         if end < start or end >= total:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Response, request, stream_with_context, url_for
 from marshmallow import Schema, fields, validate
 
+from backend.core.errors import RangeNotSatisfiable
 from backend.web.admission import UPLOAD, admitted
 from backend.web.api.blueprint import Blueprint
 from backend.web.api.context import authenticated, committed, current_officer, session, state
@@ -58,6 +61,7 @@ class EvidenceSchema(Schema):
     uploads = fields.List(fields.Dict())
 
 
+CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 UPLOAD_OFFSET = {"Upload-Offset": {"description": "bytes of the upload the server holds",
                                    "schema": {"type": "integer"}}}
 
@@ -77,6 +81,16 @@ def plan(evidence_id):
     return uploads.start_upload(session(), state().store, current_officer(), evidence_id, content_url)
 
 
+def _content_range(header: str | None) -> uploads.ByteRange | None:
+    """`Content-Range: bytes START-END/TOTAL` (RFC 9110 §14.4); what the numbers must be is the upload's rule."""
+    if not header:
+        return None
+    m = CONTENT_RANGE.match(header.strip())
+    if not m:
+        raise RangeNotSatisfiable("Content-Range must be 'bytes START-END/TOTAL'")
+    return uploads.ByteRange(*(int(g) for g in m.groups()))
+
+
 @blp.route("/<evidence_id>/content", methods=["PUT"], endpoint="put_content")
 @admitted(UPLOAD)
 @authenticated()
@@ -92,7 +106,7 @@ def put_content(evidence_id):
     """Bytes for the local store: the whole file, or the rest of it from `Upload-Offset` with `Content-Range`."""
     request.max_content_length = 1 << 62  # the declared size is the limit, checked as bytes arrive
     offset = uploads.receive_content(session(), state().store, current_officer(), evidence_id, request.stream,
-                                     request.headers.get("Content-Range"), request.content_length)
+                                     _content_range(request.headers.get("Content-Range")), request.content_length)
     evidence = session().get(uploads.Evidence, evidence_id)
     return {"offset": offset, "size": evidence.size}, 200, {"Upload-Offset": str(offset)}
 
