@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from backend.core.bulk import among, insert_rows
 from backend.core.models import ChainGap, DeferredRecord, Device, LedgerRecord, Officer
 from sync.applier import Applied, Applier, RecordContext
-from sync.jws import ParsedRecord, parse
+from sync.jws import ParsedRecord, RecordRejected, parse
 from sync.lookup import Lookup
 from sync.quarantine import MAX_DETAIL, Quarantine, storable_text
 from sync.records import ChainFields, ContentError, load_content
@@ -278,7 +278,13 @@ class DeviceWalk:
         content: tuple | ContentError | None = None
         if isinstance(chosen, DeferredRecord):
             text, digest, op, seq, prev = chosen.jws, chosen.hash, chosen.op, chosen.seq, chosen.prev
-            parsed = parse(text)
+            try:
+                parsed = parse(text)
+            except RecordRejected as exc:
+                # Held under an earlier, laxer parser (say, a part whose unused base64url bits were set): it
+                # cannot be ledgered now, so it is dropped to the quarantine like any record refused today.
+                self._drop_deferred(chosen, exc.code)
+                return False
             payload, nul_escape = parsed.payload, parsed.nul_escape
         else:
             text, digest, op, seq, prev = (chosen.record.text, chosen.record.hash, chosen.chain.op, chosen.seq,

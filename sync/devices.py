@@ -15,7 +15,7 @@ from sync.jws import load_public_key
 
 def enrol(session: Session, officer: Officer, public_key: str, label: str = "") -> Device:
     try:
-        load_public_key(public_key)
+        load_public_key(public_key, canonical=True)
     except ValueError as exc:
         raise Invalid(str(exc), errors={"public_key": [str(exc)]}) from None
     if session.scalar(select(func.count()).where(Device.public_key == public_key)):

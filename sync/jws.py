@@ -188,12 +188,14 @@ def parse(text: Any) -> ParsedRecord:
                         nul_escape=b"\\u0000" in payload_raw)
 
 
-def load_public_key(b64: str) -> Ed25519PublicKey:
-    """The raw 32-byte key, base64url without padding; must be a valid curve point."""
+def load_public_key(b64: str, *, canonical: bool = False) -> Ed25519PublicKey:
+    """The raw 32-byte key, base64url without padding; must be a valid curve point. `canonical` (at enrolment)
+    also refuses a key whose unused trailing bits are set, so one key cannot be enrolled twice under two
+    spellings; keys already stored load as they were enrolled."""
     try:
-        raw = _b64decode(b64)
-    except (ValueError, binascii.Error):
-        raise ValueError("public_key is not base64url") from None
+        raw = _canonical_b64decode(b64) if canonical else _b64decode(b64)
+    except (ValueError, binascii.Error) as exc:
+        raise ValueError(f"public_key is {exc}" if canonical else "public_key is not base64url") from None
     if len(raw) != 32:
         raise ValueError("public_key must be 32 raw bytes")
     # OpenSSL loads any 32 bytes; libsodium checks the point is on the curve,

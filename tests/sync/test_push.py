@@ -435,3 +435,31 @@ def test_lone_surrogates_and_deep_nesting_in_a_signed_payload_are_malformed(phon
     assert answer["results"][0]["status"] == "applied"
     assert [(r["status"], r["code"]) for r in answer["results"][1:]] == [("rejected", "malformed")] * 2
     assert "surrogate" in answer["results"][1]["detail"] and "deeper" in answer["results"][2]["detail"]
+
+
+def test_given_a_record_held_under_a_laxer_parser_when_its_gap_fills_then_it_is_quarantined_not_a_crash(phone, db):
+    """A record held before the parser refused odd base64url spellings cannot be ledgered once its turn comes:
+    it is dropped to the quarantine with the parser's code, and what filled the gap is applied."""
+    _, first = phone.open_case(CENTRE)
+    _, second = phone.open_case({**CENTRE, "name": "另一家培训中心"})
+    assert [r["status"] for r in phone.push([second])["results"]] == ["deferred"]
+    header, payload, signature = second.split(".")
+    with db.transaction() as s:
+        held = s.scalars(select(DeferredRecord)).one()
+        held.jws = f"{header}.{payload}.{another_spelling(signature)}"
+    answer = phone.push([first])
+    assert [(r["seq"], r["status"]) for r in answer["results"]] == [(1, "applied")]
+    assert answer["heads"][phone.device_id]["seq"] == 1
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(DeferredRecord)) == 0
+        dropped = s.scalars(select(QuarantinedRecord).where(QuarantinedRecord.seq == 2)).one()
+        assert dropped.code == "malformed"
+
+
+def test_given_a_key_spelled_with_unused_bits_set_when_enrolled_then_it_is_refused(client, zhang, officers):
+    """Else one key could be enrolled twice, under two spellings, past the already-enrolled check."""
+    key = b64(Ed25519PrivateKey.generate().public_key().public_bytes_raw())
+    headers = officers.headers(zhang)
+    odd = client.post("/api/v1/devices", json={"public_key": another_spelling(key)}, headers=headers)
+    assert odd.status_code == 422 and "canonical" in odd.json["message"], odd.json
+    assert client.post("/api/v1/devices", json={"public_key": key}, headers=headers).status_code == 201
