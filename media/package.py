@@ -33,7 +33,7 @@ import json
 import mimetypes
 import uuid
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -47,19 +47,16 @@ from backend.core.models import (
     ChainGap,
     CustodyHolder,
     Device,
-    Evidence,
-    Finding,
-    Inspection,
     Institution,
     LedgerRecord,
     Officer,
-    RecordingInterruption,
     utcnow,
 )
 from backend.core.times import utc_millis
 from media import evidence_list, package_index
 from media.custody import log as custody
 from media.custody.keys import Signer
+from media.package_scope import case_scope, chunked
 from media.store import CHUNK, Store, opened
 
 FORMAT = "fieldcase-evidence-package"
@@ -68,7 +65,6 @@ MANIFEST = "manifest.json"
 CSV_NAME = "evidence-list.csv"
 HTML_NAME = "evidence-list.html"
 PDF_NAME = "evidence-list.pdf"
-_IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -140,11 +136,6 @@ def _zip_time() -> tuple[int, int, int, int, int, int]:
     return (now.year, now.month, now.day, now.hour, now.minute, now.second)
 
 
-def _chunked(values: list[str]) -> Iterable[list[str]]:
-    for start in range(0, len(values), _IN_CHUNK):
-        yield values[start:start + _IN_CHUNK]
-
-
 def _extension(media_type: str) -> str:
     ext = mimetypes.guess_extension(media_type.split(";")[0].strip()) or ".bin"
     return ".jpg" if ext in (".jpe", ".jpeg") else ext
@@ -159,21 +150,18 @@ def write_package(session: Session, store: Store, signer: Signer, viewer: Office
 
 
 def prepare_package(session: Session, signer: Signer, viewer: Officer, case_id: str, *,
-                    purpose: str) -> PreparedPackage:
+                    purpose: str, items: list[str] | None = None) -> PreparedPackage:
     """Log the export (committed), take the signed head that covers it, and gather the manifest.
 
     Commits the session twice: once for the export events, once for the
     tree head (which is stored, and on PostgreSQL holds an advisory lock until
-    commit). Raises NotFound outside the viewer's jurisdiction, like every get.
+    commit). Raises NotFound outside the viewer's jurisdiction, like every get. With `items`, the package
+    holds those evidence items of the case and just what they need (`media.package_scope`).
     """
     case = get_scoped(session, Case, case_id, viewer, what="case")
     case_id = case.id
-    inspections = list(session.scalars(select(Inspection).where(Inspection.case_id == case_id)
-                                       .order_by(Inspection.started_at, Inspection.id)))
-    inspection_ids = [i.id for i in inspections]
-    evidence = case_evidence(session, case_id, inspection_ids)
-    findings = _in(session, Finding, Finding.inspection_id, inspection_ids, Finding.recorded_at)
-    records = case_records(session, case_id, inspection_ids, findings, evidence)
+    scope = case_scope(session, case_id, items)
+    inspections, evidence, findings, records = scope.inspections, scope.evidence, scope.findings, scope.records
     package_id = str(uuid.uuid4())
     created_at = utcnow()
     for item in evidence:
@@ -188,7 +176,7 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, case_id: 
     case = session.get(Case, case_id)
     assert case is not None  # noqa: S101 - it was there a moment ago and cases are never deleted
     devices = _devices(session, records, size)
-    holders = {h.evidence_id: h for chunk in _chunked([e.id for e in evidence])
+    holders = {h.evidence_id: h for chunk in chunked([e.id for e in evidence])
                for h in session.scalars(select(CustodyHolder).where(CustodyHolder.evidence_id.in_(chunk)))}
     people = {o.id: o for o in session.scalars(select(Officer).where(Officer.id.in_(
         sorted({e.officer_id for e in evidence} | {h.holder_id for h in holders.values()} | {viewer.id}))))}
@@ -222,7 +210,7 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, case_id: 
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "package": {"id": package_id, "case_id": case_id, "created_at": utc_millis(created_at), "created_by": viewer.id,
-                    "created_by_name": viewer.name, "purpose": purpose},
+                    "created_by_name": viewer.name, "purpose": purpose, "items": scope.items},
         "case": {
             "id": case.id, "status": case.status, "summary": case.summary, "version": case.version,
             "region_code": case.region_code, "department_code": case.department_code,
@@ -268,46 +256,6 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, case_id: 
 def _name(people: dict[str, Officer], officer_id: str) -> str | None:
     person = people.get(officer_id)
     return person.name if person else None
-
-
-def _in(session: Session, model: Any, column: Any, values: list[str], order: Any) -> list[Any]:
-    rows = [r for chunk in _chunked(values) for r in session.scalars(select(model).where(column.in_(chunk)))]
-    return sorted(rows, key=lambda r: (getattr(r, order.key), r.id))
-
-
-def case_evidence(session: Session, case_id: str, inspection_ids: list[str]) -> list[Evidence]:
-    """Items of the case: declared with it, or with one of its inspections (even before the case was known).
-
-    Public so that the console's case page (`backend.web.console.present.ledger_rows`)
-    shows exactly the items a package of the case would hold, by this one rule.
-    """
-    found = {e.id: e for e in session.scalars(select(Evidence).where(Evidence.case_id == case_id))}
-    for chunk in _chunked(inspection_ids):
-        found.update({e.id: e for e in session.scalars(select(Evidence).where(Evidence.inspection_id.in_(chunk)))})
-    return sorted(found.values(), key=lambda e: (e.captured_at, e.id))
-
-
-def case_records(session: Session, case_id: str, inspection_ids: list[str], findings: list[Finding],
-                 evidence: list[Evidence]) -> list[LedgerRecord]:
-    """Ledger rows whose refs name the case or one of its inspections, and those that made its findings/items.
-
-    Public so that the console's ledger of a case (`backend.web.console.present.ledger_rows`)
-    lists exactly the records a package of the case would prove, by this one rule.
-    """
-    found: dict[int, LedgerRecord] = {}
-    for r in session.scalars(select(LedgerRecord).where(LedgerRecord.refs["case_id"].as_string() == case_id)):
-        found[r.id] = r
-    ops = [f.op for f in findings] + [e.op for e in evidence]
-    for chunk in _chunked(inspection_ids):
-        ops += list(session.scalars(select(RecordingInterruption.op)
-                                    .where(RecordingInterruption.inspection_id.in_(chunk))))
-        for r in session.scalars(select(LedgerRecord).where(
-                LedgerRecord.refs["inspection_id"].as_string().in_(chunk))):
-            found[r.id] = r
-    for chunk in _chunked(sorted(set(ops))):
-        for r in session.scalars(select(LedgerRecord).where(LedgerRecord.op.in_(chunk))):
-            found[r.id] = r
-    return sorted(found.values(), key=lambda r: (r.device_id, r.seq))
 
 
 def _witness_heads(session: Session, viewer: Officer, device_ids: set[str]) -> None:

@@ -18,6 +18,10 @@ ROLES = ("custodian", "reviewer", "legal_reviewer", "admin")
 class PackageArgs(StrictSchema):
     purpose = fields.String(required=True, validate=validate.Length(min=1, max=500),
                             metadata={"description": "why the package is made; kept in each item's custody log"})
+    evidence = fields.List(fields.String(validate=validate.Length(min=1, max=40)),
+                           validate=validate.Length(min=1, max=500),
+                           metadata={"description": "repeat to export only these evidence items of the case, with "
+                                                    "just the records and proofs they need"})
 
 
 @blp.get("/cases/<case_id>/package")
@@ -37,7 +41,7 @@ def case_package(args, case_id):
     the database, so the request's session is released as soon as streaming starts.
     """
     prepared = package.prepare_package(session(), state().signer, current_officer(), case_id,
-                                       purpose=args["purpose"])
+                                       purpose=args["purpose"], items=args.get("evidence"))
     return Response(prepared.chunks(state().store), mimetype="application/zip", headers={
         "Content-Disposition": f'attachment; filename="{prepared.filename}"',
         "X-Package-Id": prepared.id, "Cache-Control": "no-store"})

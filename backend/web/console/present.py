@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from backend.core.models import ZERO_HASH, ChainGap, Device, Evidence, Finding, Institution, LedgerRecord, Officer
 from backend.core.times import LOCAL_TZ
-from media import package
+from media import package_scope
 from media.coverage import clip_of
 from sync import jws
 
@@ -102,8 +102,8 @@ def ledger_rows(session: Session, case_id: str, inspection_ids: list[str]) -> li
     """
     findings = list(session.scalars(select(Finding).where(Finding.inspection_id.in_(inspection_ids)))) \
         if inspection_ids else []
-    evidence = package.case_evidence(session, case_id, inspection_ids)
-    records = package.case_records(session, case_id, inspection_ids, findings, evidence)
+    evidence = package_scope.case_evidence(session, case_id, inspection_ids)
+    records = package_scope.case_records(session, case_id, inspection_ids, findings, evidence)
     keys = devices(session, (r.device_id for r in records))
     names = officer_names(session, (r.officer_id for r in records))
     wanted = sorted({(r.device_id, r.seq - 1) for r in records if r.seq > 1})
