@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from media.package_verify.evidence import check_evidence
-from media.package_verify.facts import check_facts
+from media.package_verify.facts import check_facts, check_membership
 from media.package_verify.heads import check_tree_head, custody_key, head_tree
 from media.package_verify.index import check_index
 from media.package_verify.members import Members
@@ -80,6 +80,7 @@ def _verify(zf: zipfile.ZipFile, manifest: dict[str, Any], public_key: str | Non
     tree = head_tree(manifest["custody"]["tree_head"], report)
     signed = check_records(manifest["records"], manifest["devices"], keys, tree, report)
     check_evidence(members, manifest, signed, tree, report)
+    check_membership(manifest, signed, report)
     check_facts(manifest, signed, report)
     check_tree_head(manifest, key, bool(public_key), report)
     check_index(members, manifest, key, report)

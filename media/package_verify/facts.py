@@ -21,7 +21,9 @@ from media.package_verify.report import PackageReport
 
 Signed = dict[str, dict[str, Any]]  # record type -> subject id -> {"at", "device", "body"}
 SUBJECTS = {"inspection.start": "inspection_id", "inspection.end": "inspection_id",
-            "inspection.finding": "finding_id", "evidence.capture": "evidence_id"}
+            "inspection.finding": "finding_id", "evidence.capture": "evidence_id", "case.open": "client_case_id"}
+ALL = "*"  # every record whose signature holds, by "record <device>#<seq>"
+INSPECTION_TYPES = ("inspection.end", "inspection.finding", "recording.interruption")
 
 
 def instant(value: Any) -> int | None:
@@ -45,6 +47,38 @@ def _differs(report: PackageReport, where: str, field: str, listed: Any, signed:
 def _same_time(report: PackageReport, where: str, field: str, listed: Any, signed: Any) -> None:
     if instant(listed) is None or instant(listed) != instant(signed):
         _differs(report, where, field, listed, signed)
+
+
+def check_membership(manifest: dict[str, Any], signed: Signed, report: PackageReport) -> None:
+    """Which case each record belongs to is worked out from what it says, not taken on the manifest's word: a
+    case.open opens one of the case's aliases; an inspection.start, case.update or evidence.capture names the
+    case (by id or alias) or, for a capture, one of its inspections; an inspection's other records name one of
+    its inspections. In a package of the whole case, every alias comes with its signed case.open."""
+    case_id = manifest["case"]["id"]
+    aliases = {a["client_case_id"] for a in manifest["case"]["aliases"]}
+    inspections = {i["id"] for i in manifest["inspections"]}
+
+    def names_case(ref: Any) -> bool:
+        return isinstance(ref, dict) and (ref.get("id") == case_id or ref.get("client_case_id") in aliases)
+
+    for where, said in signed.get(ALL, {}).items():
+        rtype, body = said["type"], said["body"]
+        if rtype == "case.open":
+            ok = body.get("client_case_id") in aliases
+        elif rtype in ("inspection.start", "case.update"):
+            ok = names_case(body.get("case"))
+        elif rtype == "evidence.capture":
+            ok = body.get("inspection_id") in inspections or names_case(body.get("case"))
+        elif rtype in INSPECTION_TYPES:
+            ok = body.get("inspection_id") in inspections
+        else:
+            ok = False
+        if not ok:
+            report.problems.append(f"{where}: a {rtype} that, by what it says, does not belong to this case")
+    if manifest["package"].get("items") is None:
+        opened = signed.get("case.open", {})
+        for alias in sorted(aliases - set(opened)):
+            report.problems.append(f"case alias {alias}: its signed case.open record is not in the package")
 
 
 def check_facts(manifest: dict[str, Any], signed: Signed, report: PackageReport) -> None:

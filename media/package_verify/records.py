@@ -9,7 +9,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from media.package_verify.facts import SUBJECTS, Signed
+from media.package_verify.facts import ALL, SUBJECTS, Signed
 from media.package_verify.heads import inclusion_holds
 from media.package_verify.report import PackageReport
 from media.package_verify.spelling import Refused, b64d, json_object, load_key
@@ -94,9 +94,12 @@ def check_records(records: list[dict[str, Any]], devices: dict[str, Any], keys: 
                 if payload.get("seq") != seq:
                     report.problems.append(f"{where}: its signed seq is {payload.get('seq')}")
                 subject = SUBJECTS.get(payload.get("type"))  # type: ignore[arg-type]
-                if subject and isinstance(payload.get("body"), dict):
-                    signed.setdefault(payload["type"], {})[str(payload["body"].get(subject))] = {
-                        "at": payload.get("at"), "device": device_id, "body": payload["body"]}
+                if isinstance(payload.get("body"), dict):
+                    said = {"at": payload.get("at"), "device": device_id, "body": payload["body"],
+                            "type": payload.get("type")}
+                    signed.setdefault(ALL, {})[where] = said
+                    if subject:
+                        signed.setdefault(payload["type"], {})[str(payload["body"].get(subject))] = said
         if seq in chains[device_id]:
             report.problems.append(f"{where}: listed twice")
         chains[device_id][seq] = (digest, prev)

@@ -14,7 +14,7 @@ import zipfile
 import pytest
 from sqlalchemy import select, update
 
-from backend.core.models import Evidence, Finding, Inspection
+from backend.core.models import Evidence, Finding, Inspection, LedgerRecord
 from tests.media.test_package import PURPOSE, Built, built, cli, rewrite
 
 __all__ = ["built"]  # the fixture: a package of a real case
@@ -67,3 +67,40 @@ def test_given_a_finding_record_moved_out_of_the_package_then_the_finding_has_no
     assert result.exit_code == 1
     assert (f"finding {finding['id']}: no inspection.finding record whose signature holds is in the package"
             in result.output)
+
+
+def test_given_a_record_of_another_case_slipped_in_then_it_does_not_belong(built, tmp_path):
+    """Phone A's case.open of another institution sits between this case's records: moved into the package, it
+    is refused by what it says, whatever the manifest claims."""
+    manifest = json.loads(zipfile.ZipFile(io.BytesIO(built.zip)).read("manifest.json"))
+    device = manifest["devices"][built.pa.device_id]
+    (other,) = [o for o in device["other_records"] if o["seq"] == 5]
+
+    with built.officers.db.session() as s:
+        jws = s.scalar(select(LedgerRecord.jws).where(LedgerRecord.hash == other["hash"]))
+
+    def slip(m: dict) -> None:
+        m["devices"][built.pa.device_id]["other_records"].remove(other)
+        m["records"].append({"device": built.pa.device_id, "seq": 5, "hash": other["hash"], "type": "case.open",
+                             "status": "applied", "code": None, "jws": jws})
+
+    result = cli(tmp_path, rewrite(built.zip, slip, reseal=built.signer), "--public-key", built.key)
+    assert result.exit_code == 1
+    assert (f"record {built.pa.device_id}#5: a case.open that, by what it says, does not belong to this case"
+            in result.output)
+
+
+def test_given_the_case_open_of_an_alias_hidden_then_the_alias_has_no_signed_record(built, tmp_path):
+    manifest = json.loads(zipfile.ZipFile(io.BytesIO(built.zip)).read("manifest.json"))
+    (alias,) = [a["client_case_id"] for a in manifest["case"]["aliases"] if a["device"] == built.pa.device_id]
+
+    def hide(m: dict) -> None:
+        rec = next(r for r in m["records"] if r["type"] == "case.open" and r["device"] == built.pa.device_id)
+        m["records"].remove(rec)
+        m["devices"][rec["device"]]["other_records"].append({"seq": rec["seq"], "hash": rec["hash"]})
+        m["devices"][rec["device"]]["first_seq"] = min(r["seq"] for r in m["records"]
+                                                       if r["device"] == rec["device"])
+
+    result = cli(tmp_path, rewrite(built.zip, hide, reseal=built.signer), "--public-key", built.key)
+    assert result.exit_code == 1
+    assert f"case alias {alias}: its signed case.open record is not in the package" in result.output
