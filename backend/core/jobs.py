@@ -155,14 +155,30 @@ def work(worker: Worker, *, burst: bool = False, log_level: str = "INFO") -> boo
     (a retry waiting for its time is left for a long-running worker), so it
     neither forks one nor waits, up to a minute, for it to stop.
     """
-    from rq import SimpleWorker
     from rq.serializers import JSONSerializer
 
     global _worker
     _worker = worker
-    rq_worker = SimpleWorker([worker.runner.queue], connection=worker.runner.connection, name=worker.name,
-                             serializer=JSONSerializer)
+    rq_worker = _worker_class()([worker.runner.queue], connection=worker.runner.connection, name=worker.name,
+                                serializer=JSONSerializer)
     return rq_worker.work(burst=burst, with_scheduler=not burst, logging_level=log_level)
+
+
+def _worker_class() -> type:
+    """RQ's SimpleWorker, whose command listener wakes every second instead of every minute: a worker that is
+    done closes that listener's connection, which waits for the listener, so with RQ's 60 s a burst worker could
+    take a minute to exit after its last job."""
+    from rq import SimpleWorker
+
+    class Worker(SimpleWorker):
+        def subscribe(self) -> None:
+            self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+            self.pubsub = self.connection.pubsub()
+            self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+            self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=1, daemon=True,
+                                                           exception_handler=self._pubsub_exception_handler)
+
+    return Worker
 
 
 def queue_report(runner: RQRunner, limit: int = 20) -> dict[str, Any]:
