@@ -60,13 +60,13 @@ def record_hash(text: str) -> str:
 
 def _b64decode(part: str) -> bytes:
     """The URL-safe alphabet, no padding, but lenient on the unused trailing bits: only for enrolled public keys,
-    which are stored as the phone sent them (a record's parts are read by `_canonical_b64decode`)."""
+    which are stored as the phone sent them (a record's parts are read by `canonical_b64decode`)."""
     if not _B64URL.match(part) or len(part) % 4 == 1:
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-def _canonical_b64decode(part: str) -> bytes:
+def canonical_b64decode(part: str) -> bytes:
     """Base64url whose unused trailing bits are zero: the only spelling of its bytes.
 
     The decoder ignores those bits, so without this check one signature would
@@ -88,7 +88,7 @@ def _b64_problem(parts: list[str]) -> str:
     """Which part of a compact JWS is not canonical base64url, and why (only on the way to a rejection)."""
     for name, part in zip(("header", "payload", "signature"), parts, strict=True):
         try:
-            _canonical_b64decode(part)
+            canonical_b64decode(part)
         except (ValueError, binascii.Error) as exc:
             return f"the {name} is {exc}"
     return "a part is not canonical base64url"
@@ -167,8 +167,8 @@ def parse(text: Any) -> ParsedRecord:
     if len(parts) != 3 or not all(parts):
         raise RecordRejected("malformed", "not a compact JWS (header.payload.signature)")
     try:
-        header_raw, payload_raw = _canonical_b64decode(parts[0]), _canonical_b64decode(parts[1])
-        signature = _canonical_b64decode(parts[2])
+        header_raw, payload_raw = canonical_b64decode(parts[0]), canonical_b64decode(parts[1])
+        signature = canonical_b64decode(parts[2])
     except (ValueError, binascii.Error):
         raise RecordRejected("malformed", _b64_problem(parts)) from None
     header = _json_object(header_raw, "header")
@@ -193,7 +193,7 @@ def load_public_key(b64: str, *, canonical: bool = False) -> Ed25519PublicKey:
     also refuses a key whose unused trailing bits are set, so one key cannot be enrolled twice under two
     spellings; keys already stored load as they were enrolled."""
     try:
-        raw = _canonical_b64decode(b64) if canonical else _b64decode(b64)
+        raw = canonical_b64decode(b64) if canonical else _b64decode(b64)
     except (ValueError, binascii.Error) as exc:
         raise ValueError(f"public_key is {exc}" if canonical else "public_key is not base64url") from None
     if len(raw) != 32:

@@ -13,9 +13,9 @@ from media.package_verify.facts import ALL, SUBJECTS, Signed
 from media.package_verify.heads import inclusion_holds
 from media.package_verify.report import PackageReport
 from media.package_verify.spelling import Refused, b64d, json_object, load_key
+from sync.jws import ALGS
 
 ZERO_HASH = "0" * 64
-RECORD_ALGS = ("EdDSA", "Ed25519")  # RFC 8037, and RFC 9864's fully specified name for the same signature
 
 
 def device_keys(devices: dict[str, Any], report: PackageReport) -> dict[str, Ed25519PublicKey]:
@@ -49,7 +49,7 @@ def verify_jws(text: object, key: Ed25519PublicKey) -> tuple[dict[str, Any], dic
             raise Refused(f"its {name} is {exc}") from None
     header_raw, payload_raw, signature = raw
     header, payload = json_object(header_raw, "header"), json_object(payload_raw, "payload")
-    if header.get("alg") not in RECORD_ALGS:
+    if header.get("alg") not in ALGS:
         raise Refused(f"header alg is {header.get('alg')!r}, not EdDSA or Ed25519")
     if len(signature) != 64:
         raise Refused(f"its signature is {len(signature)} bytes, not the 64 of Ed25519")

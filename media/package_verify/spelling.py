@@ -5,7 +5,7 @@ digits, raw 32-byte Ed25519 keys, JSON objects. What is spelled otherwise is `Re
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import json
 import re
@@ -13,9 +13,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
-# The last character of 4k+2 (4k+3) base64url characters carries 4 (2) unused bits; canonical text has them zero.
-_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+from sync.jws import canonical_b64decode
+
 _HEX_HASH = re.compile(r"[0-9a-f]{64}")
 
 
@@ -25,17 +24,14 @@ class Refused(ValueError):
 
 
 def b64d(text: object) -> bytes:
-    """Canonical base64url (RFC 7515 §2, RFC 4648 §3.5): the only spelling of its bytes; Refused otherwise."""
+    """Canonical base64url (RFC 7515 §2, RFC 4648 §3.5), by the server's own rule: the only spelling of its
+    bytes; Refused otherwise."""
     if not isinstance(text, str):
         raise Refused("not a string")
-    if not _B64URL.fullmatch(text):
-        raise Refused("not base64url (only A-Z a-z 0-9 - _, no padding)")
-    rest = len(text) % 4
-    if rest == 1:
-        raise Refused("not base64url (its length is one more than a multiple of 4)")
-    if rest and text[-1] not in _CANONICAL_LAST[rest]:
-        raise Refused("not canonical base64url (the unused bits of its last character are not zero)")
-    return base64.urlsafe_b64decode(text + "=" * (4 - rest) if rest else text)
+    try:
+        return canonical_b64decode(text)
+    except (ValueError, binascii.Error) as exc:
+        raise Refused(str(exc)) from None
 
 
 def hash32(text: object, what: str) -> bytes:
