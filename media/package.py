@@ -265,7 +265,7 @@ def _witness_heads(session: Session, viewer: Officer, device_ids: set[str]) -> N
         device = session.get(Device, device_id)
         if device is None or device.head_seq < 1:
             continue
-        latest = custody.latest_device_head(session, device_id, below=2**62)
+        latest = custody.latest_device_head(session, device_id)
         leaf = json.loads(latest.leaf) if latest is not None else {}
         if (leaf.get("seq"), leaf.get("record_hash")) != (device.head_seq, device.head_hash):
             custody.device_head(session, viewer.id, device_id, device.head_seq, device.head_hash)

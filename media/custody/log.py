@@ -50,11 +50,12 @@ def device_head(session: Session, actor: str, device_id: str, seq: int, record_h
     record(session, DEVICE_HEAD, None, actor, at=at, device=device_id, seq=seq, record_hash=record_hash)
 
 
-def latest_device_head(session: Session, device_id: str, below: int) -> CustodyEvent | None:
-    """The newest device_head leaf of the device among the first `below` leaves."""
-    return session.scalars(select(CustodyEvent).where(CustodyEvent.device_id == device_id,
-                                                      CustodyEvent.leaf_index < below)
-                           .order_by(CustodyEvent.leaf_index.desc()).limit(1)).first()
+def latest_device_head(session: Session, device_id: str, below: int | None = None) -> CustodyEvent | None:
+    """The newest device_head leaf of the device (among the first `below` leaves, when given)."""
+    stmt = select(CustodyEvent).where(CustodyEvent.device_id == device_id)
+    if below is not None:
+        stmt = stmt.where(CustodyEvent.leaf_index < below)
+    return session.scalars(stmt.order_by(CustodyEvent.leaf_index.desc()).limit(1)).first()
 
 
 def _size(session: Session) -> int:
