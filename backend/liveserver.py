@@ -81,7 +81,9 @@ def running_workers(env: dict[str, str], count: int = 1, *, log_dir: Path | None
                                            start_new_session=True), log))
         redis = Redis.from_url(full_env["FIELDCASE_REDIS_URL"])
         deadline = time.monotonic() + startup_timeout
-        while {w.name for w in Worker.all(connection=redis)} < set(names):
+        # Until each of ours is registered: a shared Redis also lists other runs' workers, so not `<` (a set that
+        # holds one of theirs is no subset of ours, and the loop would end before any of ours had started).
+        while not set(names) <= {w.name for w in Worker.all(connection=redis)}:
             for proc, _ in procs:
                 if proc.poll() is not None:
                     raise RuntimeError(f"a worker exited with {proc.returncode} before it registered"

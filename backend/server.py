@@ -10,9 +10,12 @@ from typing import Any
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
+from backend.core import logs
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.schema import prepare
+from backend.core.secret_files import require_secrets
+from backend.web.request_log import AccessLogger
 
 log = logging.getLogger("fieldcase.server")
 
@@ -46,16 +49,42 @@ class _Gunicorn(BaseApplication):
         return create_app()
 
 
+def metrics_hooks(settings: Settings) -> dict[str, Any]:
+    """With FIELDCASE_METRICS_PORT: the workers' metrics folder emptied and named before any worker exists, this
+    process (gunicorn's master) serving their sum on the metrics port, and each reaped worker's live gauges
+    dropped. The gunicorn hooks that do the last part are returned (backend.web.metrics_export)."""
+    if not settings.metrics_port:
+        return {}
+    from backend.web import metrics_export
+
+    folder, owned = metrics_export.multiprocess_folder(settings.metrics_dir)  # before prometheus-client is imported
+    from backend.bootstrap import figures
+
+    metrics_export.serve_multiprocess(settings.metrics_host, settings.metrics_port, folder, figures(settings))
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+
+    def child_exit(_arbiter: Any, worker: Any) -> None:
+        metrics_export.mark_dead(worker.pid, folder)
+
+    def on_exit(_arbiter: Any) -> None:
+        if owned:
+            metrics_export.remove_folder(folder)
+
+    return {"child_exit": child_exit, "on_exit": on_exit}
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 2, threads: int = 4,
           timeout: int = 120) -> None:
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
+    require_secrets(settings)  # before any worker forks: each would fail to boot, over and over
     db = Database(settings.database_url)
     try:
         prepare(db)
     finally:
         db.dispose()
     log.info("serving on http://%s:%d with %d workers", host, port, workers)
+    hooks = metrics_hooks(settings)
     gunicorn_util.write_error = json_error_page  # looked up at call time by gunicorn's workers
     _Gunicorn({
         "bind": f"{host}:{port}",
@@ -66,9 +95,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 2, threads: 
         "graceful_timeout": 20,
         "accesslog": "-",
         "errorlog": "-",
+        "logger_class": AccessLogger,  # its lines, access lines included, through backend.core.logs
         "loglevel": settings.log_level.lower(),
         "limit_request_field_size": 16384,
         # gunicorn's control socket has one default path per user: several servers on a host would take it
         # from each other. Processes are managed by the supervisor (systemd, k8s), not gunicornc.
         "control_socket_disable": True,
+        **hooks,
     }).run()

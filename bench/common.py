@@ -36,6 +36,7 @@ from backend.casework.accounts import create_officer
 from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.schema import prepare
+from backend.core.secret_files import init_secrets
 from backend.liveserver import running_server
 
 PG_SERVER = os.environ.get("FIELDCASE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -104,6 +105,7 @@ def fresh_database(kind: str) -> Iterator[BenchDatabase]:
         db = Database(url)
         prepare(db)
         db.dispose()
+        init_secrets(Settings.from_env(env))  # PostgreSQL: a shared database's hosts make no keys themselves
         yield BenchDatabase(kind, url, env, instance)
     finally:
         if name:

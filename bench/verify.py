@@ -90,7 +90,7 @@ def verify_through_store(path: Path, size: int, sha: str) -> tuple[float, str]:
     try:
         with db.session() as s:
             t = time.perf_counter()
-            evidence = verify_upload(s, store, upload_id, MediaSettings())
+            evidence = verify_upload(s, store, upload_id, MediaSettings(), now=datetime.now(UTC))
             s.commit()
             elapsed = time.perf_counter() - t
             status = evidence.status

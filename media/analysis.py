@@ -1,9 +1,11 @@
-"""What is read from verified bytes: photo metadata and thumbnails (Pillow, via media.photos)."""
+"""What is read from verified bytes: photo metadata and thumbnails (Pillow, via media.photos), clips' containers
+(media.video)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -15,9 +17,16 @@ from media.store import Store, opened
 log = logging.getLogger("fieldcase.media")
 
 
-def analyse_evidence(session: Session, store: Store, evidence: Evidence, settings: MediaSettings) -> None:
-    """Photos only, for now; a decoding problem is a flag on the evidence, never a failed verification."""
-    if evidence.kind != "photo" or not evidence.object_key:
+def analyse_evidence(session: Session, store: Store, evidence: Evidence, settings: MediaSettings, *,
+                     now: datetime) -> None:
+    """Photos are read and clips' containers checked; a problem is a flag on the evidence, never a failed
+    verification (a hash is a fact about bytes, decoding a fact about content)."""
+    if not evidence.object_key:
+        return
+    if evidence.kind == "video":
+        _analyse_clip(store, evidence)
+        return
+    if evidence.kind != "photo":
         return
     from media import photos
 
@@ -27,9 +36,7 @@ def analyse_evidence(session: Session, store: Store, evidence: Evidence, setting
                                       distance_tolerance_m=settings.distance_tolerance_m,
                                       max_pixels=settings.max_pixels)
     evidence.media_info = report.as_dict()
-    photo_flags = {code.value for code in photos.FlagCode}
-    kept = [f for f in (evidence.flags or []) if f not in photo_flags]
-    evidence.flags = kept + [f for f in report.flag_codes if f not in kept]
+    _replace_flags(evidence, {code.value for code in photos.FlagCode}, report.flag_codes)
     if report.decodable:
         try:
             with opened(store, evidence.object_key) as stream:
@@ -38,5 +45,20 @@ def analyse_evidence(session: Session, store: Store, evidence: Evidence, setting
             log.info("no thumbnail for %s: %s", evidence.id, exc)
             return
         evidence.thumbnail_key = store.put_derived(f"thumbnails/{evidence.id}.jpg", thumb, "image/jpeg")
-        custody.record(session, "thumbnail", evidence.id, "fieldcase", derived_from=evidence.sha256,
+        custody.record(session, "thumbnail", evidence.id, "fieldcase", at=now, derived_from=evidence.sha256,
                        sha256=hashlib.sha256(thumb).hexdigest(), size=len(thumb), key=evidence.thumbnail_key)
+
+
+def _analyse_clip(store: Store, evidence: Evidence) -> None:
+    from media import video
+
+    with opened(store, evidence.object_key) as stream:
+        report = video.inspect_clip(stream)
+    evidence.media_info = report.as_dict()
+    _replace_flags(evidence, {code.value for code in video.ClipFlagCode}, report.flag_codes)
+
+
+def _replace_flags(evidence: Evidence, own: set[str], found: list[str]) -> None:
+    """The analysis's own flags are replaced by what it found now; the others (`late_upload`) stay."""
+    kept = [f for f in (evidence.flags or []) if f not in own]
+    evidence.flags = kept + [f for f in found if f not in kept]

@@ -308,6 +308,18 @@ def _parse_time(value: Any) -> datetime:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
+def clip_data(clip: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored clip declaration as an answer shows it: its times by the one time rule (`utc_iso`).
+
+    Stored, they keep the offset the phone signed them with (the row is re-derived from the record by `fieldcase
+    verify`, so it stays as it was written); every answer writes the instant the same way instead.
+    """
+    if not clip:
+        return clip
+    return {**clip, "started_at": utc_iso(_parse_time(clip["started_at"])),
+            "ended_at": utc_iso(_parse_time(clip["ended_at"]))}
+
+
 def clip_of(evidence: Evidence) -> Clip:
     """The `Clip` an evidence row with a `clip` declaration stands for."""
     data = evidence.clip or {}

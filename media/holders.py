@@ -6,6 +6,7 @@ holder and each hand-over with its reason.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -13,15 +14,15 @@ from sqlalchemy.orm import Session
 
 from backend.core.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.core.jurisdiction import may_see_region
-from backend.core.models import CustodyHolder, Evidence, Officer, utcnow
+from backend.core.models import CustodyHolder, Evidence, Officer
 from backend.core.paging import paginate
 from media.custody import log as custody
 
 
-def take_first_custody(session: Session, evidence: Evidence, officer_id: str) -> None:
+def take_first_custody(session: Session, evidence: Evidence, officer_id: str, *, now: datetime) -> None:
     """On verification the declaring officer holds the item until they hand it to a custodian."""
     if session.get(CustodyHolder, evidence.id) is None:
-        session.add(CustodyHolder(evidence_id=evidence.id, holder_id=officer_id, since=utcnow()))
+        session.add(CustodyHolder(evidence_id=evidence.id, holder_id=officer_id, since=now))
 
 
 def holdings(session: Session, officer: Officer, *, page: int, page_size: int) -> tuple[list[dict[str, Any]], int]:
@@ -47,8 +48,8 @@ def _held(session: Session, evidence_id: str, missing: str) -> tuple[CustodyHold
     return holder, evidence
 
 
-def request_transfer(session: Session, actor: Officer, evidence_id: str, to_officer_id: str,
-                     reason: str) -> dict[str, Any]:
+def request_transfer(session: Session, actor: Officer, evidence_id: str, to_officer_id: str, reason: str, *,
+                     now: datetime) -> dict[str, Any]:
     # One answer for an id that does not exist and for an item held by someone else: ids are not probed here.
     missing = f"no evidence {evidence_id!r} in your custody"
     holder, evidence = _held(session, evidence_id, missing)
@@ -64,13 +65,13 @@ def request_transfer(session: Session, actor: Officer, evidence_id: str, to_offi
     if holder.pending_to:
         raise Conflict("a hand-over of this item is already waiting for its receiver")
     holder.pending_to, holder.pending_reason = target.id, reason
-    custody.record(session, "transfer_requested", evidence.id, actor.id, to=target.id, reason=reason)
+    custody.record(session, "transfer_requested", evidence.id, actor.id, at=now, to=target.id, reason=reason)
     session.flush()
     return holding(holder, evidence)
 
 
 def acknowledge(session: Session, actor: Officer, evidence_id: str, accept: bool = True,
-                note: str | None = None) -> dict[str, Any]:
+                note: str | None = None, *, now: datetime) -> dict[str, Any]:
     missing = f"no hand-over of evidence {evidence_id!r} is waiting for you"
     holder, evidence = _held(session, evidence_id, missing)
     if holder.pending_to != actor.id:
@@ -79,12 +80,12 @@ def acknowledge(session: Session, actor: Officer, evidence_id: str, accept: bool
         raise Forbidden("no hand-over of this item is waiting for you")
     previous, reason = holder.holder_id, holder.pending_reason
     if accept:
-        holder.holder_id, holder.since = actor.id, utcnow()
-        custody.record(session, "transferred", evidence.id, actor.id, **{"from": previous}, to=actor.id,
+        holder.holder_id, holder.since = actor.id, now
+        custody.record(session, "transferred", evidence.id, actor.id, at=now, **{"from": previous}, to=actor.id,
                        reason=reason, note=note)
     else:
-        custody.record(session, "transfer_refused", evidence.id, actor.id, **{"from": previous}, to=actor.id,
-                       reason=reason, note=note)
+        custody.record(session, "transfer_refused", evidence.id, actor.id, at=now, **{"from": previous},
+                       to=actor.id, reason=reason, note=note)
     holder.pending_to = holder.pending_reason = None
     session.flush()
     return holding(holder, evidence)

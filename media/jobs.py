@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.core.db import Database
 from backend.core.errors import DomainError
 from backend.core.jobs import Job
 from backend.core.models import Evidence, Upload
-from backend.core.uow import JobRunner
+from backend.core.times import Clock
+from backend.core.uow import JobRunner, Timestamper
 from media import analysis, uploads
+from media.custody import head_stamps
 from media.custody import log as custody
 from media.custody.keys import Signer
 from media.settings import MediaSettings
@@ -29,17 +32,24 @@ log = logging.getLogger("fieldcase.media.jobs")
 VERIFY = uploads.VERIFY_JOB
 ANALYSE = "analyse_evidence"
 ISSUE_HEAD = custody.ISSUE_HEAD_JOB
+TIMESTAMP_HEAD = head_stamps.TIMESTAMP_JOB
 
 
 @dataclass(frozen=True)
 class JobContext:
-    """What a job may use besides its session. `worker` is None when the caller waits for the result."""
+    """What a job may use besides its session. `worker` is None when the caller waits for the result. A job reads
+    `clock` once and passes the instant down."""
 
     store: Store
     media: MediaSettings
     signer: Signer
     runner: JobRunner
+    clock: Clock
     worker: str | None = None
+    # A job that waits on the network (the TSA) opens short transactions of its own on `database` instead of
+    # holding its session's across the wait. Both None when no TSA is configured (FIELDCASE_TSA_URL).
+    tsa: Timestamper | None = None
+    database: Database | None = None
 
     @property
     def inline(self) -> bool:
@@ -58,12 +68,14 @@ def verify_upload(ctx: JobContext, session: Session, upload_id: str) -> None:
     upload = session.get(Upload, upload_id, with_for_update=True, populate_existing=True)
     if upload is None or upload.status != uploads.VERIFYING:
         return
+    now = ctx.clock()
     if ctx.inline:
-        evidence = uploads.verify_upload(session, ctx.store, upload_id, ctx.media)
+        evidence = uploads.verify_upload(session, ctx.store, upload_id, ctx.media, now=now)
     else:
         try:
             with session.begin_nested():
-                evidence = uploads.verify_upload(session, ctx.store, upload_id, ctx.media, verifier=ctx.worker)
+                evidence = uploads.verify_upload(session, ctx.store, upload_id, ctx.media, now=now,
+                                                 verifier=ctx.worker)
         except DomainError as exc:
             upload = session.get(Upload, upload_id, populate_existing=True)
             if upload is not None and upload.status == uploads.VERIFYING:
@@ -80,12 +92,24 @@ def analyse_evidence(ctx: JobContext, session: Session, evidence_id: str) -> Non
     evidence = session.get(Evidence, evidence_id, with_for_update=True, populate_existing=True)
     if evidence is None or evidence.status != "verified" or evidence.media_info is not None:
         return
-    analysis.analyse_evidence(session, ctx.store, evidence, ctx.media)
+    analysis.analyse_evidence(session, ctx.store, evidence, ctx.media, now=ctx.clock())
 
 
 def issue_tree_head(ctx: JobContext, session: Session, tree_size: int) -> None:
     """The periodic signed tree head at `tree_size` (every HEAD_EVERY leaves); a head already there is kept."""
-    custody.issue_head(session, ctx.signer, int(tree_size))
+    custody.issue_head(session, ctx.signer, int(tree_size), now=ctx.clock())
+
+
+def timestamp_head(ctx: JobContext, session: Session, tree_size: int) -> None:
+    """The RFC 3161 timestamp of the head at `tree_size`, then of a few older heads still without one.
+
+    `session` stays unused: the TSA is asked with no transaction open, and the token stored in a short one of
+    its own (media.custody.head_stamps). A TSA that fails raises, so that RQ tries again later.
+    """
+    if ctx.tsa is None or ctx.database is None:
+        return
+    head_stamps.timestamp_head(ctx.database, ctx.tsa, int(tree_size))
+    head_stamps.timestamp_pending(ctx.database, ctx.tsa, limit=head_stamps.CATCH_UP)
 
 
 def stuck_verifications(session: Session) -> list[str]:
@@ -94,6 +118,7 @@ def stuck_verifications(session: Session) -> list[str]:
                                 .order_by(Upload.created_at)))
 
 
-JOBS: dict[str, Job] = {VERIFY: verify_upload, ANALYSE: analyse_evidence, ISSUE_HEAD: issue_tree_head}
+JOBS: dict[str, Job] = {VERIFY: verify_upload, ANALYSE: analyse_evidence, ISSUE_HEAD: issue_tree_head,
+                        TIMESTAMP_HEAD: timestamp_head}
 # Jobs queued by releases before the table had short names stay runnable through an upgrade.
 JOBS.update({f"media.jobs.{name}": job for name, job in list(JOBS.items())})

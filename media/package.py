@@ -14,12 +14,18 @@ An item whose file retention deleted is still listed, with its hash and its
 **Export events and the tree head.** Exporting is itself a custody event
 (`exported`, with `purpose` and `package`) for every item. The package must
 prove the events it lists, including its own export, so the order is:
-record the export events and commit (they become leaves), *then* take a
-signed head (which therefore covers them) and compute every proof against
-that head, *then* write the ZIP. Events appended after the head (a concurrent
-read) are left out: a package lists only what its head proves. The cost is
+record the export events (`record_export`) and the edge commits (they become
+leaves), *then* the edge takes a signed head (`custody.latest_head`, which
+therefore covers them) and commits it, *then* every proof is computed against
+that head (`prepare_package`), *then* the ZIP is written. Events appended
+after the head (a concurrent read) are left out: a package lists only what
+its head proves. The cost is
 that an export is logged even when the download is interrupted afterwards;
-over-logging a hand-out is the safe side for a custody log.
+over-logging a hand-out is the safe side for a custody log. The head carries
+its RFC 3161 timestamp (`timestamp_token`) when it has one once its commit is
+done: with jobs inline the TSA is asked right after that commit; with RQ
+workers a head made for this export is timestamped later, and the package
+goes without (`verify-package` notes it; the token is served with the head).
 
 **Memory.** Everything from the database is gathered first (`prepare_package`);
 the ZIP is then produced by `PreparedPackage.chunks`, a generator that writes
@@ -35,6 +41,7 @@ import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
@@ -50,13 +57,12 @@ from backend.core.models import (
     Institution,
     LedgerRecord,
     Officer,
-    utcnow,
 )
 from backend.core.times import utc_millis
-from media import evidence_list, package_index
+from media import evidence_list, package_index, verify_html
 from media.custody import log as custody
 from media.custody.keys import Signer
-from media.package_scope import case_scope, chunked
+from media.package_scope import Scope, case_scope, chunked
 from media.store import CHUNK, Store, opened
 
 FORMAT = "fieldcase-evidence-package"
@@ -83,8 +89,9 @@ class PreparedPackage:
     case_id: str
     filename: str
     manifest: dict[str, Any]
-    documents: list[tuple[str, bytes]]  # the manifest and the evidence lists, as stored
+    documents: list[tuple[str, bytes]]  # the manifest, the evidence lists and verify.html, as stored
     index: bytes  # the sealed index of every member, the last member
+    created_at: datetime
     files: list[PackageFile] = field(default_factory=list)
 
     def chunks(self, store: Store) -> Iterator[bytes]:
@@ -95,7 +102,7 @@ class PreparedPackage:
                 zf.writestr(name, data)
             yield drain.take()
             for item in self.files:
-                info = zipfile.ZipInfo(item.name, date_time=_zip_time())
+                info = zipfile.ZipInfo(item.name, date_time=_zip_time(self.created_at))
                 info.compress_type = zipfile.ZIP_STORED  # photos and videos are compressed already
                 info.file_size = item.size  # lets zipfile choose ZIP64 up front for large files
                 with opened(store, item.object_key) as source, zf.open(info, "w") as target:
@@ -131,9 +138,8 @@ class _Drain:
         return data
 
 
-def _zip_time() -> tuple[int, int, int, int, int, int]:
-    now = utcnow()
-    return (now.year, now.month, now.day, now.hour, now.minute, now.second)
+def _zip_time(at: datetime) -> tuple[int, int, int, int, int, int]:
+    return (at.year, at.month, at.day, at.hour, at.minute, at.second)
 
 
 def _extension(media_type: str) -> str:
@@ -141,37 +147,41 @@ def _extension(media_type: str) -> str:
     return ".jpg" if ext in (".jpe", ".jpeg") else ext
 
 
-def write_package(session: Session, store: Store, signer: Signer, viewer: Officer, case_id: str,
-                  out: BinaryIO, *, purpose: str) -> PreparedPackage:
-    """Record the export, then stream the package of a case into `out` (any writable, even non-seekable)."""
-    package = prepare_package(session, signer, viewer, case_id, purpose=purpose)
-    package.write(store, out)
-    return package
+@dataclass(frozen=True)
+class Export:
+    """An export logged in the custody log (`record_export`), waiting for the head that will prove it."""
+
+    id: str
+    case_id: str
+    purpose: str
+    created_at: datetime
+    scope: Scope
 
 
-def prepare_package(session: Session, signer: Signer, viewer: Officer, case_id: str, *,
-                    purpose: str, items: list[str] | None = None) -> PreparedPackage:
-    """Log the export (committed), take the signed head that covers it, and gather the manifest.
-
-    Commits the session twice: once for the export events, once for the
-    tree head (which is stored, and on PostgreSQL holds an advisory lock until
-    commit). Raises NotFound outside the viewer's jurisdiction, like every get. With `items`, the package
-    holds those evidence items of the case and just what they need (`media.package_scope`).
-    """
+def record_export(session: Session, viewer: Officer, case_id: str, *, purpose: str, items: list[str] | None = None,
+                  now: datetime) -> Export:
+    """Log the export of a case (of its `items`, when given: just those evidence items and what they need,
+    `media.package_scope`), and witness its devices' heads. The edge commits this before it takes the signed head
+    the package is proven against. Raises NotFound outside the viewer's jurisdiction, like every get."""
     case = get_scoped(session, Case, case_id, viewer, what="case")
-    case_id = case.id
-    scope = case_scope(session, case_id, items)
-    inspections, evidence, findings, records = scope.inspections, scope.evidence, scope.findings, scope.records
-    package_id = str(uuid.uuid4())
-    created_at = utcnow()
-    for item in evidence:
-        custody.record(session, "exported", item.id, viewer.id, purpose=purpose, package=package_id)
-    _witness_heads(session, viewer, {r.device_id for r in records})
-    session.commit()
+    scope = case_scope(session, case.id, items)
+    export = Export(id=str(uuid.uuid4()), case_id=case.id, purpose=purpose, created_at=now, scope=scope)
+    for item in scope.evidence:
+        custody.record(session, "exported", item.id, viewer.id, at=now, purpose=purpose, package=export.id)
+    _witness_heads(session, viewer, {r.device_id for r in scope.records}, now)
+    _witness_case(session, viewer, case, now)
+    return export
 
-    head = custody.latest_head(session, signer)
-    session.commit()
+
+def prepare_package(session: Session, signer: Signer, viewer: Officer, export: Export,
+                    head: dict[str, Any]) -> PreparedPackage:
+    """Gather the manifest of a committed export, every proof against `head` (a signed head taken after the
+    export was committed, so it covers it). Only reads."""
+    case_id, scope, purpose = export.case_id, export.scope, export.purpose
+    inspections, evidence, findings, records = scope.inspections, scope.evidence, scope.findings, scope.records
+    package_id, created_at = export.id, export.created_at
     size = head["tree_size"]
+    head = custody.stored_head(session, size)  # now with its RFC 3161 token, when that commit got one (inline TSA)
 
     case = session.get(Case, case_id)
     assert case is not None  # noqa: S101 - it was there a moment ago and cases are never deleted
@@ -216,6 +226,7 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, case_id: 
             "region_code": case.region_code, "department_code": case.department_code,
             "created_by": case.created_by, "created_at": utc_millis(case.created_at),
             "updated_at": utc_millis(case.updated_at),
+            "custody_events": _proven(session, custody.case_events(session, case_id, below=size), size),
             "institution": None if institution is None else {
                 "id": institution.id, "name": institution.name, "credit_code": institution.credit_code,
                 "address": institution.address, "region_code": institution.region_code},
@@ -246,11 +257,12 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, case_id: 
     documents = [(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")),
                  (CSV_NAME, evidence_list.to_csv(listing).encode("utf-8")),
                  (HTML_NAME, evidence_list.to_html(listing).encode("utf-8")),
-                 (PDF_NAME, evidence_list.to_pdf(listing))]
+                 (PDF_NAME, evidence_list.to_pdf(listing)),
+                 (verify_html.NAME, verify_html.page())]  # the no-install verifier, sealed like every member
     index = package_index.seal(signer, package_id=package_id, case_id=case_id, head=head, documents=documents,
                                files=[(f.name, f.sha256, f.size) for f in files])
     return PreparedPackage(id=package_id, case_id=case_id, filename=f"case-{case_id}-{stamp}.zip",
-                           manifest=manifest, documents=documents, index=index, files=files)
+                           manifest=manifest, documents=documents, index=index, created_at=created_at, files=files)
 
 
 def _name(people: dict[str, Officer], officer_id: str) -> str | None:
@@ -258,7 +270,7 @@ def _name(people: dict[str, Officer], officer_id: str) -> str | None:
     return person.name if person else None
 
 
-def _witness_heads(session: Session, viewer: Officer, device_ids: set[str]) -> None:
+def _witness_heads(session: Session, viewer: Officer, device_ids: set[str], now: datetime) -> None:
     """Where each device's chain ends now, as a custody leaf, unless the newest one already says so (every push
     writes one; a chain last moved before device_head leaves existed gets its first here)."""
     for device_id in sorted(device_ids):
@@ -268,7 +280,20 @@ def _witness_heads(session: Session, viewer: Officer, device_ids: set[str]) -> N
         latest = custody.latest_device_head(session, device_id)
         leaf = json.loads(latest.leaf) if latest is not None else {}
         if (leaf.get("seq"), leaf.get("record_hash")) != (device.head_seq, device.head_hash):
-            custody.device_head(session, viewer.id, device_id, device.head_seq, device.head_hash)
+            custody.device_head(session, viewer.id, device_id, device.head_seq, device.head_hash, at=now)
+
+
+def _witness_case(session: Session, viewer: Officer, case: Case, now: datetime) -> None:
+    """A case opened before case leaves existed has its facts bound once, by the first export that sees them;
+    every later change is bound as it happens (media.custody.log.CASE_FACTS)."""
+    if not custody.case_events(session, case.id):
+        custody.case_facts(session, custody.CASE_WITNESSED, viewer.id, case.id, case.version,
+                           custody.case_fact_values(case), at=now)
+
+
+def _proven(session: Session, events: list[Any], size: int) -> list[dict[str, Any]]:
+    return [{"leaf_index": e.leaf_index, "leaf": e.leaf,
+             "proof": custody.inclusion(session, e.leaf_index, size)["proof"]} for e in events]
 
 
 def _devices(session: Session, records: list[LedgerRecord], size: int) -> dict[str, Any]:

@@ -81,7 +81,16 @@ def item_records(session: Session, inspection_ids: list[str], findings: list[Fin
     for chunk in chunked(sorted(set(ops))):
         for r in session.scalars(select(LedgerRecord).where(LedgerRecord.op.in_(chunk))):
             found[r.id] = r
+    for r in corrections_of(session, [f.op for f in findings]):
+        found[r.id] = r
     return sorted(found.values(), key=lambda r: (r.device_id, r.seq))
+
+
+def corrections_of(session: Session, ops: list[str]) -> list[LedgerRecord]:
+    """The applied record.correct records of these records (a corrected finding is held against the newest)."""
+    return [r for chunk in chunked(sorted(set(ops))) for r in session.scalars(select(LedgerRecord).where(
+        LedgerRecord.type == "record.correct", LedgerRecord.status == "applied",
+        LedgerRecord.refs["corrects"].as_string().in_(chunk)))]
 
 
 def case_evidence(session: Session, case_id: str, inspection_ids: list[str]) -> list[Evidence]:
@@ -98,7 +107,8 @@ def case_evidence(session: Session, case_id: str, inspection_ids: list[str]) -> 
 
 def case_records(session: Session, case_id: str, inspection_ids: list[str], findings: list[Finding],
                  evidence: list[Evidence]) -> list[LedgerRecord]:
-    """Ledger rows whose refs name the case or one of its inspections, and those that made its findings/items.
+    """Ledger rows whose refs name the case (its applied record.correct records included) or one of its
+    inspections, and those that made its findings/items.
 
     Public so that the console's ledger of a case (`backend.web.console.present.ledger_rows`)
     lists exactly the records a package of the case would prove, by this one rule.

@@ -21,13 +21,15 @@ ledger record, its custody history, plus a `deleted` custody event. The item
 is then `deleted` and the upload paths answer 410 Gone, so a file once
 deleted is never re-created for it.
 
-Each item is deleted in its own short transaction, committed once its bytes
-are gone: a store failure costs that item only, and the custody event is
-durable the moment the file is. The bytes are removed after the database
-changes are flushed and before they commit; a failure then rolls the item
-back, and since the original is removed last, an item reported `failed` still
-has its original (a removed thumbnail or mismatch copy can be left gone; a
-rerun finishes the job, deletes being idempotent).
+A purge is planned (`plan_purge`), then each item is deleted in its own
+short transaction (`purge_item`), which the edge commits once its bytes are
+gone (`backend.core.uow.commit_each`): a store failure costs that item only
+(`purge_failed`), and the custody event is durable the moment the file is.
+The bytes are removed after the database changes are flushed and before they
+commit; a failure then rolls the item back, and since the original is removed
+last, an item reported `failed` still has its original (a removed thumbnail
+or mismatch copy can be left gone; a rerun finishes the job, deletes being
+idempotent). `finish_purge` then counts what is left.
 
 Races: on PostgreSQL the evidence row and its open uploads are locked in the
 order upload verification takes them, and a transaction-level advisory lock
@@ -47,9 +49,10 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, t
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased
 
+from backend.core import variables
 from backend.core.errors import Forbidden, Gone, Invalid, RetentionMisconfigured
 from backend.core.jurisdiction import may_see_region, scope
-from backend.core.models import Case, CustodyHolder, Evidence, Finding, Inspection, Officer, Upload, utcnow
+from backend.core.models import Case, CustodyHolder, Evidence, Finding, Inspection, Officer, Upload
 from backend.core.paging import paginate
 from backend.core.times import utc_millis
 from media.custody import log as custody
@@ -58,11 +61,13 @@ from sync import feed
 
 log = logging.getLogger("fieldcase.retention")
 
-MIN_RETENTION_DAYS = 180
+# The legal minimum lives with its setting (refused at start); a purge refuses it too, for settings made in code.
+MIN_RETENTION_DAYS = variables.MIN_RETENTION_DAYS
 # Closed without a decision: nothing left that the evidence could prove.
 RELEASED_CASE_STATUSES = ("dismissed", "not_penalised")
 STORED_STATUSES = ("verified", "mismatch")
 OBJECT_LOCK_NAMESPACE = 0x6663_6F62  # "fcob"
+PURGE_ERRORS = (StoreError, SQLAlchemyError)  # what fails one item of a purge (`purge_failed`), not the purge
 
 
 def check_retention_days(retention_days: int) -> timedelta:
@@ -149,11 +154,6 @@ def expired_candidates(session: Session, viewer: Officer, now: datetime, retenti
     return [candidate(e, statuses[e.id], period) for e in rows], total
 
 
-def count_expired(session: Session, viewer: Officer, now: datetime, retention_days: int) -> int:
-    stmt = _expired(session, viewer, cutoff(now, retention_days)).with_only_columns(Evidence.id)
-    return session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-
-
 @dataclass
 class PurgeItem:
     evidence_id: str
@@ -176,8 +176,11 @@ class PurgeReport:
     dry_run: bool
     retention_days: int
     cutoff: datetime
+    reason: str = ""
     items: list[PurgeItem] = field(default_factory=list)
     remaining: int = 0
+    pending: list[str] = field(default_factory=list)  # the items still to delete, each by `purge_item`
+    order: list[str] = field(default_factory=list)  # the ids as the caller listed them
 
     def count(self, result: str) -> int:
         return sum(1 for i in self.items if i.result == result)
@@ -193,15 +196,15 @@ class PurgeReport:
                 "items": [i.as_dict() for i in self.items]}
 
 
-def purge(session: Session, store: Store, custodian: Officer, reason: str, now: datetime, retention_days: int,
-          dry_run: bool = False, evidence_ids: list[str] | None = None, limit: int | None = None) -> PurgeReport:
-    """Delete the files of expired, unlinked items within the custodian's jurisdiction, one transaction per item.
+def plan_purge(session: Session, custodian: Officer, reason: str, retention_days: int, *, now: datetime,
+               dry_run: bool = False, evidence_ids: list[str] | None = None, limit: int | None = None) -> PurgeReport:
+    """Which files of expired, unlinked items within the custodian's jurisdiction a purge deletes (`pending`).
 
-    `now` is the instant expiry is judged at; the deletion itself is stamped
-    with the real time. Without `evidence_ids` every candidate is taken (the
-    oldest `limit` of them when given); with them, each listed id is either
-    deleted or skipped with the reason it is kept. Commits per item: the
-    caller's session must hold nothing uncommitted.
+    `now` is the instant expiry is judged at. Without `evidence_ids` every
+    candidate is taken (the oldest `limit` of them when given); with them,
+    each listed id is either pending or skipped with the reason it is kept.
+    Only reads: the edge ends this transaction, then deletes each pending item
+    in one of its own (`purge_item`), then calls `finish_purge`.
     """
     cut = cutoff(now, retention_days)
     if not custodian.active or not custodian.has_role("custodian"):
@@ -209,7 +212,8 @@ def purge(session: Session, store: Store, custodian: Officer, reason: str, now: 
     reason = (reason or "").strip()
     if not reason:
         raise Invalid("say why the files are deleted", errors={"reason": ["required"]})
-    report = PurgeReport(dry_run=dry_run, retention_days=retention_days, cutoff=cut)
+    report = PurgeReport(dry_run=dry_run, retention_days=retention_days, cutoff=cut, reason=reason,
+                         order=list(evidence_ids or []))
     expired = _expired(session, custodian, cut).with_only_columns(Evidence.id)
     if evidence_ids is None:
         stmt = expired.order_by(Evidence.captured_at, Evidence.id)
@@ -222,13 +226,34 @@ def purge(session: Session, store: Store, custodian: Officer, reason: str, now: 
             if eid not in eligible:
                 report.items.append(PurgeItem(eid, "skipped", reason=why_kept(session, custodian, eid, cut)))
         ids = [eid for eid in ids if eid in eligible]
-    session.commit()
-    for eid in ids:
-        report.items.append(_purge_one(session, store, custodian, eid, reason, cut, retention_days, dry_run))
-    order = {eid: n for n, eid in enumerate(evidence_ids or [])}
+    report.pending = ids
+    return report
+
+
+def purge_item(session: Session, store: Store, custodian: Officer, report: PurgeReport, evidence_id: str, *,
+               now: datetime) -> PurgeItem:
+    """Delete one pending item's files in the caller's transaction, stamped `now`; the edge commits it before the
+    next item. Raises one of `PURGE_ERRORS` when the store or the database fails: the edge rolls the item back."""
+    return _delete(session, store, custodian, evidence_id, report.reason, report.cutoff, report.retention_days,
+                   report.dry_run, now)
+
+
+def purge_failed(evidence_id: str, exc: Exception) -> PurgeItem:
+    """How an item that `purge_item` could not delete is reported (it was rolled back: its original is still there)."""
+    if isinstance(exc, StoreError):
+        log.warning("retention: could not delete the files of %s: %s", evidence_id, exc.message)
+        return PurgeItem(evidence_id, "failed", error=exc.message)
+    log.warning("retention: database error on %s: %s", evidence_id, exc)
+    return PurgeItem(evidence_id, "failed", error="database error; nothing of this item was changed")
+
+
+def finish_purge(session: Session, custodian: Officer, report: PurgeReport, items: list[PurgeItem]) -> PurgeReport:
+    """The report with each item's result, in the order the ids were listed, and how many candidates are left."""
+    report.items.extend(items)
+    order = {eid: n for n, eid in enumerate(report.order)}
     report.items.sort(key=lambda i: order.get(i.evidence_id, 0))
-    report.remaining = count_expired(session, custodian, now, retention_days)
-    session.commit()
+    stmt = _expired(session, custodian, report.cutoff).with_only_columns(Evidence.id)
+    report.remaining = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     return report
 
 
@@ -270,22 +295,8 @@ def _case_reason(status: str | None) -> str:
     return f"its case is still open ({status})"
 
 
-def _purge_one(session: Session, store: Store, custodian: Officer, evidence_id: str, reason: str, cut: datetime,
-               retention_days: int, dry_run: bool) -> PurgeItem:
-    try:
-        return _delete(session, store, custodian, evidence_id, reason, cut, retention_days, dry_run)
-    except StoreError as exc:
-        session.rollback()
-        log.warning("retention: could not delete the files of %s: %s", evidence_id, exc.message)
-        return PurgeItem(evidence_id, "failed", error=exc.message)
-    except SQLAlchemyError as exc:
-        session.rollback()
-        log.warning("retention: database error on %s: %s", evidence_id, exc)
-        return PurgeItem(evidence_id, "failed", error="database error; nothing of this item was changed")
-
-
 def _delete(session: Session, store: Store, custodian: Officer, evidence_id: str, reason: str, cut: datetime,
-            retention_days: int, dry_run: bool) -> PurgeItem:
+            retention_days: int, dry_run: bool, now: datetime) -> PurgeItem:
     open_uploads = list(session.scalars(
         select(Upload).where(Upload.evidence_id == evidence_id, Upload.status.in_(("open", "verifying")))
         .order_by(Upload.id).with_for_update().execution_options(populate_existing=True)))
@@ -295,7 +306,6 @@ def _delete(session: Session, store: Store, custodian: Officer, evidence_id: str
                            .where(Evidence.id == evidence_id))
     if still is None:
         kept = why_kept(session, custodian, evidence_id, cut)
-        session.rollback()
         return PurgeItem(evidence_id, "skipped", reason=f"no longer expired and unlinked: {kept}")
     lock_object(session, evidence.sha256)
     original, kept = evidence.object_key, []
@@ -312,15 +322,13 @@ def _delete(session: Session, store: Store, custodian: Officer, evidence_id: str
     item = PurgeItem(evidence.id, "would_delete" if dry_run else "deleted", reason=reason, sha256=evidence.sha256,
                      size=evidence.size, removed=removed + staged, kept=kept)
     if dry_run:
-        session.rollback()
-        return item
+        return item  # nothing was changed: the edge's commit only ends the transaction
 
-    at = utcnow()
-    evidence.status, evidence.deleted_at, evidence.deleted_by = "deleted", at, custodian.id
+    evidence.status, evidence.deleted_at, evidence.deleted_by = "deleted", now, custodian.id
     evidence.object_key = evidence.thumbnail_key = None
     for upload in open_uploads:
-        upload.status, upload.open_key, upload.completed_at = "failed", None, at
-    custody.record(session, "deleted", evidence.id, custodian.id, at=at, reason=reason, sha256=evidence.sha256,
+        upload.status, upload.open_key, upload.completed_at = "failed", None, now
+    custody.record(session, "deleted", evidence.id, custodian.id, at=now, reason=reason, sha256=evidence.sha256,
                    size=evidence.size, retention_days=retention_days, removed=item.removed, kept=kept or None)
     feed.emit(session, "evidence", evidence)
     session.flush()
@@ -328,8 +336,7 @@ def _delete(session: Session, store: Store, custodian: Officer, evidence_id: str
         drop_staged(store, upload)
     for key in removed:  # the original last: a failure before it leaves the evidence itself intact
         store.remove(key)
-    session.commit()
-    log.info("retention: deleted the files of %s for %s (%s)", evidence.id, custodian.id, reason)
+    log.info("retention: deleted the files of %s for %s", evidence.id, custodian.id)  # the reason is free text
     return item
 
 

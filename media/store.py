@@ -1,4 +1,5 @@
-"""Where evidence bytes live: a local content-addressed store (the default) and an S3 store.
+"""Where evidence bytes live: the store's contract, hashing, and the local content-addressed store (the default);
+the S3 store is `media.s3_store`.
 
 Both keep the same three areas: `staging` (an upload in progress, keyed by
 upload id), `objects` (verified originals, keyed by SHA-256, so identical
@@ -59,6 +60,16 @@ def hash_stream(stream: BinaryIO, chunk: int = CHUNK) -> Digest:
         h.update(block)
         size += len(block)
     return Digest(h.hexdigest(), size)
+
+
+def _feed(h: Any, stream: BinaryIO, length: int, chunk: int = CHUNK) -> None:
+    """Hash the next `length` bytes of `stream` into `h`, block by block (a resumed file's part already held)."""
+    while length > 0:
+        block = stream.read(min(chunk, length))
+        if not block:
+            break
+        h.update(block)
+        length -= len(block)
 
 
 def blocks(stream: BinaryIO, chunk: int = CHUNK) -> Iterator[bytes]:
@@ -138,11 +149,19 @@ class LocalStore:
         path = self._staged(upload_id)
         return path.stat().st_size if path.exists() else 0
 
-    def write(self, upload_id: str, stream: BinaryIO, start: int, length: int, total: int) -> int:
+    def write(self, upload_id: str, stream: BinaryIO, start: int, length: int, total: int, *,
+              restart: bool = False, content_sha256: str | None = None, repr_sha256: str | None = None) -> int:
         """Append bytes [start, start+length) of a file of `total` bytes; returns the new offset.
 
         Only one writer at a time (a second concurrent upload is refused), and
-        only at the current offset, so an interrupted upload resumes exactly.
+        only at the current offset, so an interrupted upload resumes exactly:
+        bytes for any other place change nothing held. Only `restart` (a PUT of
+        the whole file, without a range) throws away what is held and starts
+        over. `content_sha256` is the SHA-256 the sender stated for these bytes:
+        if they hash otherwise, none of them is kept. `repr_sha256` is the one it
+        stated for the whole file: checked when these bytes complete it, and if
+        the file then hashes otherwise, nothing of it is kept (which part went
+        wrong cannot be told).
         """
         path = self._staged(upload_id)
         with open(path, "r+b" if path.exists() else "w+b") as fh:
@@ -151,13 +170,19 @@ class LocalStore:
             except BlockingIOError:
                 raise StoreError("busy", "another upload of this item is in progress") from None
             current = os.fstat(fh.fileno()).st_size
-            if start == 0 and current:
+            if restart and current:
                 fh.truncate(0)
                 current = 0
             if start != current:
-                raise StoreError("offset", f"this upload continues at byte {current}", offset=current)
+                raise StoreError("offset", f"this upload continues at byte {current}; send the bytes from there "
+                                 f"(Content-Range: bytes {current}-{total - 1}/{total})", offset=current)
             if start + length > total:
                 raise StoreError("too_long", "bytes beyond the declared size")
+            body = hashlib.sha256() if content_sha256 is not None else None
+            whole = hashlib.sha256() if repr_sha256 is not None and start + length == total else None
+            if whole is not None and start:
+                fh.seek(0)
+                _feed(whole, fh, start)
             fh.seek(start)
             remaining = length
             while remaining:
@@ -165,16 +190,31 @@ class LocalStore:
                 if not block:
                     break
                 fh.write(block)
+                for h in (body, whole):
+                    if h is not None:
+                        h.update(block)
                 remaining -= len(block)
             extra = stream.read(1)
             fh.flush()
-            os.fsync(fh.fileno())
             written = fh.tell()
             if remaining or extra:
-                # A short or long body: keep what arrived in range, say where to resume.
-                fh.truncate(min(written, start + length))
-                kept = min(written, start + length)
+                # A short or long body: keep what arrived in range (unless it came with a digest, which bytes cut
+                # short cannot be checked against), say where to resume.
+                kept = start if body is not None else min(written, start + length)
+                fh.truncate(kept)
+                os.fsync(fh.fileno())
                 raise StoreError("length", "the body length does not match the range", offset=kept)
+            if body is not None and body.hexdigest() != content_sha256:
+                fh.truncate(start)
+                os.fsync(fh.fileno())
+                raise StoreError("content_digest", f"these bytes do not hash to their Content-Digest; none of them "
+                                 f"was kept: send them again from byte {start}", offset=start)
+            if whole is not None and whole.hexdigest() != repr_sha256:
+                fh.truncate(0)
+                os.fsync(fh.fileno())
+                raise StoreError("repr_digest", "the file received does not hash to its Repr-Digest; nothing of it "
+                                 "was kept: send it again from byte 0", offset=0)
+            os.fsync(fh.fileno())
             return written
 
     def finish_multipart(self, upload_id: str, multipart_id: str | None, parts: list[dict[str, Any]]) -> None:
@@ -249,142 +289,6 @@ class LocalStore:
             _fsync_dir(path.parent)
         except OSError as exc:
             raise StoreError("unavailable", f"could not delete {key}: {exc.strerror or exc}") from None
-
-
-class S3Store:
-    """Any S3-compatible store. Phones PUT to presigned URLs: the bytes never pass through the API."""
-
-    kind = "s3"
-
-    def __init__(self, bucket: str, *, endpoint_url: str | None = None, region: str | None = None,
-                 multipart_threshold: int = 64 * 1024 * 1024, part_size: int = 16 * 1024 * 1024,
-                 url_ttl: int = 3600, client: Any = None) -> None:
-        import boto3
-        from botocore.config import Config
-
-        self.bucket = bucket
-        self.multipart_threshold = multipart_threshold
-        self.part_size = max(part_size, 5 * 1024 * 1024)
-        self.url_ttl = url_ttl
-        self.client = client or boto3.client(
-            "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                          retries={"max_attempts": 5, "mode": "standard"}))
-
-    def ensure_bucket(self) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except ClientError:
-            self.client.create_bucket(Bucket=self.bucket)
-
-    @staticmethod
-    def _staging(upload_id: str) -> str:
-        return f"staging/{upload_id}"
-
-    def plan(self, upload_id: str, size: int, sha256: str, content_url: str,
-             multipart_id: str | None = None) -> dict[str, Any]:
-        key = self._staging(upload_id)
-        if size <= self.multipart_threshold:
-            # No x-amz-checksum-sha256: with it S3 refuses bytes other than the declared ones outright, and
-            # the server never learns of them. Without it a changed file is staged like any other, hashed on
-            # `complete` and kept apart as a `mismatch`, with its custody event, as on every other path.
-            url = self.client.generate_presigned_url(
-                "put_object", ExpiresIn=self.url_ttl,
-                Params={"Bucket": self.bucket, "Key": key, "ContentLength": size})
-            return {"method": "PUT", "url": url, "headers": {}}
-        if multipart_id is None:
-            multipart_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
-        count = -(-size // self.part_size)
-        parts = [{"number": n, "url": self.client.generate_presigned_url(
-            "upload_part", ExpiresIn=self.url_ttl,
-            Params={"Bucket": self.bucket, "Key": key, "UploadId": multipart_id, "PartNumber": n})}
-            for n in range(1, count + 1)]
-        return {"method": "multipart", "upload_id": multipart_id, "part_size": self.part_size, "parts": parts}
-
-    def finish_multipart(self, upload_id: str, multipart_id: str | None, parts: list[dict[str, Any]]) -> None:
-        if not multipart_id:
-            return
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=self._staging(upload_id), UploadId=multipart_id,
-                MultipartUpload={"Parts": [{"PartNumber": p["number"], "ETag": p["etag"]}
-                                           for p in sorted(parts, key=lambda p: p["number"])]})
-        except ClientError as exc:
-            raise StoreError("parts", f"the parts could not be assembled: {exc.response['Error']['Code']}") from None
-
-    def staged_digest(self, upload_id: str) -> Digest:
-        from botocore.exceptions import ClientError
-
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._staging(upload_id))["Body"]
-        except ClientError:
-            raise StoreError("missing", "no bytes were uploaded") from None
-        try:
-            return hash_stream(body)
-        finally:
-            body.close()
-
-    def _copy(self, source: str, target: str) -> None:
-        self.client.copy({"Bucket": self.bucket, "Key": source}, self.bucket, target)
-
-    def promote(self, upload_id: str, sha256: str) -> str:
-        from botocore.exceptions import ClientError
-
-        key = object_key(sha256)
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-            exists = True
-        except ClientError:
-            exists = False
-        if not exists:
-            self._copy(self._staging(upload_id), key)
-        self.client.delete_object(Bucket=self.bucket, Key=self._staging(upload_id))
-        return key
-
-    def set_apart(self, upload_id: str) -> str:
-        key = f"mismatch/{upload_id}"
-        self._copy(self._staging(upload_id), key)
-        self.client.delete_object(Bucket=self.bucket, Key=self._staging(upload_id))
-        return key
-
-    def open(self, key: str) -> BinaryIO:
-        from botocore.exceptions import ClientError
-
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-        except ClientError:
-            raise StoreError("missing", "no such object") from None
-
-    def put_derived(self, key: str, data: bytes, content_type: str) -> str:
-        full = f"derived/{key}"
-        self.client.put_object(Bucket=self.bucket, Key=full, Body=data, ContentType=content_type)
-        return full
-
-    def abort(self, upload_id: str, multipart_id: str | None) -> None:
-        if multipart_id:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._staging(upload_id), UploadId=multipart_id)
-        self.client.delete_object(Bucket=self.bucket, Key=self._staging(upload_id))
-
-    def remove(self, key: str) -> None:
-        """Deletes every version, so a versioned bucket keeps no copy either; Object Lock refuses (a StoreError)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            listed = self.client.list_object_versions(Bucket=self.bucket, Prefix=key)
-            versions = [v["VersionId"] for v in listed.get("Versions", []) + listed.get("DeleteMarkers", [])
-                        if v["Key"] == key]
-            for version in versions:
-                self.client.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
-            if not versions:
-                self.client.delete_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            raise StoreError("unavailable", f"could not delete {key}: {exc.response['Error']['Code']}") from None
-        except BotoCoreError as exc:
-            raise StoreError("unavailable", f"could not delete {key}: {exc}") from None
 
 
 @contextmanager

@@ -11,6 +11,7 @@ upload id.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
@@ -21,9 +22,10 @@ from backend.core.errors import Conflict, DomainError, Gone, Invalid, LengthRequ
 from backend.core.errors import PayloadTooLarge as TooLarge
 from backend.core.errors import RangeNotSatisfiable as RangeError
 from backend.core.jurisdiction import get_scoped
-from backend.core.models import Evidence, Officer, Upload, new_id, utcnow
+from backend.core.models import Evidence, Officer, Upload, new_id
 from backend.core.uow import JobRunner
 from media import holders, retention
+from media.coverage import clip_data
 from media.custody import log as custody
 from media.settings import MediaSettings
 from media.store import LocalStore, Store, StoreError
@@ -36,13 +38,18 @@ VERIFY_JOB = "verify_upload"
 
 
 def _store_error(exc: StoreError) -> DomainError:
-    headers = {"Upload-Offset": str(exc.offset)} if exc.offset is not None else None
+    """A store's refusal as the upload's answer; where the store says how much it holds, the answer says it too:
+    `Upload-Offset`, and `offset` under `errors` (where a phone resumes)."""
+    if exc.offset is not None:
+        headers, errors = {"Upload-Offset": str(exc.offset)}, {"offset": exc.offset}
+    else:
+        headers, errors = None, None
     if exc.code == "too_long":
         return TooLarge(exc.message)
     if exc.code in ("busy", "offset"):
-        return Conflict(exc.message, headers=headers)
-    if exc.code == "length":
-        return Invalid(exc.message, headers=headers)
+        return Conflict(exc.message, headers=headers, errors=errors)
+    if exc.code in ("length", "content_digest", "repr_digest"):
+        return Invalid(exc.message, headers=headers, errors=errors)
     return Invalid(exc.message)
 
 
@@ -64,8 +71,8 @@ def _open_upload(session: Session, evidence: Evidence) -> Upload | None:
     return session.scalars(select(Upload).where(Upload.open_key == evidence.id)).first()
 
 
-def start_upload(session: Session, store: Store, officer: Officer, evidence_id: str,
-                 content_url: str) -> dict[str, Any]:
+def start_upload(session: Session, store: Store, officer: Officer, evidence_id: str, content_url: str, *,
+                 now: datetime) -> dict[str, Any]:
     """A plan for a new upload, or the same plan again for the one in progress (so it can resume)."""
     evidence = own_evidence(session, officer, evidence_id)
     if evidence.status == "verified":
@@ -87,8 +94,8 @@ def start_upload(session: Session, store: Store, officer: Officer, evidence_id: 
     except IntegrityError:
         store.abort(upload.id, upload.multipart_id)
         raise Conflict("another upload of this evidence has just started") from None
-    custody.record(session, "upload_started", evidence.id, officer.id, upload=upload.id, method=upload.method,
-                   store=store.kind)
+    custody.record(session, "upload_started", evidence.id, officer.id, at=now, upload=upload.id,
+                   method=upload.method, store=store.kind)
     return plan
 
 
@@ -129,10 +136,30 @@ class ByteRange:
     total: int
 
 
-def receive_content(session: Session, store: Store, officer: Officer, evidence_id: str, stream: BinaryIO,
-                    byte_range: ByteRange | None, content_length: int | None) -> int:
-    """Write one PUT's bytes at its range; returns how many bytes the upload now holds."""
-    local = _local(store)
+@dataclass(frozen=True)
+class ContentWrite:
+    """Where one PUT's bytes go, once checked: the upload, and `length` bytes at `start` of a file of `total`.
+
+    `restart`: a PUT of the whole file (no range), which starts the upload over. `content_sha256` and
+    `repr_sha256`: what the sender stated these bytes and the whole file hash to (RFC 9530), checked as they
+    arrive."""
+
+    upload_id: str
+    start: int
+    length: int
+    total: int
+    restart: bool = False
+    content_sha256: str | None = None
+    repr_sha256: str | None = None
+
+
+def content_target(session: Session, store: Store, officer: Officer, evidence_id: str,
+                   byte_range: ByteRange | None, content_length: int | None, *, content_sha256: str | None = None,
+                   repr_sha256: str | None = None) -> ContentWrite:
+    """Check one PUT against the open upload. Only reads: the bytes may take minutes to arrive over a phone's
+    network, so the edge ends this transaction before `write_content`, and the upload holds no pooled connection
+    (and, on SQLite, not the database's write lock) while it reads them."""
+    _local(store)
     evidence = own_evidence(session, officer, evidence_id)
     upload = _open_upload(session, evidence)
     if upload is None:
@@ -156,12 +183,17 @@ def receive_content(session: Session, store: Store, officer: Officer, evidence_i
         start, length = 0, content_length
         if length > total:
             raise TooLarge(f"{length} bytes is more than the declared {total}")
-    upload_id = upload.id
-    # The bytes may take minutes to arrive over a phone's network: end the (read-only) transaction first, so
-    # the upload holds no pooled connection (and, on SQLite, not the database's write lock) while it reads.
-    session.commit()
+    return ContentWrite(upload_id=upload.id, start=start, length=length, total=total, restart=byte_range is None,
+                        content_sha256=content_sha256, repr_sha256=repr_sha256)
+
+
+def write_content(store: Store, target: ContentWrite, stream: BinaryIO) -> int:
+    """Write a checked PUT's bytes at its range, outside any transaction; returns how many bytes the upload now
+    holds."""
     try:
-        return local.write(upload_id, stream, start, length, total)
+        return _local(store).write(target.upload_id, stream, target.start, target.length, target.total,
+                                   restart=target.restart, content_sha256=target.content_sha256,
+                                   repr_sha256=target.repr_sha256)
     except StoreError as exc:
         raise _store_error(exc) from None
 
@@ -206,14 +238,15 @@ def complete(session: Session, store: Store, officer: Officer, evidence_id: str,
     elif isinstance(store, LocalStore):
         held = store.offset(upload.id)
         if held < evidence.size:
-            raise Conflict(f"only {held} of {evidence.size} bytes have arrived", headers={"Upload-Offset": str(held)})
+            raise Conflict(f"only {held} of {evidence.size} bytes have arrived", headers={"Upload-Offset": str(held)},
+                           errors={"offset": held})
     upload.status = VERIFYING
     session.flush()
     runner.submit(session, VERIFY_JOB, upload.id)
     return evidence  # the same object the job updated, when it ran inline
 
 
-def verify_upload(session: Session, store: Store, upload_id: str, settings: MediaSettings, *,
+def verify_upload(session: Session, store: Store, upload_id: str, settings: MediaSettings, *, now: datetime,
                   verifier: str | None = None) -> Evidence:
     """Hash the stored bytes and give the verdict: `verified`, or `mismatch` with the bytes set apart.
 
@@ -230,7 +263,6 @@ def verify_upload(session: Session, store: Store, upload_id: str, settings: Medi
         digest = store.staged_digest(upload.id)
     except StoreError as exc:
         raise _store_error(exc) from None
-    now = utcnow()
     upload.received_sha256, upload.received_size, upload.completed_at = digest.sha256, digest.size, now
     upload.open_key = None
     if digest.sha256 == evidence.sha256 and digest.size == evidence.size:
@@ -244,7 +276,7 @@ def verify_upload(session: Session, store: Store, upload_id: str, settings: Medi
         evidence.flags = flags
         custody.record(session, "verified", evidence.id, upload.officer_id, at=now, upload=upload.id,
                        sha256=digest.sha256, size=digest.size, object_key=evidence.object_key, verifier=verifier)
-        holders.take_first_custody(session, evidence, upload.officer_id)
+        holders.take_first_custody(session, evidence, upload.officer_id, now=now)
     else:
         upload.status = "mismatch"
         upload.mismatch_key = store.set_apart(upload.id)
@@ -264,7 +296,7 @@ def describe(session: Session, evidence: Evidence) -> dict[str, Any]:
     return {
         **feed.evidence_data(evidence),
         "media_type": evidence.media_type, "captured_at": evidence.captured_at, "location": evidence.location,
-        "clip": evidence.clip, "officer_id": evidence.officer_id, "device_id": evidence.device_id,
+        "clip": clip_data(evidence.clip), "officer_id": evidence.officer_id, "device_id": evidence.device_id,
         "declared_at": evidence.declared_at, "verified_at": evidence.verified_at,
         "deleted_at": evidence.deleted_at, "deleted_by": evidence.deleted_by,
         "media_info": evidence.media_info, "flags": evidence.flags or [],
@@ -290,7 +322,7 @@ def custody_history(session: Session, viewer: Officer, evidence_id: str) -> dict
 
 
 def open_original(session: Session, store: Store, viewer: Officer, evidence_id: str,
-                  purpose: str | None = None) -> tuple[Evidence, BinaryIO]:
+                  purpose: str | None = None, *, now: datetime) -> tuple[Evidence, BinaryIO]:
     """Every read of an original is a custody event: who, when, and the stated purpose."""
     evidence = readable_evidence(session, viewer, evidence_id)
     if evidence.status == "deleted":
@@ -298,7 +330,7 @@ def open_original(session: Session, store: Store, viewer: Officer, evidence_id: 
     if evidence.status != "verified" or not evidence.object_key:
         raise Conflict("only verified evidence has content to read")
     stream = store.open(evidence.object_key)
-    custody.record(session, "read", evidence.id, viewer.id, purpose=purpose)
+    custody.record(session, "read", evidence.id, viewer.id, at=now, purpose=purpose)
     return evidence, stream
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -9,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from backend.core.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.core.jurisdiction import may_see_region
-from backend.core.models import ZERO_HASH, DeferredRecord, Device, Officer, new_id, utcnow
+from backend.core.models import ZERO_HASH, DeferredRecord, Device, Officer, new_id
 from sync.jws import load_public_key
 
 
@@ -65,11 +66,11 @@ def get_device(session: Session, viewer: Officer, device_id: str) -> dict[str, A
     return describe(session, visible_device(session, viewer, device_id))
 
 
-def revoke(session: Session, actor: Officer, device_id: str) -> dict[str, Any]:
+def revoke(session: Session, actor: Officer, device_id: str, *, now: datetime) -> dict[str, Any]:
     device = visible_device(session, actor, device_id)
     if device.officer_id != actor.id and not actor.has_role("admin"):
         raise Forbidden("only the owner or an admin may revoke a device")
     if device.status != "revoked":
-        device.status, device.revoked_at, device.revoked_by = "revoked", utcnow(), actor.id
+        device.status, device.revoked_at, device.revoked_by = "revoked", now, actor.id
         session.flush()
     return describe(session, device)

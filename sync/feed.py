@@ -59,7 +59,7 @@ def alias_data(a: CaseAlias) -> dict[str, Any]:
 def institution_data(i: Institution) -> dict[str, Any]:
     return {"id": i.id, "credit_code": i.credit_code, "name": i.name, "address": i.address,
             "region": i.region_code, "licence_status": i.licence_status, "category": i.category,
-            "risk_level": i.risk_level, "provisional": i.provisional}
+            "risk_level": i.risk_level, "provisional": i.provisional, "unmatched": bool(i.unmatched)}
 
 
 def evidence_data(e: Evidence) -> dict[str, Any]:

@@ -95,6 +95,20 @@ class Lookup:
         self.missing[model].discard(row[_pk(model).key])
         return view
 
+    def update_row(self, model: type, ident: Any, changes: dict[str, Any]) -> bool:
+        """Change a row of this push that is still waiting for its bulk insert (a later record corrected it);
+        False when there is none, and the row, if any, is in the database or the session."""
+        key = _pk(model).key
+        for row in self.rows[model]:
+            if row[key] == ident:
+                row.update(changes)
+                view = self.known[model].get(ident)
+                if view is not None:
+                    for name, value in changes.items():
+                        setattr(view, name, value)
+                return True
+        return False
+
     def write_rows(self) -> None:
         for model, rows in self.rows.items():
             if rows:

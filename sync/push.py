@@ -13,14 +13,14 @@ before they write.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.core.models import Device, Officer, utcnow
+from backend.core.models import Device, Officer
 from sync.applier import Applier
 from sync.chain import DeviceWalk, Item, PushOutcome, PushSettings, result_entry
 from sync.devices import visible_device
@@ -32,11 +32,11 @@ from sync.records import UUID_RE, ChainFields
 MAX_RECORDS = 500
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
-__all__ = ["MAX_BODY_BYTES", "MAX_RECORDS", "PushSettings", "push", "release_gap"]
+__all__ = ["MAX_BODY_BYTES", "MAX_RECORDS", "PushSettings", "push", "release_gap", "summary"]
 
 
-def push(session: Session, officer: Officer, records: list[Any], *, applier: Applier,
-         settings: PushSettings | None = None, now: datetime | None = None) -> dict[str, Any]:
+def push(session: Session, officer: Officer, records: list[Any], *, applier: Applier, now: datetime,
+         settings: PushSettings | None = None) -> dict[str, Any]:
     """Handle one push in the caller's transaction; returns PROTOCOL §4's answer.
 
     A push is one transaction, so when it loses a race anyway (PostgreSQL breaks a deadlock, another
@@ -46,7 +46,6 @@ def push(session: Session, officer: Officer, records: list[Any], *, applier: App
     there: they lock those keys in one order before writing (`Applier.lock_creations`).
     """
     settings = settings or PushSettings()
-    now = now or utcnow()
     outcome = PushOutcome(results=[None] * len(records))
     quarantine = Quarantine(session, officer, now, settings.quarantine_per_device)
 
@@ -115,7 +114,7 @@ def push(session: Session, officer: Officer, records: list[Any], *, applier: App
 
 
 def release_gap(session: Session, reviewer: Officer, device_id: str, reason: str, *, applier: Applier,
-                settings: PushSettings | None = None) -> dict[str, Any]:
+                now: datetime, settings: PushSettings | None = None) -> dict[str, Any]:
     """A reviewer accepts that a device's missing records will never come; its held records are applied."""
     device = visible_device(session, reviewer, device_id)
     session.refresh(device, with_for_update=True)
@@ -123,7 +122,6 @@ def release_gap(session: Session, reviewer: Officer, device_id: str, reason: str
     assert owner is not None
     outcome = PushOutcome(results=[])
     settings = settings or PushSettings()
-    now = utcnow()
     walk = DeviceWalk(session, owner, device, now, settings, outcome,
                        Quarantine(session, owner, now, settings.quarantine_per_device), applier)
     released = walk.release_gaps(reviewer.id if reviewer else None, reason)
@@ -131,3 +129,12 @@ def release_gap(session: Session, reviewer: Officer, device_id: str, reason: str
     walk.quarantine.write({device.id: device})
     return {"released_gaps": released, "applied": outcome.caught_up,
             "head": {"seq": device.head_seq, "hash": device.head_hash}}
+
+
+def summary(answer: dict[str, Any]) -> dict[str, Any]:
+    """What a push's log line says of its answer: the devices, and its results counted by status. Never a
+    record's content or a result's detail (a rejected record's detail can quote what the phone sent)."""
+    results = answer["results"]
+    devices = set(answer.get("heads") or ()) | {r["device"] for r in results if r.get("device")}
+    return {"devices": sorted(devices), "records": len(results),
+            "counts": dict(sorted(Counter(r["status"] for r in results).items()))}

@@ -36,6 +36,10 @@ def storable_text(value: Any) -> str:
     return text.replace("\x00", "\\x00")
 
 
+# Kept in the quarantine, but not a rejection: a held record replaced by its re-signed version, as PROTOCOL §4
+# Recovery asks a phone to do. A device's `quarantined` count, the statistics and the audit leave it out alike.
+NOT_REJECTIONS = ("superseded",)
+
 
 class Quarantine:
     """Rejected submissions, kept for forensics but bounded per device (or per officer when no device)."""
@@ -43,7 +47,8 @@ class Quarantine:
     def __init__(self, session: Session, officer: Officer, now: datetime, limit: int) -> None:
         self.session, self.officer, self.now, self.limit = session, officer, now, limit
         self.rows: list[dict[str, Any]] = []
-        self.per_device: dict[str | None, int] = defaultdict(int)
+        self.per_device: dict[str | None, int] = defaultdict(int)  # rows added, to trim
+        self.rejected: dict[str | None, int] = defaultdict(int)  # of them, rejections: the device's count
 
     def add(self, text: Any, code: str, detail: str, device_id: str | None = None, seq: int | None = None,
             op: str | None = None, digest: str | None = None) -> None:
@@ -55,14 +60,16 @@ class Quarantine:
             "received_at": self.now,
         })
         self.per_device[device_id] += 1
+        if code not in NOT_REJECTIONS:
+            self.rejected[device_id] += 1
 
     def write(self, known_devices: dict[str, Device]) -> None:
         if not self.rows:
             return
         insert_rows(self.session, QuarantinedRecord, self.rows)
-        for device_id, count in self.per_device.items():
+        for device_id in self.per_device:
             if device_id in known_devices:
-                known_devices[device_id].quarantined_total += count
+                known_devices[device_id].quarantined_total += self.rejected[device_id]
             self._trim(device_id)
 
     def _trim(self, device_id: str | None) -> None:

@@ -120,13 +120,47 @@ class ClipSchema(Strict):
             raise ValidationError("ended_at is before started_at", "ended_at")
 
 
-class CaseOpen(Strict):
+OVERRIDE_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class OverrideSchema(Strict):
+    """The phone's checks the officer signed over, and why (docs/protocol.md, "Overrides").
+
+    The server does not judge the override: it keeps it as signed and flags what it touched. It changes what the
+    server does in one way only: a credit code failing GB 32100-2015 in a record whose override names
+    `bad_credit_code` is set aside rather than refused (see `overridden`).
+    """
+
+    codes = fields.List(fields.String(validate=FullMatch(OVERRIDE_CODE_RE, error="not a lower-case code")),
+                        required=True, validate=validate.Length(min=1, max=20))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+    @validates_schema
+    def _meant(self, data, **kwargs):
+        if not data["reason"].strip():
+            raise ValidationError("an override needs a reason", "reason")
+        if len(set(data["codes"])) != len(data["codes"]):
+            raise ValidationError("codes repeat", "codes")
+
+
+class Body(Strict):
+    """Every record type's body may carry `override`: the officer signed it over the phone's own checks."""
+
+    override = fields.Nested(OverrideSchema)
+
+
+def overridden(body: dict[str, Any], code: str) -> bool:
+    """Whether the record's signer acknowledged the phone's check `code` and signed anyway."""
+    return code in ((body.get("override") or {}).get("codes") or ())
+
+
+class CaseOpen(Body):
     client_case_id = Uuid(required=True)
     institution = fields.Nested(InstitutionRef, required=True)
     summary = fields.String(validate=validate.Length(max=4000))
 
 
-class InspectionStart(Strict):
+class InspectionStart(Body):
     inspection_id = Uuid(required=True)
     case = fields.Nested(CaseRef, required=True)
     officers = fields.List(fields.String(validate=validate.Length(min=1, max=40)), required=True,
@@ -135,7 +169,7 @@ class InspectionStart(Strict):
     task_id = fields.String(allow_none=True, validate=validate.Length(max=40))
 
 
-class InspectionFinding(Strict):
+class InspectionFinding(Body):
     inspection_id = Uuid(required=True)
     finding_id = Uuid(required=True)
     category = fields.String(required=True, validate=validate.Length(min=1, max=32))
@@ -143,13 +177,13 @@ class InspectionFinding(Strict):
     evidence = fields.List(Uuid(), load_default=list, validate=validate.Length(max=200))
 
 
-class InspectionEnd(Strict):
+class InspectionEnd(Body):
     inspection_id = Uuid(required=True)
     outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))
     notes = fields.String(allow_none=True, validate=validate.Length(max=8000))
 
 
-class EvidenceCapture(Strict):
+class EvidenceCapture(Body):
     evidence_id = Uuid(required=True)
     inspection_id = Uuid(allow_none=True)
     case = fields.Nested(CaseRef, allow_none=True)
@@ -163,7 +197,7 @@ class EvidenceCapture(Strict):
     clip = fields.Nested(ClipSchema, allow_none=True)
 
 
-class CaseUpdate(Strict):
+class CaseUpdate(Body):
     case = fields.Nested(CaseRef, required=True)
     base_version = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=INT32_MAX))
     fields_ = fields.Dict(required=True, data_key="fields", validate=validate.Length(min=1))
@@ -185,14 +219,51 @@ class CaseUpdate(Strict):
             raise ValidationError(errors, "fields")
 
 
-class ClueReport(Strict):
+class ClueReport(Body):
     clue_id = Uuid(required=True)
     source = fields.String(required=True, validate=validate.OneOf(CLUE_SOURCES))
     institution = fields.Nested(InstitutionRef, required=True)
     description = fields.String(required=True, validate=validate.Length(min=1, max=8000))
 
 
-class RecordingInterruptionBody(Strict):
+# What a `record.correct` may change, per type of the record it corrects (docs/protocol.md, "Corrections"): the
+# institution a case.open named, a finding's category and description. Nothing a court reads as what happened
+# (times, officers, evidence) is correctable: a record that got those wrong is answered by another record.
+CORRECTABLE: dict[str, tuple[str, ...]] = {"case.open": ("institution",),
+                                           "inspection.finding": ("category", "description")}
+CORRECTION_FIELDS: dict[str, fields.Field] = {
+    "institution": fields.Nested(InstitutionRef),
+    "category": fields.String(validate=validate.Length(min=1, max=32)),
+    "description": fields.String(validate=validate.Length(max=8000)),
+}
+
+
+class RecordCorrect(Body):
+    """A signed correction of an earlier record's content: the ledger keeps both, the tables take the new values."""
+
+    op = Uuid(required=True)
+    fields_ = fields.Dict(required=True, data_key="fields", validate=validate.Length(min=1, max=3))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+    @validates_schema
+    def _meant(self, data, **kwargs):
+        if not data["reason"].strip():
+            raise ValidationError("a correction needs a reason", "reason")
+        errors: dict[str, Any] = {}
+        for name, value in data.get("fields_", {}).items():
+            field = CORRECTION_FIELDS.get(name)
+            if field is None:
+                errors[name] = ["not a correctable field"]
+                continue
+            try:
+                field.deserialize(value)
+            except ValidationError as exc:
+                errors[name] = exc.messages
+        if errors:
+            raise ValidationError(errors, "fields")
+
+
+class RecordingInterruptionBody(Body):
     inspection_id = Uuid(required=True)
     camera_serial = fields.String(required=True, validate=validate.Length(min=1, max=64))
     started_at = Timestamp(required=True)
@@ -214,6 +285,7 @@ BODY_SCHEMAS: dict[str, Schema] = {
     "case.update": CaseUpdate(),
     "clue.report": ClueReport(),
     "recording.interruption": RecordingInterruptionBody(),
+    "record.correct": RecordCorrect(),
 }
 ENVELOPE_KEYS = {"v", "op", "seq", "prev", "at", "by", "type", "body"}
 

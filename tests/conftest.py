@@ -22,6 +22,7 @@ from backend.core.config import Settings
 from backend.core.db import Database
 from backend.core.models import Base
 from backend.core.schema import prepare
+from backend.core.secret_files import generates_secrets, init_secrets
 
 REFERENCE_TABLES = {"regions", "departments", "agencies", "violation_categories", "category_departments",
                     "alembic_version"}
@@ -94,8 +95,11 @@ def _empty_tables(db: Database) -> None:
 def settings(database_url, tmp_path: Path) -> Settings:
     # Passwords hashed at a test's cost (scrypt N = 2^10, ~1 ms): officers are made and log in by the hundred here.
     # The deployment's default cost is backend.core.passwords.PASSWORD_KDF (tests/core/test_passwords.py).
-    return Settings(instance_dir=tmp_path / "instance", database_url=database_url,
-                    password_kdf=TEST_KDF).resolved()
+    settings = Settings(instance_dir=tmp_path / "instance", database_url=database_url,
+                        password_kdf=TEST_KDF).resolved()
+    if not generates_secrets(settings):  # on PostgreSQL, as a deployment does: `fieldcase init-secrets` first
+        init_secrets(settings)
+    return settings
 
 
 @pytest.fixture
@@ -229,3 +233,17 @@ def job_queue(redis_url) -> Iterator[str]:
         connection.delete(f"rq:job:{job_id}", f"rq:results:{job_id}")
     for key in connection.scan_iter(f"rq:*:{name}*"):
         connection.delete(key)
+
+
+@pytest.fixture(scope="session")
+def tsa(tmp_path_factory) -> Iterator:
+    """An RFC 3161 Time-Stamping Authority on loopback: OpenSSL's own `ts -reply` behind HTTP (tests/tsa.py).
+
+    Configure an app with `tsa_url=tsa.url` (and `tsa_cert_file=str(tsa.ca)` to anchor its tokens). Shared by the
+    run: a test that takes it down (`tsa.available = False`) puts it back.
+    """
+    from tests.tsa import TestTSA
+
+    authority = TestTSA(tmp_path_factory.mktemp("tsa")).start()
+    yield authority
+    authority.stop()

@@ -8,6 +8,7 @@ connection of the test's own. Nothing reaches into the server's code.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,6 +55,18 @@ def live_server(settings: Settings, log_path: Path, *, workers: int = 2, **env: 
     full = {"DATABASE_URL": settings.database_url, "FIELDCASE_INSTANCE_DIR": str(settings.instance_dir), **env}
     with running_server(full, workers=workers, log_path=log_path) as base:
         yield base
+
+
+def access_statuses(log_path: Path, path_part: str) -> Counter:
+    """HTTP statuses of the access lines (backend.web.request_log: one JSON object each) whose path holds
+    `path_part`."""
+    out: Counter = Counter()
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("{"):
+            entry = json.loads(line)
+            if entry.get("msg") == "access" and path_part in entry.get("path", ""):
+                out[entry["status"]] += 1
+    return out
 
 
 def port_of(base: str) -> int:
@@ -247,7 +261,7 @@ def request_read(min_bytes: int) -> Callable[[Served], bool]:
         before, stable = seen.get(c.client_port, (-1, 0))
         stable = stable + 1 if c.received == before else 0
         seen[c.client_port] = (c.received, stable)
-        return c.received >= min_bytes and c.unread == 0 and c.sent == 0 and stable >= 2
+        return c.received >= min_bytes and c.unread == 0 and c.sent == 0 and stable >= 1
 
     return ready
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from backend.casework.tokens import revoke_all_for_officer
 from backend.core.errors import Conflict, Invalid
-from backend.core.jurisdiction import get_scoped, may_see_region, scope
+from backend.core.jurisdiction import get_scoped, may_see_region, regions_of, scope
 from backend.core.models import ROLES, Agency, Officer, new_id
 from backend.core.paging import paginate
 from backend.core.passwords import PASSWORD_KDF, hash_password
-from backend.core.reference import agency_id
+from backend.core.reference import CITY, agency_id
 
 MIN_PASSWORD_LENGTH = 10
 def _check_roles(roles: list[str]) -> list[str]:
@@ -64,9 +64,34 @@ def create_officer(session: Session, *, username: str, password: str, name: str,
     return officer
 
 
+def _keep_an_admin(session: Session, admin: Officer, officer: Officer, *, active: bool, roles: list[str]) -> None:
+    """Someone must always be able to undo an admin's mistake: an admin does not deactivate themself, and the last
+    active admin is neither deactivated nor stripped of the role (409, nothing changed).
+
+    The active officers are locked while this is decided, so two admins deactivating each other at once cannot
+    both pass with the other still counted (on PostgreSQL the second waits, then counts again; SQLite has one
+    writer at a time).
+    """
+    if officer.id == admin.id and officer.active and not active:
+        raise Conflict("you cannot deactivate your own account; another admin can",
+                       errors={"active": ["an admin cannot deactivate themself"]})
+    if not officer.active or not officer.has_role("admin") or (active and "admin" in roles):
+        return
+    still = session.scalars(select(Officer).where(Officer.active.is_(True)).with_for_update()
+                            .execution_options(populate_existing=True)).all()
+    if not any(o.has_role("admin") for o in still if o.id != officer.id):
+        field = "roles" if active else "active"
+        raise Conflict(f"{officer.username} is the last active admin; make another officer admin first",
+                       errors={field: ["the last active admin"]})
+
+
 def update_officer(session: Session, admin: Officer, officer_id: str, changes: dict[str, Any],
                    kdf: str = PASSWORD_KDF) -> Officer:
     officer = get_scoped(session, Officer, officer_id, admin, what="officer")
+    if "roles" in changes:
+        changes["roles"] = _check_roles(changes["roles"])
+    _keep_an_admin(session, admin, officer, active=changes.get("active", officer.active),
+                   roles=changes.get("roles", officer.roles))
     if "password" in changes:
         password = changes.pop("password")
         if len(password) < MIN_PASSWORD_LENGTH:
@@ -101,9 +126,9 @@ def update_officer(session: Session, admin: Officer, officer_id: str, changes: d
     return officer
 
 
-def deactivate_officer(session: Session, admin: Officer, officer_id: str) -> Officer:
+def deactivate_officer(session: Session, admin: Officer, officer_id: str, *, now: datetime) -> Officer:
     officer = update_officer(session, admin, officer_id, {"active": False})
-    revoke_all_for_officer(session, officer.id)
+    revoke_all_for_officer(session, officer.id, now=now)
     return officer
 
 
@@ -115,6 +140,20 @@ def list_officers(session: Session, viewer: Officer, *, page: int, page_size: in
     if region:
         stmt = stmt.where(Officer.region_code == region)
     return paginate(session, stmt, Officer.username, page=page, page_size=page_size)
+
+
+def crew_directory(session: Session, viewer: Officer) -> list[Officer]:
+    """The active officers who may stand in the viewer's crew, for a phone to check certificates before it signs.
+
+    Those of the viewer's jurisdiction, and the city's, who inspect in every district: a district officer's
+    phone must be able to judge a city colleague's certificate too. Inactive officers are left out (the server
+    counts no inactive officer as certified), so a phone finds them unknown.
+    """
+    regions = regions_of(viewer)
+    stmt = select(Officer).where(Officer.active.is_(True))
+    if regions is not None:
+        stmt = stmt.where(Officer.region_code.in_(sorted(regions | {CITY})))
+    return list(session.scalars(stmt.order_by(Officer.id)))
 
 
 def get_officer(session: Session, viewer: Officer, officer_id: str) -> Officer:

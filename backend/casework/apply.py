@@ -16,8 +16,16 @@ from sqlalchemy.orm import Session
 
 from backend.casework.case_history import record_case_change, value_at
 from backend.casework.clues import file_clue
+from backend.casework.corrections import NEEDS_CORRECTION, apply_record_correct, remember
 from backend.casework.draws import link_inspection
-from backend.casework.merge import creation_keys, lock_keys, open_case, resolve_case, resolve_institution
+from backend.casework.merge import (
+    creation_keys,
+    institution_ref,
+    lock_keys,
+    open_case,
+    resolve_case,
+    resolve_institution,
+)
 from backend.core.errors import DomainError
 from backend.core.models import (
     Case,
@@ -35,11 +43,52 @@ from backend.core.times import LOCAL_TZ, utc_millis
 from media.custody import log as custody
 from sync import feed
 from sync.applier import Applied, Content, RecordContext
+from sync.certificates import certified_on
 from sync.lookup import Lookup
 from sync.records import ContentError
 
 CLOCK_AHEAD_LIMIT = timedelta(minutes=10)
 LONG_INSPECTION = timedelta(hours=12)
+
+
+# What each record says its row is: the columns a record alone decides. Applying writes them, and the whole-system
+# audit (backend.casework.system_audit) re-derives them from the signed records to hold the tables against them.
+
+
+def inspection_facts(body: dict[str, Any], device_id: str, officer_id: str, at: datetime) -> dict[str, Any]:
+    return {"id": body["inspection_id"], "device_id": device_id, "started_by": officer_id, "started_at": at,
+            "officers": list(dict.fromkeys(body["officers"])), "location": body.get("location"),
+            "task_id": body.get("task_id")}
+
+
+def ending_facts(body: dict[str, Any], at: datetime) -> dict[str, Any]:
+    return {"ended_at": at, "outcome": body["outcome"], "notes": body.get("notes")}
+
+
+def finding_facts(body: dict[str, Any], officer_id: str, at: datetime, op: str) -> dict[str, Any]:
+    return {"id": body["finding_id"], "inspection_id": body["inspection_id"], "category": body["category"],
+            "description": body["description"], "evidence": list(body["evidence"]), "recorded_by": officer_id,
+            "recorded_at": at, "op": op}
+
+
+def evidence_facts(body: dict[str, Any], device_id: str, officer_id: str, op: str) -> dict[str, Any]:
+    clip = body.get("clip")
+    return {"id": body["evidence_id"], "inspection_id": body.get("inspection_id"), "device_id": device_id,
+            "officer_id": officer_id, "kind": body["kind"], "media_type": body["media_type"],
+            "sha256": body["sha256"], "size": body["size"], "captured_at": body["captured_at"],
+            "location": body.get("location"), "clip": _jsonable(clip),
+            "camera_serial": clip["camera_serial"] if clip else None,
+            "clip_index": clip["clip_index"] if clip else None, "op": op}
+
+
+def clue_facts(body: dict[str, Any], officer_id: str, at: datetime, op: str) -> dict[str, Any]:
+    return {"id": body["clue_id"], "source": body["source"], "description": body["description"],
+            "reported_by": officer_id, "reported_at": at, "op": op}
+
+
+def interruption_facts(body: dict[str, Any], op: str) -> dict[str, Any]:
+    return {"inspection_id": body["inspection_id"], "camera_serial": body["camera_serial"],
+            "started_at": body["started_at"], "ended_at": body["ended_at"], "reason": body["reason"], "op": op}
 
 
 def _add_flag(inspection: Inspection, flag: str) -> None:
@@ -62,15 +111,29 @@ def certified_officer_flags(lookup: Lookup, officer_ids: list[str], at: datetime
     flags = []
     if any(oid not in found for oid in officer_ids):
         flags.append("unknown_officer")
-    certified = sum(1 for o in found.values() if o.active and o.certificate_valid_on(day))
+    certified = sum(1 for o in found.values() if o.active and certified_on(o, day))
     if certified < 2:
         flags.append("fewer_than_two_certified")
     return flags
 
 
+def _override_flags(ctx: RecordContext, out: Applied) -> None:
+    """A record signed over the phone's own checks is flagged `override`, and so is the inspection it belongs to
+    (when known), as `clock_ahead` is: which checks and why stay in the signed record (`backend.casework.overrides`).
+    """
+    out.flags.append("override")
+    inspection_id = out.refs.get("inspection_id") or ctx.body.get("inspection_id")
+    if inspection_id and "unknown_inspection" not in out.flags:
+        inspection = ctx.lookup.get(Inspection, inspection_id)
+        if inspection is not None:
+            _add_flag(inspection, "override")
+
+
 def _case_open(ctx: RecordContext) -> Applied:
-    refs = open_case(ctx.session, ctx.lookup, ctx.officer, ctx.device_id, ctx.body, ctx.at)
+    refs = open_case(ctx.session, ctx.lookup, ctx.officer, ctx.device_id, ctx.body, ctx.at, ctx.op)
     out = Applied(refs=refs)
+    if refs.get(NEEDS_CORRECTION):  # opened on an unmatched institution: what and why is in the refs
+        out.flags.append(NEEDS_CORRECTION)
     _clock_flags(ctx, None, out)
     return out
 
@@ -80,12 +143,10 @@ def _inspection_start(ctx: RecordContext) -> Applied:
     if ctx.lookup.get(Inspection, body["inspection_id"]) is not None:
         raise ContentError("duplicate_id", f"inspection {body['inspection_id']} was already started")
     case = resolve_case(ctx.lookup, ctx.officer, body["case"])
-    officers = list(dict.fromkeys(body["officers"]))
-    inspection = Inspection(
-        id=body["inspection_id"], case_id=case.id, region_code=case.region_code, device_id=ctx.device_id,
-        started_by=ctx.officer.id, started_at=ctx.at, officers=officers, location=body.get("location"),
-        task_id=body.get("task_id"), flags=certified_officer_flags(ctx.lookup, officers, ctx.at),
-    )
+    facts = inspection_facts(body, ctx.device_id, ctx.officer.id, ctx.at)
+    officers = facts["officers"]
+    inspection = Inspection(**facts, case_id=case.id, region_code=case.region_code,
+                            flags=certified_officer_flags(ctx.lookup, officers, ctx.at))
     if ctx.officer.id not in officers:
         inspection.flags.append("owner_not_present")
     linked = link_inspection(ctx.session, inspection.task_id, inspection.id, case.institution_id, ctx.at) \
@@ -110,18 +171,32 @@ def _known_inspection(ctx: RecordContext, inspection_id: str | None, out: Applie
 
 def _finding(ctx: RecordContext) -> Applied:
     body = ctx.body
-    if not ctx.lookup.exists(ViolationCategory, body["category"]):
-        raise ContentError("unknown_category", f"no violation category {body['category']!r}")
     if ctx.lookup.exists(Finding, body["finding_id"]):
         raise ContentError("duplicate_id", f"finding {body['finding_id']} already recorded")
     out = Applied(refs={"finding_id": body["finding_id"]})
+    if not ctx.lookup.exists(ViolationCategory, body["category"]):
+        # Kept with the category as sent, not dropped: a misspelt code is corrected later (backend.casework.corrections)
+        out.refs[NEEDS_CORRECTION] = [{"code": "unknown_category", "field": "category",
+                                       "detail": f"no violation category {body['category']!r}"}]
+        out.flags.append(NEEDS_CORRECTION)
     inspection = _known_inspection(ctx, body["inspection_id"], out)
-    ctx.lookup.add_row(Finding, {
-        "id": body["finding_id"], "inspection_id": body["inspection_id"], "category": body["category"],
-        "description": body["description"], "evidence": list(body["evidence"]), "recorded_by": ctx.officer.id,
-        "recorded_at": ctx.at, "op": ctx.op})
+    _undeclared_evidence(ctx, body["evidence"], out)
+    ctx.lookup.add_row(Finding, finding_facts(body, ctx.officer.id, ctx.at, ctx.op))
     _clock_flags(ctx, inspection, out)
     return out
+
+
+def _undeclared_evidence(ctx: RecordContext, evidence_ids: list[str], out: Applied) -> None:
+    """A finding citing evidence the server has no `evidence.capture` for is kept as signed, and says so.
+
+    Not a refusal: the capture may still come (from another phone, or later in this one's chain). But without a
+    word the phone would never learn that what it cites is missing, so the result and the ledger row carry the flag
+    `unknown_evidence` and `refs.unknown_evidence` names the ids, as the server saw them when it applied the finding.
+    """
+    unknown = [eid for eid in dict.fromkeys(evidence_ids) if not ctx.lookup.exists(Evidence, eid)]
+    if unknown:
+        out.flags.append("unknown_evidence")
+        out.refs["unknown_evidence"] = unknown
 
 
 def _inspection_end(ctx: RecordContext) -> Applied:
@@ -131,7 +206,8 @@ def _inspection_end(ctx: RecordContext) -> Applied:
         raise ContentError("unknown_inspection", f"no inspection {body['inspection_id']}")
     if inspection.ended_at is not None:
         raise ContentError("already_ended", f"inspection {inspection.id} already ended")
-    inspection.ended_at, inspection.outcome, inspection.notes = ctx.at, body["outcome"], body.get("notes")
+    for name, value in ending_facts(body, ctx.at).items():
+        setattr(inspection, name, value)
     if ctx.at < inspection.started_at:
         _add_flag(inspection, "ends_before_start")
     elif ctx.at - inspection.started_at > LONG_INSPECTION:
@@ -150,15 +226,9 @@ def _evidence(ctx: RecordContext) -> Applied:
     inspection = _known_inspection(ctx, body.get("inspection_id"), out)
     if case is None and inspection is not None:
         case = ctx.lookup.get(Case, inspection.case_id)
-    clip = body.get("clip")
     evidence = ctx.lookup.add_row(Evidence, {
-        "id": body["evidence_id"], "inspection_id": body.get("inspection_id"), "case_id": case.id if case else None,
-        "region_code": case.region_code if case else ctx.officer.region_code, "device_id": ctx.device_id,
-        "officer_id": ctx.officer.id, "kind": body["kind"], "media_type": body["media_type"],
-        "sha256": body["sha256"], "size": body["size"], "captured_at": body["captured_at"],
-        "location": body.get("location"), "clip": _jsonable(clip),
-        "camera_serial": clip["camera_serial"] if clip else None,
-        "clip_index": clip["clip_index"] if clip else None, "status": "declared", "op": ctx.op,
+        **evidence_facts(body, ctx.device_id, ctx.officer.id, ctx.op), "case_id": case.id if case else None,
+        "region_code": case.region_code if case else ctx.officer.region_code, "status": "declared",
         "declared_at": ctx.received_at})
     feed.emit(s, "evidence", evidence)
     custody.record(s, "declared", evidence.id, ctx.officer.id, at=ctx.received_at, op=ctx.op,
@@ -227,11 +297,11 @@ def _clue(ctx: RecordContext) -> Applied:
     s, body = ctx.session, ctx.body
     if ctx.lookup.exists(Clue, body["clue_id"]):
         raise ContentError("duplicate_id", f"clue {body['clue_id']} already reported")
-    inst = resolve_institution(s, ctx.officer, body["institution"])
-    clue = Clue(id=body["clue_id"], source=body["source"], institution_id=inst.id, region_code=inst.region_code,
-                description=body["description"], status="new", reported_by=ctx.officer.id, reported_at=ctx.at,
-                op=ctx.op, attachments=[])
-    file_clue(s, clue)  # routed, linked to a clue it duplicates, given the code the officer hands over
+    inst = resolve_institution(s, ctx.officer, institution_ref(body))
+    clue = Clue(**clue_facts(body, ctx.officer.id, ctx.at, ctx.op), institution_id=inst.id,
+                region_code=inst.region_code, status="new", attachments=[])
+    # routed, linked to a clue it duplicates, given the code the officer hands over
+    file_clue(s, clue, now=ctx.received_at)
     ctx.lookup.add(clue)
     out = Applied(refs={"clue_id": clue.id, "institution_id": inst.id, "tracking_code": clue.tracking_code})
     if clue.duplicate_of:
@@ -244,9 +314,7 @@ def _interruption(ctx: RecordContext) -> Applied:
     body = ctx.body
     out = Applied(refs={"inspection_id": body["inspection_id"]})
     inspection = _known_inspection(ctx, body["inspection_id"], out)
-    ctx.session.add(RecordingInterruption(
-        inspection_id=body["inspection_id"], camera_serial=body["camera_serial"], started_at=body["started_at"],
-        ended_at=body["ended_at"], reason=body["reason"], op=ctx.op))
+    ctx.session.add(RecordingInterruption(**interruption_facts(body, ctx.op)))
     _clock_flags(ctx, inspection, out)
     return out
 
@@ -260,6 +328,7 @@ APPLIERS: dict[str, Callable[[RecordContext], Applied]] = {
     "case.update": _case_update,
     "clue.report": _clue,
     "recording.interruption": _interruption,
+    "record.correct": apply_record_correct,
 }
 
 
@@ -269,7 +338,7 @@ class RecordApplier:
     savepoint_types = frozenset({"clue.report"})  # case.open keeps its own single savepoint (casework.merge)
 
     def lock_creations(self, session: Session, lookup: Lookup, officer: Officer, contents: list[Content]) -> None:
-        refs = [body["institution"] for _at, _by, rtype, body in contents if rtype in ("case.open", "clue.report")]
+        refs = [institution_ref(body) for _at, _by, rtype, body in contents if rtype in ("case.open", "clue.report")]
         lock_keys(session, creation_keys(session, lookup, officer, refs))
 
     def prefetch(self, lookup: Lookup, officer: Officer, contents: list[Content]) -> None:
@@ -288,6 +357,7 @@ class RecordApplier:
                 wanted[Officer].update(body["officers"])
             elif rtype == "inspection.finding":
                 wanted[ViolationCategory].add(body["category"])
+                wanted[Evidence].update(body["evidence"])
         for ref in case_refs:
             if "client_case_id" in ref:
                 wanted[CaseAlias].add(ref["client_case_id"])
@@ -302,7 +372,15 @@ class RecordApplier:
         lookup.prefetch(Case, wanted[Case])
 
     def apply(self, ctx: RecordContext, rtype: str) -> Applied:
-        return APPLIERS[rtype](ctx)
+        try:
+            out = APPLIERS[rtype](ctx)
+        except ContentError as exc:
+            remember(ctx.lookup, ctx.op, rtype, ctx.officer.id, "invalid", exc.code, {})
+            raise
+        if ctx.body.get("override"):
+            _override_flags(ctx, out)
+        remember(ctx.lookup, ctx.op, rtype, ctx.officer.id, out.status, None, out.refs)
+        return out
 
     def device_advanced(self, session: Session, actor: Officer, device_id: str, seq: int, record_hash: str,
                         at: datetime) -> None:

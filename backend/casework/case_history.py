@@ -14,7 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.core.models import CLOSED_STATUSES, Case, CaseHistory
+from media.custody import log as custody
 from sync import feed
+
+
+def witness_opened(session: Session, case: Case, by: str, at: datetime) -> None:
+    """A new case's facts, as its first custody leaf."""
+    custody.case_facts(session, custody.CASE_OPENED, by, case.id, case.version, custody.case_fact_values(case), at=at)
 
 
 def value_at(session: Session, case: Case, name: str, version: int) -> Any:
@@ -27,7 +33,8 @@ def value_at(session: Session, case: Case, name: str, version: int) -> Any:
 
 def record_case_change(session: Session, case: Case, changes: dict[str, Any], by: str, op: str | None,
                        at: datetime) -> None:
-    """Bump the version once, remember each field's version and old value: what conflicts are judged by."""
+    """Bump the version once, remember each field's version and old value: what conflicts are judged by. A change
+    to a fact a package presents is bound in the custody log as it happens (`media.custody.log.CASE_FACTS`)."""
     if not changes:
         return
     for name in changes:
@@ -44,6 +51,8 @@ def record_case_change(session: Session, case: Case, changes: dict[str, Any], by
                                 op=op, changed_at=at))
     case.field_versions = versions
     case.updated_at = at
+    custody.case_facts(session, custody.CASE_CHANGED, by, case.id, case.version,
+                       custody.case_fact_values(case, tuple(changes)), at=at)
     if case.status in CLOSED_STATUSES:
         case.open_key = None
     feed.emit(session, "case", case)

@@ -35,7 +35,6 @@ from backend.core.models import (
     Officer,
     Transfer,
     ViolationCategory,
-    utcnow,
 )
 from backend.core.paging import paginate
 from backend.core.reference import is_city_level
@@ -95,14 +94,14 @@ def _original(session: Session, clue: Clue) -> Clue | None:
     return session.scalars(stmt.order_by(Clue.reported_at, Clue.id).limit(1)).first()
 
 
-def file_clue(session: Session, clue: Clue) -> Clue:
+def file_clue(session: Session, clue: Clue, *, now: datetime) -> Clue:
     """Route a new clue, link it to the clue it duplicates, give it a tracking code; the caller adds it.
 
     Shared by the desk and by phones' `clue.report`, so both obey one rule.
     """
     session.flush()  # clues filed earlier in this transaction (a push) must be found
     clue.tracking_code = new_tracking_code()
-    clue.updated_at = utcnow()
+    clue.updated_at = now
     original = _original(session, clue)
     if original is None:
         clue.status = "new"
@@ -117,7 +116,7 @@ def file_clue(session: Session, clue: Clue) -> Clue:
 
 def intake(session: Session, actor: Officer, *, source: str, institution: dict[str, Any], description: str,
            category: str | None = None, attachments: list[dict[str, Any]] | None = None,
-           complainant: dict[str, Any] | None = None, reported_at: datetime | None = None) -> Clue:
+           complainant: dict[str, Any] | None = None, reported_at: datetime | None = None, now: datetime) -> Clue:
     """A clue taken at the desk; hotline staff are officers, so any officer or admin may take one."""
     if not actor.has_role("officer", "admin"):
         raise Forbidden("only officers and admins take clues")
@@ -136,12 +135,11 @@ def intake(session: Session, actor: Officer, *, source: str, institution: dict[s
         inst = resolve_institution(session, actor, institution)
     except ContentError as exc:
         raise Invalid(exc.detail, errors={"institution": [exc.code]}) from None
-    now = utcnow()
     clue = Clue(id=str(uuid.uuid4()), source=source, institution_id=inst.id,
                 region_code=inst.region_code, description=description, reported_by=actor.id,
                 reported_at=reported_at or now, category=category, attachments=attachments or [],
                 complainant=complainant or None)
-    file_clue(session, clue)
+    file_clue(session, clue, now=now)
     session.add(clue)
     session.flush()
     return clue
@@ -205,7 +203,7 @@ def touch(session: Session, clues: list[Clue], now: datetime, **changes: Any) ->
 # -- what happens to a clue
 
 def triage(session: Session, actor: Officer, clue_id: str, *, category: str,
-           department: str | None = None) -> Clue:
+           department: str | None = None, now: datetime) -> Clue:
     """Set the category and route by the catalogue; its duplicates follow. A duplicate triaged goes its own way."""
     clue = get_scoped(session, Clue, clue_id, actor, what="clue")
     session.refresh(clue, with_for_update=True)
@@ -224,31 +222,29 @@ def triage(session: Session, actor: Officer, clue_id: str, *, category: str,
         raise Invalid(f"department {department!r} does not handle {category!r}; the catalogue names "
                       + ", ".join(responsible) + " (send it elsewhere with a transfer)",
                       errors={"department": [f"one of {responsible}"]})
-    now = utcnow()
     followers = family(session, clue)[1:] if clue.status != "duplicate" else []
     touch(session, [clue], now, category=category, department_code=department, status="triaged", duplicate_of=None)
     touch(session, followers, now, category=category, department_code=department)
     return clue
 
 
-def convert(session: Session, actor: Officer, clue_id: str, *, summary: str | None = None) -> dict[str, Any]:
+def convert(session: Session, actor: Officer, clue_id: str, *, summary: str | None = None,
+            now: datetime) -> dict[str, Any]:
     """The clue becomes a case of its department, or joins that department's open case on the institution."""
     clue = handling(session, actor, clue_id)
     institution = session.get(Institution, clue.institution_id)
     assert institution is not None  # noqa: S101 - a foreign key
-    now = utcnow()
     case, existed = desk_case(session, institution, clue.department_code or lead_department(session), actor.id,
                               summary or f"线索 {clue.id}", now)
     touch(session, family(session, clue), now, status="case", case_id=case.id, outcome=CASE_OUTCOME)
     return {"clue": describe(session, actor, clue), "case": feed.case_data(case), "existing": existed}
 
 
-def close(session: Session, actor: Officer, clue_id: str, *, outcome: str, reason: str) -> Clue:
+def close(session: Session, actor: Officer, clue_id: str, *, outcome: str, reason: str, now: datetime) -> Clue:
     """Closed with an outcome the complainant sees and a reason that stays inside; its duplicates close with it."""
     clue = handling(session, actor, clue_id)
     if outcome not in CLOSING_OUTCOMES:
         raise Invalid(f"outcome must be one of {', '.join(CLOSING_OUTCOMES)}", errors={"outcome": ["unknown"]})
-    now = utcnow()
     touch(session, family(session, clue), now, status="closed", outcome=outcome, closed_reason=reason, closed_at=now)
     return clue
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from marshmallow import ValidationError
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 from backend.casework.case_history import record_case_change
 from backend.core.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.core.jurisdiction import may_see_region, scope
-from backend.core.models import Case, CaseAlias, CaseConflict, CaseDepartment, Device, Inspection, Officer, utcnow
+from backend.core.models import Case, CaseAlias, CaseConflict, CaseDepartment, Device, Inspection, Officer
 from backend.core.paging import paginate
 from sync import feed
 from sync.records import UPDATABLE_CASE_FIELDS
@@ -44,7 +45,7 @@ def works_on(session: Session, officer: Officer, case: Case) -> bool:
 
 
 def resolve(session: Session, actor: Officer, conflict_id: int, choice: str, reason: str,
-            value: Any = None) -> CaseConflict:
+            value: Any = None, *, now: datetime) -> CaseConflict:
     """Choose `server`, `phone` or a `custom` value for the field, with a reason; the others stay on record."""
     conflict = session.get(CaseConflict, conflict_id)
     case = session.get(Case, conflict.case_id) if conflict else None
@@ -67,7 +68,6 @@ def resolve(session: Session, actor: Officer, conflict_id: int, choice: str, rea
         chosen = value
     else:
         raise Invalid("choice must be server, phone or custom")
-    now = utcnow()
     if getattr(case, conflict.field) != chosen:
         record_case_change(session, case, {conflict.field: chosen}, actor.id, None, now)
     conflict.status, conflict.resolved_value = "resolved", chosen

@@ -29,7 +29,6 @@ from backend.core.models import (
     Institution,
     Officer,
     ViolationCategory,
-    utcnow,
 )
 from backend.core.reference import is_city_level
 from backend.core.times import LOCAL_TZ, utc_iso
@@ -178,9 +177,8 @@ def _event_out(event: dict[str, Any]) -> dict[str, Any]:
     return {k: (utc_iso(v) if isinstance(v, datetime) else v) for k, v in event.items()}
 
 
-def integrity(session: Session, viewer: Officer, institution_id: str, *, now: datetime | None = None) -> dict[str, Any]:
-    """The record with dates and the score it gives today, next to the stored one (recomputed only on POST)."""
-    now = now or utcnow()
+def integrity(session: Session, viewer: Officer, institution_id: str, *, now: datetime) -> dict[str, Any]:
+    """The record with dates and the score it gives at `now`, next to the stored one (recomputed only on POST)."""
     inst = get_scoped(session, Institution, institution_id, viewer, what="institution")
     events = integrity_records(session, [inst.id], now).get(inst.id, [])
     found = assess(inst, events)
@@ -195,10 +193,8 @@ def integrity(session: Session, viewer: Officer, institution_id: str, *, now: da
             "record": [_event_out(e) for e in events]}
 
 
-def recompute(session: Session, institutions: Sequence[Institution], *,
-              now: datetime | None = None) -> dict[str, Assessment]:
+def recompute(session: Session, institutions: Sequence[Institution], *, now: datetime) -> dict[str, Assessment]:
     """Store score, level and counts; phones hear of a changed level through the institution feed."""
-    now = now or utcnow()
     records = integrity_records(session, [i.id for i in institutions], now)
     found: dict[str, Assessment] = {}
     for inst in institutions:
@@ -212,9 +208,7 @@ def recompute(session: Session, institutions: Sequence[Institution], *,
     return found
 
 
-def recompute_one(session: Session, actor: Officer, institution_id: str, *,
-                  now: datetime | None = None) -> dict[str, Any]:
-    now = now or utcnow()
+def recompute_one(session: Session, actor: Officer, institution_id: str, *, now: datetime) -> dict[str, Any]:
     inst = get_scoped(session, Institution, institution_id, actor, what="institution")
     previous = inst.risk_level
     found = recompute(session, [inst], now=now)[inst.id]
@@ -224,8 +218,7 @@ def recompute_one(session: Session, actor: Officer, institution_id: str, *,
             **found.frequency(now)}
 
 
-def recompute_region(session: Session, actor: Officer, region: str | None, *,
-                     now: datetime | None = None) -> dict[str, Any]:
+def recompute_region(session: Session, actor: Officer, region: str | None, *, now: datetime) -> dict[str, Any]:
     """Every institution within the actor's jurisdiction (optionally one region of it)."""
     stmt = scope(select(Institution), Institution.region_code, actor)
     if region:

@@ -4,29 +4,22 @@ from __future__ import annotations
 
 import csv
 import io
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from backend.core.credit_code import credit_code_problem, normalise_credit_code
 from backend.core.errors import Conflict, DomainError, Invalid
 from backend.core.jurisdiction import get_scoped, may_see_region, scope
 from backend.core.models import CATEGORIES, LICENCE_STATUSES, RISK_LEVELS, Institution, Officer, Region, new_id
+from backend.core.names import normalise_name
 from backend.core.paging import paginate
 from sync import feed
+from sync.credit_code import credit_code_problem, normalise_credit_code
 
 EDITABLE = ("credit_code", "name", "address", "region", "licence_number", "licence_status", "category",
             "risk_level")
-
-
-def normalise_name(name: str) -> str:
-    """Fold width, case, spaces and punctuation so 'ABC 培训（西湖）' and 'abc培训(西湖)' match."""
-    text = unicodedata.normalize("NFKC", name).casefold()
-    return re.sub(r"[\s\W_]+", "", text)
 
 
 def _validate(session: Session, data: dict[str, Any]) -> dict[str, list[str]]:

@@ -50,7 +50,6 @@ from backend.core.models import (
     Officer,
     Transfer,
     new_id,
-    utcnow,
 )
 from backend.core.paging import paginate
 from backend.core.reference import is_city_level
@@ -77,7 +76,7 @@ def participants(session: Session, viewer: Officer, case_id: str) -> dict[str, A
 
 
 def add_participant(session: Session, actor: Officer, case_id: str, *, department: str,
-                    reason: str) -> dict[str, Any]:
+                    reason: str, now: datetime) -> dict[str, Any]:
     case = get_scoped(session, Case, case_id, actor, what="case")
     session.refresh(case, with_for_update=True)
     if not _may_lead(session, actor, case):
@@ -90,7 +89,7 @@ def add_participant(session: Session, actor: Officer, case_id: str, *, departmen
         raise Invalid(f"{department} leads this case", errors={"department": ["the lead department"]})
     if session.get(CaseDepartment, (case.id, department)) is not None:
         raise Conflict(f"{department} already takes part in this case")
-    row = CaseDepartment(case_id=case.id, department_code=department, added_by=actor.id, added_at=utcnow(),
+    row = CaseDepartment(case_id=case.id, department_code=department, added_by=actor.id, added_at=now,
                          reason=reason)
     session.add(row)
     session.flush()
@@ -125,8 +124,8 @@ def _check_package(session: Session, evidence_ids: list[str], package_id: str) -
                       errors={"package_id": ["not a package of this case"]})
 
 
-def case_handover(session: Session, case: Case, package_id: str | None = None) -> dict[str, Any]:
-    """The case file as sent: the case, its inspections, findings and evidence list with SHA-256s."""
+def case_handover(session: Session, case: Case, package_id: str | None = None, *, now: datetime) -> dict[str, Any]:
+    """The case file as sent (`now`): the case, its inspections, findings and evidence list with SHA-256s."""
     institution = session.get(Institution, case.institution_id)
     inspections = list(session.scalars(select(Inspection).where(Inspection.case_id == case.id)
                                        .order_by(Inspection.started_at, Inspection.id)))
@@ -153,11 +152,11 @@ def case_handover(session: Session, case: Case, package_id: str | None = None) -
                       "officer_id": e.officer_id} for e in evidence],
         "clues": list(session.scalars(select(Clue.id).where(Clue.case_id == case.id).order_by(Clue.id))),
         "package_id": package_id,
-        "taken_at": utc_iso(utcnow()),
+        "taken_at": utc_iso(now),
     }
 
 
-def clue_handover(session: Session, clue: Clue) -> dict[str, Any]:
+def clue_handover(session: Session, clue: Clue, *, now: datetime) -> dict[str, Any]:
     """The clue as sent; the complainant's personal data is not part of it (the receiver asks the sender)."""
     institution = session.get(Institution, clue.institution_id)
     return {"clue": {"id": clue.id, "source": clue.source, "category": clue.category,
@@ -166,7 +165,7 @@ def clue_handover(session: Session, clue: Clue) -> dict[str, Any]:
                      "institution": None if institution is None else {
                          "id": institution.id, "name": institution.name, "credit_code": institution.credit_code,
                          "address": institution.address, "region": institution.region_code}},
-            "taken_at": utc_iso(utcnow())}
+            "taken_at": utc_iso(now)}
 
 
 # -- asking
@@ -207,19 +206,20 @@ def _new_transfer(session: Session, actor: Officer, *, kind: str, subject_id: st
 
 
 def request_case_transfer(session: Session, actor: Officer, case_id: str, *, to: str, reason: str,
-                          department: str | None = None, package_id: str | None = None) -> dict[str, Any]:
+                          department: str | None = None, package_id: str | None = None,
+                          now: datetime) -> dict[str, Any]:
     """Ask for a case to move; it stays open until answered, except to the judiciary, where it closes now."""
     case = get_scoped(session, Case, case_id, actor, what="case")
     session.refresh(case, with_for_update=True)
     check_step(session, actor, case, "transferred")
     _no_pending(session, "case", case.id)
     to_department = _target(session, case.department_code, to, department)
-    sent = case_handover(session, case, package_id)
+    sent = case_handover(session, case, package_id, now=now)
     transfer = _new_transfer(session, actor, kind="case", subject_id=case.id, region=case.region_code,
                              from_department=case.department_code, to=to, to_department=to_department,
-                             reason=reason, sent=sent, at=utcnow())
+                             reason=reason, sent=sent, at=now)
     if to == "judiciary":
-        move(session, actor, case, to="transferred", transfer_to="judiciary", reason=reason)
+        move(session, actor, case, to="transferred", transfer_to="judiciary", reason=reason, at=now)
     return describe(transfer)
 
 
@@ -231,21 +231,20 @@ def record_lifecycle_transfer(session: Session, actor: Officer, case: Case, row:
     to_department = None if to == "judiciary" else (case.department_code if to == "city" else target)
     return _new_transfer(session, actor, kind="case", subject_id=case.id, region=case.region_code,
                          from_department=case.department_code, to=to, to_department=to_department,
-                         reason=row.reason, sent=case_handover(session, case), at=row.at)
+                         reason=row.reason, sent=case_handover(session, case, now=row.at), at=row.at)
 
 
 def request_clue_transfer(session: Session, actor: Officer, clue_id: str, *, to: str, reason: str,
-                          department: str | None = None) -> dict[str, Any]:
+                          department: str | None = None, now: datetime) -> dict[str, Any]:
     """Ask for a clue to move: to another department or the city (answered there), or to the judiciary (at once)."""
     clue = clues.handling(session, actor, clue_id)
     if to == "city" and clues.city_handled(session, clue):
         raise Conflict("the city level already handles this clue")
     from_department = clue.department_code or clues.lead_department(session)
     to_department = _target(session, from_department, to, department)
-    now = utcnow()
     transfer = _new_transfer(session, actor, kind="clue", subject_id=clue.id, region=clue.region_code,
                              from_department=from_department, to=to, to_department=to_department, reason=reason,
-                             sent=clue_handover(session, clue), at=now)
+                             sent=clue_handover(session, clue, now=now), at=now)
     if to == "judiciary":
         clues.touch(session, clues.family(session, clue), now, status="transferred", outcome=clues.JUDICIARY_OUTCOME)
     return describe(transfer)
@@ -303,9 +302,9 @@ def _decide(session: Session, transfer: Transfer, actor: Officer, status: str, r
     return describe(transfer)
 
 
-def accept(session: Session, actor: Officer, transfer_id: str, *, reason: str | None = None) -> dict[str, Any]:
+def accept(session: Session, actor: Officer, transfer_id: str, *, reason: str | None = None,
+           now: datetime) -> dict[str, Any]:
     transfer = _waiting(session, actor, transfer_id)
-    now = utcnow()
     if transfer.to_kind != "judiciary":
         if transfer.subject_kind == "case":
             case = session.get(Case, transfer.subject_id)
@@ -314,7 +313,7 @@ def accept(session: Session, actor: Officer, transfer_id: str, *, reason: str | 
             if case.status != "transferred":
                 move(session, actor, case, to="transferred", role_checked=True,
                      transfer_to="city" if transfer.to_kind == "city" else transfer.to_department,
-                     reason=f"transfer {transfer.id} accepted" + (f": {reason}" if reason else ""))
+                     reason=f"transfer {transfer.id} accepted" + (f": {reason}" if reason else ""), at=now)
             _successor(session, transfer, case, transfer.to_department or case.department_code, actor.id, now)
         else:
             clue = session.get(Clue, transfer.subject_id)
@@ -323,9 +322,8 @@ def accept(session: Session, actor: Officer, transfer_id: str, *, reason: str | 
     return _decide(session, transfer, actor, "accepted", reason, now)
 
 
-def refuse(session: Session, actor: Officer, transfer_id: str, *, reason: str) -> dict[str, Any]:
+def refuse(session: Session, actor: Officer, transfer_id: str, *, reason: str, now: datetime) -> dict[str, Any]:
     transfer = _waiting(session, actor, transfer_id)
-    now = utcnow()
     if transfer.subject_kind == "case":
         case = session.get(Case, transfer.subject_id)
         assert case is not None  # noqa: S101 - cases are never deleted

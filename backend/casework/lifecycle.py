@@ -23,7 +23,7 @@ from backend.casework.case_history import record_case_change
 from backend.casework.conflicts import works_on
 from backend.core.errors import Conflict, Forbidden, Invalid
 from backend.core.jurisdiction import get_scoped
-from backend.core.models import Case, CaseConflict, CaseTransition, Department, Evidence, Inspection, Officer, utcnow
+from backend.core.models import Case, CaseConflict, CaseTransition, Department, Evidence, Inspection, Officer
 from media.coverage import DEFAULT_TOLERANCE, inspection_coverage
 from sync import feed
 
@@ -122,9 +122,10 @@ def check_step(session: Session, actor: Officer, case: Case, to: str) -> None:
 def move(session: Session, actor: Officer, case: Case, *, to: str, reason: str,
          decision: Mapping[str, Any] | None = None, transfer_to: str | None = None,
          override_reason: str | None = None, major_fine_threshold: int = 10_000,
-         tolerance: timedelta = DEFAULT_TOLERANCE, op: str | None = None, at: datetime | None = None,
+         tolerance: timedelta = DEFAULT_TOLERANCE, op: str | None = None, at: datetime,
          role_checked: bool = False) -> CaseTransition:
-    """The one gate every status change passes, from the desk or from a phone's `case.update` (`op`, `at`).
+    """The one gate every status change passes, from the desk (`at` the request's time) or from a phone's
+    `case.update` (`op`, and `at` the record's time).
 
     `role_checked`: the caller settled who may take the step. Only an accepted transfer does: the receiver
     answers, and the request it answers passed `check_step` when it was made.
@@ -177,10 +178,9 @@ def move(session: Session, actor: Officer, case: Case, *, to: str, reason: str,
                            + " (a reviewer may close it anyway with override_reason)",
                            errors={"missing": missing})
 
-    now = at or utcnow()
-    record_case_change(session, case, {"status": to}, actor.id, op, now)
+    record_case_change(session, case, {"status": to}, actor.id, op, at)
     row = CaseTransition(case_id=case.id, region_code=case.region_code, from_status=source, to_status=to,
-                         actor=actor.id, at=now, reason=reason, decision=stored_decision, transfer_to=transfer_to,
+                         actor=actor.id, at=at, reason=reason, decision=stored_decision, transfer_to=transfer_to,
                          legal_approval=source == "legal_review" and to == "notified",
                          override_reason=override_reason, missing=missing or None, case_version=case.version)
     session.add(row)

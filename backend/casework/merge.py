@@ -10,15 +10,17 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.casework.institutions import normalise_name
+from backend.casework.case_history import witness_opened
 from backend.core.bulk import among
-from backend.core.credit_code import credit_code_problem, normalise_credit_code
 from backend.core.errors import Conflict
 from backend.core.jurisdiction import may_see_region
 from backend.core.models import Case, CaseAlias, Institution, Officer, Region, new_id
+from backend.core.names import normalise_name
+from media.custody import log as custody
 from sync import feed
+from sync.credit_code import credit_code_problem, normalise_credit_code
 from sync.lookup import Lookup
-from sync.records import ContentError
+from sync.records import ContentError, overridden
 
 _REGISTRY_ORDER = (Institution.provisional, Institution.created_at)
 
@@ -33,7 +35,8 @@ def _by_name(session: Session, lookup: Lookup | None, region: str, name_norm: st
     if lookup is not None and ("by_name", region, name_norm) in lookup.memo:
         return lookup.memo[("by_name", region, name_norm)]
     return list(session.scalars(select(Institution).where(
-        Institution.region_code == region, Institution.name_norm == name_norm).order_by(*_REGISTRY_ORDER)))
+        Institution.region_code == region, Institution.name_norm == name_norm, Institution.unmatched.is_(False))
+        .order_by(*_REGISTRY_ORDER)))
 
 
 def _prefetch_registry(session: Session, lookup: Lookup, refs: list[dict[str, Any]]) -> None:
@@ -47,7 +50,8 @@ def _prefetch_registry(session: Session, lookup: Lookup, refs: list[dict[str, An
     wanted = among(session, Institution.name_norm, sorted({n for _r, n in names}))
     if codes:
         wanted = wanted | among(session, Institution.credit_code, sorted(codes))
-    rows = list(session.scalars(select(Institution).where(wanted).order_by(*_REGISTRY_ORDER)))
+    rows = list(session.scalars(select(Institution).where(wanted, Institution.unmatched.is_(False))
+                                .order_by(*_REGISTRY_ORDER)))
     for code in codes:
         lookup.memo[("by_code", code)] = next((i for i in rows if i.credit_code == code), None)
     for region, name_norm in names:
@@ -109,6 +113,14 @@ def find_institution(session: Session, officer: Officer, ref: dict[str, Any], lo
         category="other", risk_level="medium", provisional=True, complaint_count=0, violation_count=0,
         provisional_key=None if code else f"{ref['region']}:{name_norm}",
     ), True
+
+
+def matching_institution(session: Session, officer: Officer, ref: dict[str, Any]) -> Institution | None:
+    """The registered or provisional institution `ref` names, without writing anything; None when naming it would
+    create a new provisional one. Raises ContentError as `find_institution` does."""
+    if "id" in ref:
+        return find_institution(session, officer, ref)[0]
+    return _match(session, ref)[0]
 
 
 def creation_keys(session: Session, lookup: Lookup, officer: Officer, refs: list[dict[str, Any]]) -> set[str]:
@@ -182,6 +194,57 @@ def resolve_institution(session: Session, officer: Officer, ref: dict[str, Any])
     return inst
 
 
+def institution_ref(body: dict[str, Any]) -> dict[str, Any]:
+    """The institution a case.open or clue.report names, as the registry is asked for it.
+
+    A credit code failing GB 32100-2015 makes the record `invalid` (`bad_credit_code`), unless its signer saw the
+    phone's check fail and signed over it (override code `bad_credit_code`: a misprinted licence, a forged one):
+    then the code is set aside and the institution is matched by name within its region, as if none was given.
+    No registry entry ever holds a code that fails the check; the code stays in the signed record.
+    """
+    ref = body["institution"]
+    code = ref.get("credit_code")
+    if code and overridden(body, "bad_credit_code") and credit_code_problem(normalise_credit_code(code)):
+        return {k: v for k, v in ref.items() if k != "credit_code"}
+    return ref
+
+
+def unmatched_problems(session: Session, lookup: Lookup, officer: Officer, ref: dict[str, Any]
+                       ) -> list[tuple[str, str]]:
+    """Why the institution a case.open names cannot be matched, as (code, message): an id the officer cannot see,
+    a region the reference data lacks, a credit code failing its check (not overridden: `institution_ref`). None of
+    these refuses the case.open any more: its case opens on an unmatched institution and needs correction."""
+    if "id" in ref:
+        inst = lookup.memo.get(_institution_key(ref)) or session.get(Institution, ref["id"])
+        if inst is None or not may_see_region(officer, inst.region_code):
+            return [("unknown_institution", f"no institution {ref['id']!r}")]
+        return []
+    problems = []
+    if lookup.get(Region, ref["region"]) is None:
+        problems.append(("unknown_region", f"no region {ref['region']!r}"))
+    code = normalise_credit_code(ref["credit_code"]) if ref.get("credit_code") else None
+    if code and (problem := credit_code_problem(code)):
+        problems.append(("bad_credit_code", f"credit code {code}: {problem}"))
+    return problems
+
+
+def unmatched_institution(officer: Officer, ref: dict[str, Any], codes: list[str]) -> Institution:
+    """What a phone said of an institution the server could not match, held for its one case until corrected.
+
+    Provisional (so never drawn for inspection) and `unmatched` (so no later case.open is matched to it by name):
+    two slips naming the same centre must not merge, nor a slip with a good record. It holds no credit code (no
+    registry entry ever holds a failing one: the code stays in the signed record) and lies in the named region when
+    the server knows it, else in the opening officer's, so that the officer's jurisdiction sees the case.
+    """
+    name = (ref.get("name") or "").strip() or f"未识别的机构 {ref['id']}"
+    region = ref["region"] if "region" in ref and "unknown_region" not in codes else officer.region_code
+    return Institution(
+        id=new_id("ins"), credit_code=None, name=name[:200], name_norm=normalise_name(name)[:200],
+        address=(ref.get("address") or "").strip(), region_code=region, licence_status="unknown", category="other",
+        risk_level="medium", provisional=True, unmatched=True, provisional_key=None, complaint_count=0,
+        violation_count=0)
+
+
 def _institution_key(ref: dict[str, Any]) -> tuple:
     if "id" in ref:
         return ("institution", ref["id"])
@@ -224,17 +287,25 @@ def resolve_case(lookup: Lookup, officer: Officer, ref: dict[str, Any]) -> Case:
 
 
 def open_case(session: Session, lookup: Lookup, officer: Officer, device_id: str, body: dict[str, Any],
-              at) -> dict[str, Any]:
+              at, op: str | None = None) -> dict[str, Any]:
     """Open a case, or attach the phone's id to the open case of this institution and department.
 
     Institution, case and alias are written in one savepoint; a unique
     violation means a racing push won, and the look-up is simply redone.
+    An institution that cannot be matched (`unmatched_problems`) still opens a case, on an unmatched institution,
+    so that the records chained after this one land in it: the refs then say what `needs_correction`, and a custody
+    leaf binds it (a package's verifier then knows why the institution differs from what was signed).
     """
-    client_case_id = body["client_case_id"]
+    client_case_id, ref = body["client_case_id"], institution_ref(body)
     if lookup.get(CaseAlias, client_case_id) is not None:
         raise ContentError("duplicate_id", f"client_case_id {client_case_id} was already used")
+    problems = unmatched_problems(session, lookup, officer, ref)
+    codes = [code for code, _detail in problems]
     for _attempt in range(3):
-        inst, new_inst = _institution(session, lookup, officer, body["institution"])
+        if problems:
+            inst, new_inst = unmatched_institution(officer, ref, codes), True
+        else:
+            inst, new_inst = _institution(session, lookup, officer, ref)
         open_key = f"{inst.id}:{officer.department_code}"
         case = None if new_inst else _open_case(session, lookup, open_key)
         merged = case is not None
@@ -263,17 +334,24 @@ def open_case(session: Session, lookup: Lookup, officer: Officer, device_id: str
                 if session.get(CaseAlias, client_case_id) is not None:
                     raise ContentError("duplicate_id", f"client_case_id {client_case_id} was already used") from None
                 continue  # a racing push created the institution or opened the case first
+            witness_opened(session, case, officer.id, at)
             lookup.add(case, persist=False)
             lookup.add(alias, persist=False)
             lookup.memo[("open", open_key)] = case
+            if new_inst and not problems:
+                lookup.memo[_institution_key(ref)] = inst
             if new_inst:
-                lookup.memo[_institution_key(body["institution"])] = inst
                 feed.emit(session, "institution", inst)
             feed.emit(session, "case", case)
         feed.emit(session, "case_alias", alias, region=case.region_code, officer=officer.id)
         refs: dict[str, Any] = {"case_id": case.id, "institution_id": inst.id}
         if merged:
             refs["merged"] = True
+        if problems:
+            refs["needs_correction"] = [{"code": code, "detail": detail, "field": "institution"}
+                                        for code, detail in problems]
+            custody.needs_correction(session, officer.id, case.id, subject="case", subject_id=case.id,
+                                     corrects=op or "", fields=["institution"], codes=codes, at=at)
         return refs
     raise ContentError("retry_exhausted", "the case could not be opened; push again")
 
@@ -302,6 +380,7 @@ def desk_case(session: Session, institution: Institution, department_code: str, 
                 session.flush()
         except IntegrityError:
             continue  # a phone opened it a moment ago: take that one
+        witness_opened(session, case, actor_id, at)
         feed.emit(session, "case", case)
         return case, False
     raise Conflict("the case could not be opened under contention; try again")

@@ -47,7 +47,7 @@ from backend.core.models import (
     Region,
     Upload,
 )
-from backend.core.times import LOCAL_TZ
+from backend.core.times import LOCAL_TZ, utc_iso
 from media.coverage import DEFAULT_TOLERANCE
 
 STATS_ROLES = ("reviewer", "legal_reviewer", "admin")
@@ -367,7 +367,7 @@ def statistics(session: Session, viewer: Officer, period: Period, *, region: str
     visible = regions_of(viewer)
     out = {
         "period": {"from": period.first.isoformat(), "to": period.last.isoformat(),
-                   "start": period.start.isoformat(), "end": period.end.isoformat(), "timezone": str(LOCAL_TZ)},
+                   "start": utc_iso(period.start), "end": utc_iso(period.end), "timezone": str(LOCAL_TZ)},
         "scope": {"jurisdiction": sorted(visible) if visible is not None else None, "region": region,
                   "department": department},
         "clues": _clues(ask),

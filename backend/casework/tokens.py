@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from backend.core.errors import Unauthorized
-from backend.core.models import Officer, RefreshToken, new_id, utcnow
+from backend.core.models import Officer, RefreshToken, new_id
 
 # HMAC for the tokens we mint ourselves; the list is what decoding accepts, nothing else.
 ALLOWED_ALGORITHMS = ("HS256", "HS384", "HS512")
@@ -34,8 +34,7 @@ class TokenIssuer:
         if len(self.secret) < 32:
             raise ValueError("token secret must be at least 32 bytes")
 
-    def access_token(self, officer: Officer, now: datetime | None = None) -> str:
-        now = now or utcnow()
+    def access_token(self, officer: Officer, *, now: datetime) -> str:
         claims = {
             "iss": self.issuer,
             "sub": officer.id,
@@ -46,52 +45,59 @@ class TokenIssuer:
         }
         return jwt.encode(claims, self.secret, algorithm=self.algorithm, headers={"typ": "JWT"})
 
-    def decode_access(self, token: str) -> dict[str, Any]:
+    def decode_access(self, token: str, *, now: datetime) -> dict[str, Any]:
+        """The claims of a token we minted that is valid at `now`. The times are judged here, against the
+        caller's clock, not by PyJWT against the wall clock."""
         try:
-            return jwt.decode(
+            claims = jwt.decode(
                 token, self.secret, algorithms=[self.algorithm], issuer=self.issuer,
-                options={"require": ["exp", "iat", "sub", "jti", "iss"]},
+                options={"require": ["exp", "iat", "sub", "jti", "iss"], "verify_exp": False, "verify_iat": False,
+                         "verify_nbf": False},
             )
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("access token expired") from None
-        except jwt.PyJWTError:
+            issued, expires = int(claims["iat"]), int(claims["exp"])
+        except (jwt.PyJWTError, TypeError, ValueError, OverflowError):
             raise Unauthorized("invalid access token") from None
+        at = now.timestamp()
+        if issued > at or int(claims.get("nbf", issued)) > at:
+            raise Unauthorized("invalid access token")
+        if expires <= at:
+            raise Unauthorized("access token expired")
+        return claims
 
 
 def digest(token: str) -> str:
     """How a refresh token is stored and looked up: only its hash is kept, so a leaked table signs no one in.
 
-    Public because the console finds the row of the pair `auth.login` just
+    Public because the console finds the row of the pair a sign-in just
     issued (its server-side session handle) by the same rule, not a copy of it.
     """
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_pair(session: Session, issuer: TokenIssuer, officer: Officer,
+def issue_pair(session: Session, issuer: TokenIssuer, officer: Officer, *, now: datetime,
                family_id: str | None = None) -> dict[str, Any]:
     refresh = secrets.token_urlsafe(32)
-    now = utcnow()
     session.add(RefreshToken(
         token_hash=digest(refresh), family_id=family_id or new_id("fam"), officer_id=officer.id,
         created_at=now, expires_at=now + timedelta(seconds=issuer.refresh_ttl),
     ))
     session.flush()
     return {
-        "access_token": issuer.access_token(officer, now),
+        "access_token": issuer.access_token(officer, now=now),
         "refresh_token": refresh,
         "token_type": "Bearer",
         "expires_in": issuer.access_ttl,
     }
 
 
-def rotate_refresh(session: Session, issuer: TokenIssuer, presented: str) -> dict[str, Any]:
+def rotate_refresh(session: Session, issuer: TokenIssuer, presented: str, *, now: datetime) -> dict[str, Any]:
     """Spend a refresh token for a new pair.
 
-    A reused token revokes its whole family; that revocation is committed
-    before the 401 is raised, so the error path cannot roll it back.
+    A reused token revokes its whole family and is refused with
+    `commit_first`: the edge commits the revocation before it answers 401,
+    so the refusal cannot roll it back.
     """
     row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == digest(presented))).first()
-    now = utcnow()
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         raise Unauthorized("invalid refresh token")
     # Conditional update: of two racing presentations only one can win.
@@ -102,28 +108,27 @@ def rotate_refresh(session: Session, issuer: TokenIssuer, presented: str) -> dic
         .execution_options(synchronize_session=False)
     ).rowcount
     if not spent:
-        revoke_family(session, row.family_id)
-        session.commit()
-        raise Unauthorized("refresh token reused; its session has been revoked")
+        revoke_family(session, row.family_id, now=now)
+        raise Unauthorized("refresh token reused; its session has been revoked", commit_first=True)
     officer = session.get(Officer, row.officer_id)
     if officer is None or not officer.active:
         raise Unauthorized("invalid refresh token")
-    return issue_pair(session, issuer, officer, family_id=row.family_id)
+    return issue_pair(session, issuer, officer, now=now, family_id=row.family_id)
 
 
-def revoke_family(session: Session, family_id: str) -> None:
+def revoke_family(session: Session, family_id: str, *, now: datetime) -> None:
     session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+        .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )
 
 
-def revoke_all_for_officer(session: Session, officer_id: str) -> None:
+def revoke_all_for_officer(session: Session, officer_id: str, *, now: datetime) -> None:
     session.execute(
         update(RefreshToken)
         .where(RefreshToken.officer_id == officer_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+        .values(revoked_at=now)
         .execution_options(synchronize_session=False)
     )

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
@@ -60,6 +61,47 @@ def run_writers(session: Session, services: Services) -> None:
         return
     for _order, _n, writer in list(_writers):
         writer(session, services)
+
+
+class Database(Protocol):
+    """What a follower is handed (`backend.core.db.Database` is one): its services, and transactions of its own."""
+
+    services: Services
+
+    def session(self) -> Session: ...
+
+    def transaction(self) -> AbstractContextManager[Session]: ...
+
+
+Follower = Callable[[list[Any], Database], None]
+_followers: dict[str, Follower] = {}
+
+
+def after_commit(name: str) -> Callable[[Follower], Follower]:
+    """Register a follower for queue `name`: once the outermost commit of a `Database` session is done, it is
+    handed what that transaction queued there (`enqueue`), and the database (`run_followers`).
+
+    For work that must wait for the commit and must not hold its locks: a call over the network (a tree head's
+    RFC 3161 timestamp) runs here, in transactions of its own opened on the database, and only if the
+    transaction that asked for it committed. The commit is done when a follower runs, and its caller's work
+    succeeded: a follower catches its own failures and leaves a trace in the rows for a later run to finish.
+    """
+
+    def register(fn: Follower) -> Follower:
+        _followers[name] = fn
+        return fn
+
+    return register
+
+
+def run_followers(session: Session, database: Database) -> None:
+    """What `backend.core.db.Database` runs after each of its sessions commits (savepoints excepted)."""
+    if session.in_nested_transaction():
+        return
+    for name, follower in list(_followers.items()):
+        items = take(session, name)
+        if items:
+            follower(items, database)
 
 
 # Queue lengths when each savepoint began, forgotten with the savepoint itself.

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from backend.core.passwords import PASSWORD_KDF, check_kdf
+from backend.core.variables import SettingsError, combination_problems, read
 
 
 def _normalise_db_url(url: str) -> str:
@@ -19,9 +21,6 @@ def _normalise_db_url(url: str) -> str:
     return url
 
 
-JOB_MODES = ("inline", "rq")
-
-
 @dataclass(frozen=True)
 class Settings:
     instance_dir: Path = Path("instance")
@@ -29,8 +28,14 @@ class Settings:
     access_token_ttl: int = 900
     refresh_token_ttl: int = 30 * 24 * 3600
     jwt_algorithm: str = "HS256"
+    # The login throttle (backend.web.auth): per username and address, free failures, then a wait of
+    # delay·2^k after each further one (capped), for failures remembered `login_memory_seconds`; per address,
+    # across usernames, a ceiling of failures in `login_window_seconds`.
     login_window_seconds: int = 900
-    login_max_failures_per_user: int = 5
+    login_free_failures: int = 5
+    login_delay_seconds: int = 30
+    login_delay_max_seconds: int = 900
+    login_memory_seconds: int = 24 * 3600
     login_max_failures_per_address: int = 30
     max_body_bytes: int = 9 * 1024 * 1024
     trust_proxy: bool = False
@@ -55,6 +60,7 @@ class Settings:
     admission_wait: float = 0.5
     busy_retry_after: int = 2
     log_level: str = "INFO"
+    log_format: str = "auto"  # json, text, or auto: text on a terminal, else json (backend.core.logs)
     jobs: str = "inline"
     redis_url: str = ""
     job_queue: str = "fieldcase"
@@ -66,71 +72,47 @@ class Settings:
     password_kdf: str = PASSWORD_KDF  # backend.core.passwords
     custody_origin: str = ""
     witness_keys: tuple[str, ...] = ()
+    # The RFC 3161 Time-Stamping Authority that timestamps every signed tree head (empty: none), the PEM
+    # certificate its signing certificate must chain to (empty: tokens are checked but not anchored), and how long
+    # to wait for its answer (media.custody.timestamps).
+    tsa_url: str = ""
+    tsa_cert_file: str = ""
+    tsa_timeout: float = 10.0
+    # The whole-system audit (`fieldcase verify`): no custody leaf waits longer than `head_interval_seconds` for a
+    # signed tree head (the `refresh_tree_head` job issues one); workers run the audit every
+    # `audit_interval_seconds` (0: only when `fieldcase verify --record` runs), re-hashing `audit_sample` files
+    # chosen at random (0: every file).
+    head_interval_seconds: int = 3600
+    audit_interval_seconds: int = 24 * 3600
+    audit_sample: int = 1000
+    # Prometheus metrics (backend/web/metrics.py, docs/operations.md): `fieldcase serve` exports them on
+    # `metrics_port` of `metrics_host` (0: no metrics at all; never on the API port), its gunicorn workers sharing
+    # `metrics_dir` (empty: a fresh private folder); each `fieldcase worker` on `worker_metrics_port` (0: none).
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    metrics_dir: str = ""
+    worker_metrics_port: int = 0
+    # The git commit this build was made from, set at build or deploy time (`GET /api/v1/version`; empty: looked
+    # up in the installed package's metadata, then with `git rev-parse`, at startup: backend/core/build.py).
+    commit: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        instance = Path(env.get("FIELDCASE_INSTANCE_DIR", "instance")).resolve()
-        s = cls(
-            instance_dir=instance,
-            database_url=env.get("DATABASE_URL", ""),
-            access_token_ttl=int(env.get("FIELDCASE_ACCESS_TOKEN_TTL", cls.access_token_ttl)),
-            refresh_token_ttl=int(env.get("FIELDCASE_REFRESH_TOKEN_TTL", cls.refresh_token_ttl)),
-            login_window_seconds=int(env.get("FIELDCASE_LOGIN_WINDOW", cls.login_window_seconds)),
-            login_max_failures_per_user=int(
-                env.get("FIELDCASE_LOGIN_MAX_FAILURES", cls.login_max_failures_per_user)
-            ),
-            login_max_failures_per_address=int(
-                env.get("FIELDCASE_LOGIN_MAX_FAILURES_PER_ADDRESS", cls.login_max_failures_per_address)
-            ),
-            gap_timeout_seconds=int(env.get("FIELDCASE_GAP_TIMEOUT", cls.gap_timeout_seconds)),
-            quarantine_per_device=int(env.get("FIELDCASE_QUARANTINE_PER_DEVICE", cls.quarantine_per_device)),
-            s3_bucket=env.get("FIELDCASE_S3_BUCKET", ""),
-            s3_endpoint_url=env.get("FIELDCASE_S3_ENDPOINT_URL", ""),
-            s3_region=env.get("FIELDCASE_S3_REGION", cls.s3_region),
-            multipart_threshold=int(env.get("FIELDCASE_MULTIPART_THRESHOLD", cls.multipart_threshold)),
-            multipart_part_size=int(env.get("FIELDCASE_MULTIPART_PART_SIZE", cls.multipart_part_size)),
-            upload_deadline_hours=float(env.get("FIELDCASE_UPLOAD_DEADLINE_HOURS", cls.upload_deadline_hours)),
-            photo_time_tolerance_seconds=float(
-                env.get("FIELDCASE_PHOTO_TIME_TOLERANCE", cls.photo_time_tolerance_seconds)),
-            photo_distance_tolerance_m=float(
-                env.get("FIELDCASE_PHOTO_DISTANCE_TOLERANCE", cls.photo_distance_tolerance_m)),
-            coverage_tolerance_seconds=float(
-                env.get("FIELDCASE_COVERAGE_TOLERANCE", cls.coverage_tolerance_seconds)),
-            major_fine_yuan=int(env.get("FIELDCASE_MAJOR_FINE_YUAN", cls.major_fine_yuan)),
-            retention_days=int(env.get("FIELDCASE_RETENTION_DAYS", cls.retention_days)),
-            trust_proxy=env.get("FIELDCASE_TRUST_PROXY", "0").lower() in ("1", "true", "yes"),
-            db_pool_size=int(env.get("FIELDCASE_DB_POOL_SIZE", cls.db_pool_size)),
-            db_max_overflow=int(env.get("FIELDCASE_DB_MAX_OVERFLOW", cls.db_max_overflow)),
-            db_pool_timeout=float(env.get("FIELDCASE_DB_POOL_TIMEOUT", cls.db_pool_timeout)),
-            max_concurrent_pushes=int(env.get("FIELDCASE_MAX_CONCURRENT_PUSHES", cls.max_concurrent_pushes)),
-            max_concurrent_uploads=int(env.get("FIELDCASE_MAX_CONCURRENT_UPLOADS", cls.max_concurrent_uploads)),
-            admission_wait=float(env.get("FIELDCASE_ADMISSION_WAIT", cls.admission_wait)),
-            busy_retry_after=int(env.get("FIELDCASE_BUSY_RETRY_AFTER", cls.busy_retry_after)),
-            log_level=env.get("FIELDCASE_LOG_LEVEL", "INFO"),
-            # Slow work (hashing uploads, photo analysis, periodic tree heads) runs in the request unless a
-            # Redis URL says there are RQ workers; FIELDCASE_JOBS can still force either way.
-            jobs=env.get("FIELDCASE_JOBS") or ("rq" if env.get("FIELDCASE_REDIS_URL") else "inline"),
-            redis_url=env.get("FIELDCASE_REDIS_URL", ""),
-            job_queue=env.get("FIELDCASE_JOB_QUEUE", cls.job_queue),
-            jwt_secret_file=env.get("FIELDCASE_JWT_SECRET_FILE", ""),
-            custody_key_file=env.get("FIELDCASE_CUSTODY_KEY_FILE", ""),
-            custody_keyring_file=env.get("FIELDCASE_CUSTODY_KEYRING", ""),
-            custody_origin=env.get("FIELDCASE_CUSTODY_ORIGIN", "").strip(),
-            witness_keys=tuple(k.strip() for k in env.get("FIELDCASE_WITNESS_KEYS", "").split(",") if k.strip()),
-            password_kdf=env.get("FIELDCASE_PASSWORD_KDF", PASSWORD_KDF),
-        )
-        return s.resolved()
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings the environment gives. Every variable (its type, its range, the setting it fills) is
+        declared once, in `backend.core.variables.VARIABLES`: add a new one there. A wrong value raises
+        SettingsError, one line per problem, each naming its variable, before anything has started."""
+        reading = read(os.environ if env is None else env, defaults())
+        reading.raise_problems()
+        return cls(**reading.values).resolved()
 
     def resolved(self) -> Settings:
         instance = Path(self.instance_dir).resolve()
         url = self.database_url or f"sqlite:///{instance / 'fieldcase.db'}"
         jobs = self.jobs.strip().lower()
-        if jobs not in JOB_MODES:
-            raise ValueError(f"FIELDCASE_JOBS must be one of {', '.join(JOB_MODES)}, not {self.jobs!r}")
-        if jobs == "rq" and not self.redis_url:
-            raise ValueError("FIELDCASE_JOBS=rq needs FIELDCASE_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+        problems = combination_problems({**vars(self), "jobs": jobs})
+        if problems:
+            raise SettingsError(problems)
         check_kdf(self.password_kdf)
         return replace(self, instance_dir=instance, database_url=_normalise_db_url(url), jobs=jobs)
 
@@ -151,6 +133,11 @@ class Settings:
             return Path(self.custody_keyring_file)
         return self.instance_dir / "custody-keyring.json"
 
+    @property
+    def tsa_cert_path(self) -> Path | None:
+        """The trust anchor of the TSA's tokens (PEM), checked at receipt and by `fieldcase custody verify`."""
+        return Path(self.tsa_cert_file) if self.tsa_cert_file else None
+
     def with_overrides(self, overrides: dict[str, Any]) -> Settings:
         names = {f.name for f in fields(self)}
         known = {k: v for k, v in overrides.items() if k in names}
@@ -158,19 +145,26 @@ class Settings:
         return replace(self, **known, extra=extra).resolved()
 
 
-def instance_secret(instance_dir: Path, name: str, nbytes: int = 32) -> bytes:
-    """Read a secret from the instance folder, creating it (0600) on first use."""
-    return secret_file(instance_dir / name, nbytes)
+def defaults() -> dict[str, Any]:
+    """Each setting's default, by field name."""
+    return {f.name: f.default for f in fields(Settings) if f.default is not MISSING}
 
 
-def secret_file(path: Path, nbytes: int = 32) -> bytes:
-    """Read a secret file, creating it (0600) on first use.
+def instance_secret(instance_dir: Path, name: str, nbytes: int = 32, *, create: bool = True) -> bytes:
+    """Read a secret from the instance folder, creating it (0600) on first use when `create`."""
+    return secret_file(instance_dir / name, nbytes, create=create)
+
+
+def secret_file(path: Path, nbytes: int = 32, *, create: bool = True) -> bytes:
+    """Read a secret file, creating it (0600) on first use when `create` (who may: backend.core.secret_files).
 
     Secrets never live in the repository. The new file is written aside and
     hard-linked into place, so processes starting together all end up with
     the one secret that won, never a half-written one.
     """
     path = Path(path)
+    if not create and not path.exists():
+        raise SettingsError([f"{path}: no such secret file; `fieldcase init-secrets` makes the missing ones"])
     path.parent.mkdir(parents=True, exist_ok=True)
     name = path.name
     if not path.exists():

@@ -62,7 +62,8 @@ class Database:
     """One engine and its sessions, the unit of work (backend.core.uow) of the app, a script, a worker or a test.
 
     `services` are what its commits' writers use (the custody signer, the job runner): given here by the
-    composition root, once, for every session this database makes.
+    composition root, once, for every session this database makes. What must follow a commit without holding
+    its locks (`commit_queue.after_commit`) is given this database, to open transactions of its own.
     """
 
     def __init__(self, url: str, *, services: Services = NO_SERVICES, **engine_kwargs) -> None:
@@ -71,6 +72,7 @@ class Database:
         self.engine = make_engine(url, **engine_kwargs)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         event.listen(self.sessionmaker, "before_commit", partial(commit_queue.run_writers, services=services))
+        event.listen(self.sessionmaker, "after_commit", partial(commit_queue.run_followers, database=self))
 
     def session(self) -> Session:
         return self.sessionmaker()

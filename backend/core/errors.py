@@ -6,15 +6,19 @@ from typing import Any
 
 
 class DomainError(Exception):
+    """A refusal. With `commit_first`, what the domain wrote while refusing must stay although the call is refused
+    (a reused refresh token's family revoked): the edge commits, then answers the error (`backend.core.uow`)."""
+
     status = 400
     reason = "bad_request"
 
     def __init__(self, message: str, *, errors: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, commit_first: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.errors = errors
         self.headers = headers or {}
+        self.commit_first = commit_first
 
 
 class Invalid(DomainError):
@@ -48,8 +52,8 @@ class TooManyRequests(DomainError):
     status = 429
     reason = "too_many_requests"
 
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
+    def __init__(self, message: str, retry_after: int, *, commit_first: bool = False) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))}, commit_first=commit_first)
         self.retry_after = retry_after
 
 
@@ -78,3 +82,11 @@ class RetentionMisconfigured(DomainError):
 
     status = 503
     reason = "misconfigured"
+
+
+class TimestampFailed(DomainError):
+    """A Time-Stamping Authority (RFC 3161) did not answer, refused, or gave a token that does not check; or a
+    stored or packaged token does not check. The message names why."""
+
+    status = 502
+    reason = "timestamp_failed"

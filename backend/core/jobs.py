@@ -35,14 +35,17 @@ nothing that is not in its table.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from backend.core import commit_queue
+from backend.core import commit_queue, logs
+from backend.core.observe import NO_OBSERVER, Observer
 
 if TYPE_CHECKING:
     from backend.core.db import Database
@@ -71,12 +74,13 @@ class InlineRunner:
 
     deferred = False
 
-    def __init__(self, table: Mapping[str, Job], context: Any = None) -> None:
+    def __init__(self, table: Mapping[str, Job], context: Any = None, *, observer: Observer = NO_OBSERVER) -> None:
         self.table = table
         self.context = context  # set by the composition root once the context (which names this runner) exists
+        self.observer = observer
 
     def submit(self, session: Session, name: str, *args: str | int) -> None:
-        lookup(self.table, name)(self.context, session, *args)
+        timed(self.observer, name, lambda: lookup(self.table, name)(self.context, session, *args))
 
 
 class RQRunner:
@@ -84,12 +88,14 @@ class RQRunner:
 
     deferred = True
 
-    def __init__(self, redis_url: str, queue: str, table: Mapping[str, Job]) -> None:
+    def __init__(self, redis_url: str, queue: str, table: Mapping[str, Job], *,
+                 observer: Observer = NO_OBSERVER) -> None:
         from redis import Redis
         from rq import Queue
         from rq.serializers import JSONSerializer
 
         self.table = table
+        self.observer = observer  # hears of jobs that could not be queued
         self.connection = Redis.from_url(redis_url)
         self.queue = Queue(queue, connection=self.connection, serializer=JSONSerializer)
 
@@ -104,6 +110,13 @@ class RQRunner:
                                                                     interval=list(RETRY_INTERVALS)),
                                   job_timeout=JOB_TIMEOUT, description=f"{name}{tuple(args)!r}")
 
+    def enqueue_at(self, when: datetime, name: str, args: list[str | int], *, job_id: str) -> Any:
+        """Run a job at `when` (RQ's scheduler, in every long-running worker, queues it then). A periodic job
+        names each run by its time slot: the same `job_id` scheduled twice is still one run."""
+        lookup(self.table, name)
+        return self.queue.enqueue_at(when, perform, name, *args, job_id=job_id, job_timeout=JOB_TIMEOUT,
+                                     description=f"{name}{tuple(args)!r}")
+
 
 @event.listens_for(Session, "after_commit")
 def _send_queued(session: Session) -> None:
@@ -115,8 +128,10 @@ def _send_queued(session: Session) -> None:
     for runner, name, args in commit_queue.take(session, _PENDING):
         try:
             runner.enqueue_now(name, args)
-        except Exception:
-            log.exception("could not queue %s%r; `fieldcase jobs sweep` queues unfinished work again", name, args)
+        except Exception as exc:  # noqa: BLE001 - one line, not Redis's traceback: the rows keep what is to do
+            log.warning("could not queue job %s; `fieldcase jobs sweep` queues unfinished work again", name,
+                        extra={"job": name, "job_args": args, "error": logs.exception_summary(exc)})
+            runner.observer.enqueue_failed(name)
 
 
 # ---------------------------------------------------------------------------------------------- worker side
@@ -130,9 +145,22 @@ class Worker:
     context: Any
     db: Database
     runner: RQRunner
+    observer: Observer = NO_OBSERVER  # hears how each job ended
 
 
 _worker: Worker | None = None
+
+
+def timed(observer: Observer, name: str, run: Callable[[], Any]) -> Any:
+    """Run one job and tell `observer` how it ended (`done`, or `failed` when it raised) and how long it took."""
+    started = time.perf_counter()
+    try:
+        result = run()
+    except BaseException:
+        observer.job_finished(name, "failed", time.perf_counter() - started)
+        raise
+    observer.job_finished(name, "done", time.perf_counter() - started)
+    return result
 
 
 def perform(name: str, *args: str | int) -> str:
@@ -140,9 +168,15 @@ def perform(name: str, *args: str | int) -> str:
     retried). RQ imports this function by its path, so the worker it runs for is this process's."""
     if _worker is None:
         raise RuntimeError("no worker in this process: jobs run under `fieldcase worker` (backend.core.jobs.work)")
-    job = lookup(_worker.runner.table, name)
-    with _worker.db.transaction() as session:
-        job(_worker.context, session, *args)
+    worker = _worker
+    job = lookup(worker.runner.table, name)
+
+    def run() -> None:
+        with worker.db.transaction() as session:
+            job(worker.context, session, *args)
+
+    with logs.bound(job=name):  # every line the job logs says which job it was
+        timed(worker.observer, name, run)
     return "done"
 
 
@@ -177,6 +211,16 @@ def _worker_class() -> type:
             self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
             self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=1, daemon=True,
                                                            exception_handler=self._pubsub_exception_handler)
+
+        def handle_exception(self, job: Any, *exc_info: Any) -> None:
+            """A failed job is one log line (its id, what it was, the exception as backend.core.logs gives it:
+            class and one-field trace), not RQ's message with the whole traceback, whose text can quote a row.
+            Then RQ's exception handlers, as RQ runs them (one returning a falsy value other than None stops)."""
+            self.log.error("job failed", exc_info=exc_info, extra={"job_id": job.id, "job": job.description})
+            for handler in self._exc_handlers:
+                go_on = handler(job, *exc_info)
+                if go_on is not None and not go_on:
+                    break
 
     return Worker
 

@@ -114,7 +114,7 @@ def office(day: FieldDay) -> None:
     previous: str | None = None
     for n, (index, begin, finish, size) in enumerate(clips):
         path = dock / f"CLIP{index:04d}.MP4"
-        write_clip(path, size)
+        write_clip(path, size, seconds=finish - begin)
         clip: dict[str, Any] = {"camera_serial": camera, "clip_index": index,
                                 "started_at": start + timedelta(seconds=begin),
                                 "ended_at": start + timedelta(seconds=finish)}

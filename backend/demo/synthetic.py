@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import zipfile
 from collections.abc import Mapping
 from datetime import datetime
@@ -57,9 +58,28 @@ def photo(caption: str, colour: tuple[int, int, int], taken: datetime, where: Ma
     return buf.getvalue()
 
 
-def write_clip(path: Path, size: int) -> None:
-    """A body-camera clip of `size` bytes: random bytes stand in for the video, only its bytes matter here."""
-    path.write_bytes(os.urandom(size))
+def write_clip(path: Path, size: int, seconds: float = 0) -> None:
+    """A body-camera clip of `size` bytes, built as an MP4 is (`ftyp`, then `moov` with its movie header and a
+    track, then `mdat`), so the server's container check (media.video) finds it whole; random bytes stand in
+    for the video itself, whose frames nobody decodes."""
+    millis = round(seconds * 1000)  # the movie's timescale is 1000 units a second
+    mvhd = _box(b"mvhd", bytes(12) + struct.pack(">IIIH", 1000, millis, 0x10000, 0x100) + bytes(10) + _IDENTITY
+                + bytes(24) + struct.pack(">I", 2))
+    tkhd = _box(b"tkhd", struct.pack(">I", 1) + bytes(8) + struct.pack(">III", 1, 0, millis) + bytes(16) + _IDENTITY
+                + struct.pack(">II", 1280 << 16, 720 << 16))
+    head = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2avc1mp41") + _box(b"moov", mvhd + _box(
+        b"trak", tkhd))
+    if size < len(head) + 8:
+        raise ValueError(f"a clip needs at least {len(head) + 8} bytes")
+    path.write_bytes(head + struct.pack(">I", size - len(head)) + b"mdat" + os.urandom(size - len(head) - 8))
+
+
+# The unit matrix of a movie header: 16.16 fixed point, with 2.30 for its last column.
+_IDENTITY = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
 
 
 def write_scan(path: Path) -> None:

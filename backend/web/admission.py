@@ -33,6 +33,7 @@ from typing import Any
 from flask import current_app
 
 from backend.core.errors import DomainError
+from backend.web.metrics import note_unavailable
 
 PUSH = "push"
 UPLOAD = "upload"
@@ -65,6 +66,7 @@ class Gate:
     @contextmanager
     def slot(self) -> Iterator[None]:
         if not self._slots.acquire(timeout=self.wait):
+            note_unavailable("admission")
             raise Busy(f"the server is busy with other {PLURAL.get(self.kind, self.kind)} ({self.limit} at a time "
                        "per process); "
                        f"nothing was done: retry after {self.retry_after} s", self.retry_after)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, date, datetime
+from datetime import date
 
 from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
@@ -12,6 +12,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend.core.errors import Invalid
 from backend.core.json_text import contains_lone_surrogate, contains_nul
+from backend.core.times import utc_iso
+from backend.web import request_log
 from backend.web.state import AppState
 
 NUL_MESSAGE = "text must not contain NUL characters (U+0000): no database field can store them"
@@ -20,7 +22,7 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class JSONProvider(DefaultJSONProvider):
-    """Timestamps as RFC 3339 (Flask's default would write RFC 1123 HTTP dates)."""
+    """Timestamps as RFC 3339 in UTC to the millisecond (Flask's default would write RFC 1123 HTTP dates)."""
 
     ensure_ascii = False
     sort_keys = False
@@ -34,10 +36,8 @@ class JSONProvider(DefaultJSONProvider):
 
     @staticmethod
     def default(o):
-        if isinstance(o, datetime):
-            return (o.astimezone(UTC) if o.tzinfo else o).isoformat()
-        if isinstance(o, date):
-            return o.isoformat()
+        if isinstance(o, date):  # an instant as the protocol's one rule writes it (times.utc_iso); a day as a day
+            return utc_iso(o)
         return DefaultJSONProvider.default(o)
 
 
@@ -70,8 +70,19 @@ def make_app(state: AppState) -> Flask:
             if contains_lone_surrogate(body):
                 raise Invalid(SURROGATE_MESSAGE)
 
+    @app.after_request
+    def _nosniff(response):
+        """Every answer's type is the one it declares: no browser may guess HTML or script into a JSON error, a
+        CSV, or a file a phone uploaded (those get more: `backend.web.served`)."""
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
     init_api(app)
     from backend.web.console import init_console
 
     init_console(app)
+    from backend.web import metrics
+
+    metrics.install(app)  # its timing starts before the hooks above (after request_log's, below)
+    request_log.init(app)  # last: its before_request goes first, so every line of a request carries its id
     return app

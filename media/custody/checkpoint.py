@@ -23,6 +23,7 @@ import binascii
 import hashlib
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -31,10 +32,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.core.errors import Invalid, NotFound
-from backend.core.models import TreeHead, WitnessCosignature, utcnow
+from backend.core.errors import Invalid
+from backend.core.models import TreeHead, WitnessCosignature
 from media.custody.keys import Signer
-from media.custody.log import latest_head
+from media.custody.log import issued_head, latest_head
 
 ED25519 = 0x01  # signed-note signature type: Ed25519 over the note text
 COSIGNATURE_V1 = 0x04  # tlog-cosignature: timestamped Ed25519 over "cosignature/v1\ntime T\n" || note text
@@ -169,17 +170,16 @@ def _cosignatures(session: Session, origin: str, tree_size: int) -> list[Witness
     return list(session.scalars(query.order_by(WitnessCosignature.id)))
 
 
-def checkpoint_note(session: Session, signer: Signer, settings: Any, tree_size: int | None = None) -> str:
+def checkpoint_note(session: Session, signer: Signer, settings: Any, tree_size: int | None = None, *,
+                    now: datetime) -> str:
     """The signed checkpoint of the tree as it is now (its head issued and stored on request, as for
     `GET /custody/tree-head`), or of the stored head at `tree_size`, with every witness cosignature received for it."""
     origin = origin_for(settings, signer)
     if tree_size is None:
-        head = latest_head(session, signer)
+        head = latest_head(session, signer, now=now)
         size, root = head["tree_size"], head["root_hash"]
     else:
-        stored = session.get(TreeHead, tree_size)
-        if stored is None:
-            raise NotFound(f"no tree head was issued at size {tree_size}")
+        stored = issued_head(session, tree_size)
         size, root = stored.tree_size, stored.root_hash
     body = checkpoint_body(origin, size, root)
     lines = [log_signature_line(signer, origin, body)]
@@ -287,7 +287,8 @@ def _check_line(name: str, signature: bytes, text_: str, origin: str, own: dict[
     return "", witness, timestamp, ed25519
 
 
-def accept_cosignatures(session: Session, signer: Signer, settings: Any, note: bytes) -> dict[str, Any]:
+def accept_cosignatures(session: Session, signer: Signer, settings: Any, note: bytes, *,
+                        now: datetime) -> dict[str, Any]:
     """Store the witness cosignatures on a checkpoint note this log issued (`POST /custody/checkpoint/cosignatures`).
 
     The note must be the checkpoint of a stored head, exactly; every signature line must be this log's own
@@ -320,7 +321,7 @@ def accept_cosignatures(session: Session, signer: Signer, settings: Any, note: b
         if row is None:
             row = WitnessCosignature(origin=origin, tree_size=head.tree_size, witness=witness.name,
                                      key_hash=witness.key_id.hex(), timestamp=timestamp, signature=ed25519,
-                                     received_at=utcnow())
+                                     received_at=now)
             session.add(row)
             status = "stored"
         answers.append({"witness": row.witness, "key_hash": row.key_hash, "timestamp": row.timestamp,

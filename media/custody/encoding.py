@@ -6,6 +6,7 @@ These exact bytes are hashed and signed, so they have one home, shared by the lo
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any
 
@@ -60,3 +61,9 @@ def canonical(obj: Any) -> bytes:
     if _plain(obj):
         return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return rfc8785.dumps(obj)
+
+
+def fact_digest(value: Any) -> str:
+    """How a custody leaf binds a server fact without carrying it (a case's summary may name people): the hex
+    SHA-256 of the value's canonical JSON. A verifier holding the value recomputes it."""
+    return hashlib.sha256(canonical(value)).hexdigest()

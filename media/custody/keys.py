@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from backend.core.config import secret_file
-from backend.core.models import utcnow
+from backend.core.secret_files import generates_secrets
 from backend.core.times import utc_millis
 from media.custody.encoding import b64url, canonical
 
@@ -84,8 +85,8 @@ def read_keyring(path: Path | None) -> list[dict[str, str]]:
 
 
 def load_signer(instance_dir: Path | None = None, *, key_file: Path | None = None,
-                keyring_file: Path | None = None) -> Signer:
-    """The tree-head key (generated, 0600, on first run) with the retired keys of the keyring beside it.
+                keyring_file: Path | None = None, create: bool = True) -> Signer:
+    """The tree-head key (generated, 0600, on first run when `create`) with the retired keys of the keyring.
 
     By default both live in the instance folder; a deployment of several
     hosts points FIELDCASE_CUSTODY_KEY_FILE and FIELDCASE_CUSTODY_KEYRING at
@@ -98,14 +99,16 @@ def load_signer(instance_dir: Path | None = None, *, key_file: Path | None = Non
         key_file = Path(instance_dir) / "custody-signing.key"
     if keyring_file is None and instance_dir is not None:
         keyring_file = Path(instance_dir) / "custody-keyring.json"
-    seed = secret_file(Path(key_file), 32)[:32]
+    seed = secret_file(Path(key_file), 32, create=create)[:32]
     retired = tuple((k["key_id"], k["public_key"]) for k in read_keyring(keyring_file))
     return Signer(Ed25519PrivateKey.from_private_bytes(seed), retired=retired)
 
 
 def signer_for(settings: Any) -> Signer:
-    """The signer a process of this deployment uses (backend.core.config.Settings)."""
-    return load_signer(key_file=settings.custody_key_path, keyring_file=settings.custody_keyring_path)
+    """The signer a process of this deployment uses (backend.core.config.Settings); its key is made on first use
+    only on SQLite (backend.core.secret_files: hosts sharing a database must share one key)."""
+    return load_signer(key_file=settings.custody_key_path, keyring_file=settings.custody_keyring_path,
+                       create=generates_secrets(settings))
 
 
 def _write_atomically(path: Path, data: bytes, mode: int) -> None:
@@ -123,7 +126,7 @@ def _write_atomically(path: Path, data: bytes, mode: int) -> None:
         os.close(dir_fd)
 
 
-def rotate_key(key_file: Path, keyring_file: Path) -> tuple[str, str]:
+def rotate_key(key_file: Path, keyring_file: Path, *, now: datetime) -> tuple[str, str]:
     """Replace the signing key; the old public key goes to the keyring first. Returns (old id, new id).
 
     The keyring is written before the key file, so at no moment can a head
@@ -135,7 +138,7 @@ def rotate_key(key_file: Path, keyring_file: Path) -> tuple[str, str]:
     old = load_signer(key_file=key_file, keyring_file=keyring_file)
     keys = read_keyring(keyring_file)
     if old.key_id not in {k["key_id"] for k in keys}:
-        keys.append({"key_id": old.key_id, "public_key": old.public_key, "retired_at": utc_millis(utcnow())})
+        keys.append({"key_id": old.key_id, "public_key": old.public_key, "retired_at": utc_millis(now)})
     keyring_file.parent.mkdir(parents=True, exist_ok=True)
     _write_atomically(keyring_file, json.dumps({"keys": keys}, indent=2).encode() + b"\n", 0o644)
     _write_atomically(key_file, secrets.token_bytes(32), 0o600)

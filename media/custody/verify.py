@@ -1,31 +1,36 @@
 """Checking the whole custody log from its stored events alone (`fieldcase custody verify`).
 
 The tree is recomputed in one streaming pass, keeping only its right frontier in memory, and held against the
-stored nodes, every signed tree head's root and signature, and the consistency between successive heads.
+stored nodes, every signed tree head's root and signature, and the consistency between successive heads; every
+head's RFC 3161 timestamp token is checked against the head (media.custody.timestamps.check_head_token).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.core.models import CustodyEvent, MerkleNode, TreeHead
+from backend.core.errors import TimestampFailed
+from backend.core.models import CustodyEvent, HeadTimestamp, MerkleNode, TreeHead
 from media.custody import merkle
 from media.custody.encoding import canonical
 from media.custody.keys import verify_head
 from media.custody.log import DEVICE_HEAD, consistency, head_dict
 from media.custody.proofs import verify_consistency
+from media.custody.timestamps import check_head_token
 
 
 @dataclass
 class VerifyReport:
     leaves: int = 0
     heads: int = 0
+    timestamped: int = 0  # heads whose RFC 3161 token checks
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -42,14 +47,15 @@ def _frontier_root(frontier: list[tuple[int, bytes]]) -> bytes:
 
 
 def verify_log(session: Session, public_key: Ed25519PublicKey | Mapping[str, Ed25519PublicKey], *,
-               batch: int = 5000) -> VerifyReport:
+               tsa_trust: Sequence[x509.Certificate] = (), batch: int = 5000) -> VerifyReport:
     """Recompute the tree from the stored events alone and hold it against the nodes and the signed heads.
 
     Streams the events once, keeping only the right frontier of the tree in
     memory; each event's canonical form, columns and leaf hash are checked,
     every stored head's root and signature, and consistency between heads.
     `public_key` is one key for every head, or a keyring (key id to key):
-    then each head is checked with the key its `key_id` names.
+    then each head is checked with the key its `key_id` names. Each stored
+    timestamp token must be over its head, and chain to `tsa_trust` if given.
     """
     report = VerifyReport()
     heads = list(session.scalars(select(TreeHead).order_by(TreeHead.tree_size)))
@@ -75,6 +81,7 @@ def verify_log(session: Session, public_key: Ed25519PublicKey | Mapping[str, Ed2
         report.leaves += 1
         if expected in head_at:
             roots[expected] = _frontier_root(frontier)
+    _check_timestamps(session, heads, tsa_trust, report)
     previous = None
     for head in heads:
         report.heads += 1
@@ -96,6 +103,27 @@ def verify_log(session: Session, public_key: Ed25519PublicKey | Mapping[str, Ed2
                 report.problems.append(f"tree heads {previous.tree_size} and {head.tree_size}: not consistent")
         previous = head
     return report
+
+
+def _check_timestamps(session: Session, heads: list[TreeHead], trust: Sequence[x509.Certificate],
+                      report: VerifyReport) -> None:
+    """Every stored token against its head: a token altered, or moved from another head, is named by size."""
+    stamps = {row.tree_size: row for row in session.scalars(select(HeadTimestamp))}
+    for head in heads:
+        row = stamps.get(head.tree_size)
+        if row is None:
+            continue
+        try:
+            facts = check_head_token(bytes(row.token), head_dict(head), trust)
+        except TimestampFailed as exc:
+            report.problems.append(f"tree head {head.tree_size}: its RFC 3161 timestamp token does not check: "
+                                   f"{exc.message}")
+            continue
+        if facts.gen_time != row.gen_time or facts.tsa[:1000] != row.tsa or str(facts.serial) != row.serial:
+            report.problems.append(f"tree head {head.tree_size}: the stored time, TSA or serial of its timestamp "
+                                   "disagrees with its token")
+            continue
+        report.timestamped += 1
 
 
 def _consistent(first: TreeHead, second: TreeHead, proof: list[bytes]) -> bool:

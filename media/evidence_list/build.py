@@ -15,6 +15,7 @@ from backend.core.errors import NotFound
 from backend.core.models import Evidence, Officer, Upload
 from backend.core.times import LOCAL_TZ
 from media.coverage import DEFAULT_TOLERANCE, inspection_coverage
+from sync.certificates import EXPIRED, NO_CERTIFICATE, NOT_YET_VALID, officer_certificate_fault
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,10 @@ def _chunks(values: Iterable[str]) -> Iterator[list[str]]:
         yield values[start:start + _IN_CHUNK]
 
 
+_VERDICTS = {None: "有效 valid", NO_CERTIFICATE: "无证 no certificate", NOT_YET_VALID: "证件尚未生效 not yet valid",
+             EXPIRED: "证件已过期 expired"}
+
+
 def _certificate(person: Officer | None, day: date | None) -> tuple[str, str, str]:
     """(number, validity, verdict on `day`), the verdict in the audit's terms (`expired_certificate`)."""
     if person is None:
@@ -104,13 +109,11 @@ def _certificate(person: Officer | None, day: date | None) -> tuple[str, str, st
     if not person.cert_number:
         return "", "", "无证 no certificate"
     span = f"{person.cert_valid_from or '…'} 至 {person.cert_valid_until or '…'}"
-    if day is not None and person.certificate_valid_on(day):
-        return person.cert_number, span, "有效 valid"
-    if not person.cert_valid_until:
-        return person.cert_number, span, "无证 no certificate"
-    if day is not None and person.cert_valid_from and day < person.cert_valid_from:
-        return person.cert_number, span, "证件尚未生效 not yet valid"
-    return person.cert_number, span, "证件已过期 expired"
+    if day is None:  # no day to judge on: a certificate with an end date cannot be shown valid
+        fault = EXPIRED if person.cert_valid_until else NO_CERTIFICATE
+    else:
+        fault = officer_certificate_fault(person, day)
+    return person.cert_number, span, _VERDICTS[fault]
 
 
 def _judged_coverage(session: Session, viewer: Officer, inspection_id: str,

@@ -17,7 +17,10 @@ given by the person verifying:
 - every custody event's inclusion proof against the signed tree head, and
   the head's signature. A key from the package itself proves only that the
   package is self-consistent (whoever forged it could have made the key),
-  so the report says which key was used.
+  so the report says which key was used;
+- the head's RFC 3161 timestamp token, when it has one (`timestamp.py`): over
+  the head's signed bytes, signed by a timeStamping certificate, chained to
+  the TSA anchor given (`--tsa-cert`); the report names the TSA and its time.
 
 Strict as the server is (PROTOCOL "Records and push, as built", "Custody log,
 as built"): every base64url in the package (record parts, keys, signatures) is
@@ -32,22 +35,30 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from cryptography import x509
+
+from media.package_verify.corrections import check_corrections
 from media.package_verify.evidence import check_evidence
-from media.package_verify.facts import check_facts, check_membership
+from media.package_verify.facts import check_facts, check_institution, check_membership
 from media.package_verify.heads import check_tree_head, custody_key, head_tree
 from media.package_verify.index import check_index
 from media.package_verify.members import Members
 from media.package_verify.records import check_records, device_keys
 from media.package_verify.report import PackageReport
+from media.package_verify.server_facts import check_case_facts
 from media.package_verify.spelling import key_id, load_key
+from media.package_verify.timestamp import check_head_timestamp
 
 __all__ = ["PackageReport", "key_id", "load_key", "verify_package"]
 
 
-def verify_package(source: str | Path | IO[bytes], public_key: str | None = None) -> PackageReport:
+def verify_package(source: str | Path | IO[bytes], public_key: str | None = None, *,
+                   tsa_trust: Sequence[x509.Certificate] = ()) -> PackageReport:
+    """Check a package; `tsa_trust` are the anchors its tree head's RFC 3161 timestamp must chain to."""
     report = PackageReport()
     try:
         zf = zipfile.ZipFile(source)
@@ -67,13 +78,14 @@ def verify_package(source: str | Path | IO[bytes], public_key: str | None = None
             report.problems.append("manifest.json is not a fieldcase evidence package manifest")
             return report
         try:
-            _verify(zf, manifest, public_key, report)
+            _verify(zf, manifest, public_key, tsa_trust, report)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             report.problems.append(f"the manifest is malformed ({type(exc).__name__}: {exc})")
     return report
 
 
-def _verify(zf: zipfile.ZipFile, manifest: dict[str, Any], public_key: str | None, report: PackageReport) -> None:
+def _verify(zf: zipfile.ZipFile, manifest: dict[str, Any], public_key: str | None,
+            tsa_trust: Sequence[x509.Certificate], report: PackageReport) -> None:
     members = Members(zf)
     key = custody_key(manifest, public_key, report)
     keys = device_keys(manifest["devices"], report)
@@ -81,6 +93,10 @@ def _verify(zf: zipfile.ZipFile, manifest: dict[str, Any], public_key: str | Non
     signed = check_records(manifest["records"], manifest["devices"], keys, tree, report)
     check_evidence(members, manifest, signed, tree, report)
     check_membership(manifest, signed, report)
-    check_facts(manifest, signed, report)
+    corrected = check_corrections(manifest, signed, report)
+    check_facts(manifest, signed, report, corrected)
+    check_institution(manifest, signed, report, corrected)
+    check_case_facts(manifest, tree, report)
     check_tree_head(manifest, key, bool(public_key), report)
+    check_head_timestamp(manifest, tsa_trust, report)
     check_index(members, manifest, key, report)

@@ -11,6 +11,7 @@ from media.package_verify.facts import Signed
 from media.package_verify.heads import inclusion_holds
 from media.package_verify.members import Damaged, Members
 from media.package_verify.report import PackageReport
+from media.package_verify.server_facts import check_item_facts
 
 
 def check_evidence(members: Members, manifest: dict[str, Any], signed: Signed,
@@ -32,7 +33,9 @@ def check_evidence(members: Members, manifest: dict[str, Any], signed: Signed,
                                            f"({body.get(name)!r})")
             if device_id != item["device"]:
                 report.problems.append(f"{where}: declared by device {device_id}, not {item['device']}")
-        proven = check_events(item, where, tree, package_id, report)
+        held = check_events(item, where, tree, package_id, report)
+        check_item_facts(manifest, item, where, held, report)
+        proven = {leaf["action"]: leaf for leaf in held if leaf.get("action") in ("verified", "deleted")}
         deletion = proven.get("deleted")
         if item.get("file"):
             listed.add(item["file"])
@@ -87,10 +90,10 @@ def check_deleted(item: dict[str, Any], where: str, leaf: dict[str, Any], report
 
 
 def check_events(item: dict[str, Any], where: str, tree: tuple[int, bytes] | None, package_id: str,
-            report: PackageReport) -> dict[str, dict[str, Any]]:
-    """Check every event; answer the last proven event of each action that decides whether a file is due."""
+            report: PackageReport) -> list[dict[str, Any]]:
+    """Check every event; answer the item's own events whose inclusion holds, in log order."""
     exported = declared = False
-    proven: dict[str, dict[str, Any]] = {}
+    proven: list[dict[str, Any]] = []
     for event in item["custody_events"]:
         report.events += 1
         index, text = event["leaf_index"], event["leaf"]
@@ -98,8 +101,8 @@ def check_events(item: dict[str, Any], where: str, tree: tuple[int, bytes] | Non
         if leaf.get("evidence_id") != item["id"]:
             report.problems.append(f"{where}: custody event at leaf {index} belongs to {leaf.get('evidence_id')}")
         holds = tree is not None and inclusion_holds(event, where, leaf, tree, report)
-        if holds and leaf.get("evidence_id") == item["id"] and leaf.get("action") in ("verified", "deleted"):
-            proven[leaf["action"]] = leaf
+        if holds and leaf.get("evidence_id") == item["id"]:
+            proven.append(leaf)
         if leaf.get("action") == "declared":
             declared = True
             if leaf.get("sha256") != item["sha256"] or leaf.get("size") != item["size"]:

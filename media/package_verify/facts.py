@@ -8,8 +8,10 @@ where, who, which device) and `inspection.end` (when, outcome, notes), a finding
 (capture time and inspection; its hash, size and kind are checked with its file). A field that disagrees is
 named; so is a fact with no signed record in the package (a record moved out of it, or never signed).
 
-Facts only the server knows (the case's status and summary, the institution's registered name, who holds an
-item, why it was exported) are vouched for by the server's signatures instead: the seal, and the custody log.
+The institution is held against what the phones' case.open records named. Facts only the server knows (the
+case's status and summary, who holds an item, why it was exported) are bound by custody events instead
+(`server_facts.py`). A field corrected after its record was applied is held against its newest correction
+instead of the original record (`corrections.py`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from backend.core.names import normalise_name
+from media.custody.encoding import fact_digest
 from media.package_verify.report import PackageReport
+from sync.credit_code import credit_code_problem, normalise_credit_code
 
-Signed = dict[str, dict[str, Any]]  # record type -> subject id -> {"at", "device", "body"}
+Signed = dict[str, dict[str, Any]]  # record type -> subject id -> {"at", "device", "body", "type", "op"}
+Corrected = dict[tuple[Any, Any], Any]  # (op of a corrected record, field) -> corrections.Held
 SUBJECTS = {"inspection.start": "inspection_id", "inspection.end": "inspection_id",
             "inspection.finding": "finding_id", "evidence.capture": "evidence_id", "case.open": "client_case_id"}
 ALL = "*"  # every record whose signature holds, by "record <device>#<seq>"
@@ -61,6 +67,8 @@ def check_membership(manifest: dict[str, Any], signed: Signed, report: PackageRe
     def names_case(ref: Any) -> bool:
         return isinstance(ref, dict) and (ref.get("id") == case_id or ref.get("client_case_id") in aliases)
 
+    correctable = {said.get("op") for said in signed.get(ALL, {}).values()
+                   if said["type"] in ("case.open", "inspection.finding")}
     for where, said in signed.get(ALL, {}).items():
         rtype, body = said["type"], said["body"]
         if rtype == "case.open":
@@ -71,6 +79,8 @@ def check_membership(manifest: dict[str, Any], signed: Signed, report: PackageRe
             ok = body.get("inspection_id") in inspections or names_case(body.get("case"))
         elif rtype in INSPECTION_TYPES:
             ok = body.get("inspection_id") in inspections
+        elif rtype == "record.correct":
+            ok = body.get("op") in correctable
         else:
             ok = False
         if not ok:
@@ -81,7 +91,19 @@ def check_membership(manifest: dict[str, Any], signed: Signed, report: PackageRe
             report.problems.append(f"case alias {alias}: its signed case.open record is not in the package")
 
 
-def check_facts(manifest: dict[str, Any], signed: Signed, report: PackageReport) -> None:
+def _held_against(report: PackageReport, where: str, field: str, listed: Any, signed: Any, held: Any) -> None:
+    """A field against the newest correction of it (`corrections.Held`), else against the original record."""
+    if held is not None and held.kind == "bound":
+        if fact_digest(listed) != held.digest:
+            report.problems.append(f"{where}: {field} {listed!r} is not the value a reviewer's correction bound at "
+                                   f"leaf {held.index}")
+        return
+    expected = held.value if held is not None and held.kind == "signed" else signed
+    if listed != expected:
+        _differs(report, where, field, listed, expected)
+
+
+def check_facts(manifest: dict[str, Any], signed: Signed, report: PackageReport, corrected: Corrected) -> None:
     starts, ends = signed.get("inspection.start", {}), signed.get("inspection.end", {})
     for inspection in manifest["inspections"]:
         where = f"inspection {inspection['id']}"
@@ -117,8 +139,7 @@ def check_facts(manifest: dict[str, Any], signed: Signed, report: PackageReport)
         body = record["body"]
         for field in ("inspection_id", "category", "description", "evidence"):
             expected = body.get(field, []) if field == "evidence" else body.get(field)
-            if finding[field] != expected:
-                _differs(report, where, field, finding[field], expected)
+            _held_against(report, where, field, finding[field], expected, corrected.get((record.get("op"), field)))
         _same_time(report, where, "recorded_at", finding["recorded_at"], record["at"])
     captures = signed.get("evidence.capture", {})
     for item in manifest["evidence"]:
@@ -129,3 +150,44 @@ def check_facts(manifest: dict[str, Any], signed: Signed, report: PackageReport)
         _same_time(report, where, "captured_at", item["captured_at"], record["body"].get("captured_at"))
         if item["inspection_id"] != record["body"].get("inspection_id"):
             _differs(report, where, "inspection_id", item["inspection_id"], record["body"].get("inspection_id"))
+
+
+def check_institution(manifest: dict[str, Any], signed: Signed, report: PackageReport, corrected: Corrected) -> None:
+    """The institution against what each signed case.open of the case named (or, corrected, its newest signed
+    correction): its id; else its credit code (the server matches and completes by it) when it passes GB
+    32100-2015; else its name (compared as the registry's merge compares names) and region. One the server could
+    not match, or a reviewer corrected, is not held against a signed ref: the case's custody events bind it."""
+    institution = manifest["case"].get("institution")
+    for alias, said in sorted(signed.get("case.open", {}).items()):
+        ref = said["body"].get("institution")
+        held = corrected.get((said.get("op"), "institution"))
+        if held is not None and held.kind == "needs":
+            report.notes.append(f"case alias {alias}: the server could not match the institution its case.open "
+                                f"names ({', '.join(map(str, held.codes))}); it awaits correction (custody leaf "
+                                f"{held.index})")
+            continue
+        if held is not None and held.kind == "bound":
+            report.notes.append(f"case alias {alias}: its institution was corrected by a reviewer (custody leaf "
+                                f"{held.index})")
+            continue
+        if held is not None:
+            ref = held.value
+        if not isinstance(ref, dict):
+            continue
+        where = f"case alias {alias}"
+        if institution is None:
+            report.problems.append(f"{where}: its signed case.open names an institution; the manifest has none")
+            continue
+        if "id" in ref:
+            if institution.get("id") != ref["id"]:
+                _differs(report, where, "institution.id", institution.get("id"), ref["id"])
+            continue
+        code = normalise_credit_code(ref["credit_code"]) if ref.get("credit_code") else None
+        if code and credit_code_problem(code) is None:  # a failing code matches nothing: set aside, as the server
+            if institution.get("credit_code") != code:  # does for a record that overrode the phone's check of it
+                _differs(report, where, "institution.credit_code", institution.get("credit_code"), code)
+            continue
+        if normalise_name(str(institution.get("name") or "")) != normalise_name(str(ref.get("name") or "")):
+            _differs(report, where, "institution.name", institution.get("name"), ref.get("name"))
+        if ref.get("region") and institution.get("region_code") != ref["region"]:
+            _differs(report, where, "institution.region_code", institution.get("region_code"), ref["region"])

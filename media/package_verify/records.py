@@ -96,7 +96,7 @@ def check_records(records: list[dict[str, Any]], devices: dict[str, Any], keys: 
                 subject = SUBJECTS.get(payload.get("type"))  # type: ignore[arg-type]
                 if isinstance(payload.get("body"), dict):
                     said = {"at": payload.get("at"), "device": device_id, "body": payload["body"],
-                            "type": payload.get("type")}
+                            "type": payload.get("type"), "op": payload.get("op")}
                     signed.setdefault(ALL, {})[where] = said
                     if subject:
                         signed.setdefault(payload["type"], {})[str(payload["body"].get(subject))] = said

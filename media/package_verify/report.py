@@ -16,6 +16,8 @@ class PackageReport:
     deleted: int = 0
     events: int = 0
     key_source: str | None = None
+    tsa_time: str | None = None  # the tree head's RFC 3161 time (UTC, ISO 8601), when its token checks
+    tsa_name: str | None = None  # and the TSA that signed it (its certificate's subject, RFC 4514)
 
     @property
     def ok(self) -> bool:

@@ -12,6 +12,7 @@ One responsibility a module:
 - `report`: the flags, the report and the error (`FlagCode`, `PhotoReport`, `PhotoError`);
 - `content`: opening the file, naming its format (HEIF/HEIC via pillow-heif), decoding within a pixel limit;
 - `exif`: capture time, GPS position, orientation and camera from the EXIF;
+- `heif`: whether a HEIF container is whole, and the turn its `irot`/`imir` give (`media.isobmff` walks it);
 - `declaration`: `inspect_photo`, the content's facts measured against the declaration;
 - `thumbnails`: `make_thumbnail`, the small upright JPEG reviewers see.
 

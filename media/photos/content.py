@@ -4,7 +4,9 @@ The SHA-256 and size of an evidence file prove which bytes arrived; they say
 nothing about whether those bytes are a picture. This module answers that with
 a real decode by Pillow (HEIF/HEIC through pillow-heif when it is installed),
 and `read_content` fills a report with everything the file itself says,
-including its EXIF (`exif`). Problems with the content become flags; only
+including its EXIF (`exif`) and, for HEIF, whether the container is whole and
+how it is turned (`heif`). A file that does not decode, or whose container is
+cut short, is `undecodable`. Problems with the content become flags; only
 I/O errors on the source itself propagate.
 
 Memory stays bounded: files are read through a file object (never slurped,
@@ -30,6 +32,7 @@ from typing import IO
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from media.photos.exif import read_exif
+from media.photos.heif import read_container
 from media.photos.report import FlagCode, PhotoError, PhotoReport
 
 try:  # HEIC is what most phones shoot; without the plugin it is reported, not decoded.
@@ -114,15 +117,30 @@ def read_content(fp: IO[bytes], report: PhotoReport, max_pixels: int) -> None:
             # Nothing else is read: even EXIF extraction may trigger a decode (PNG).
             report._add(err.code, str(err), pixels=im.size[0] * im.size[1])
             return
+        problem = None
         try:
             im.load()
         except MemoryError:
             raise
         except Exception as exc:
-            report._add(FlagCode.CORRUPT_IMAGE, f"the image does not decode: {exc}")
+            problem = f"the image does not decode: {exc}"
+        container = read_container(fp) if report.format == "HEIF" else None
+        if container is not None and container.problem:
+            problem = container.problem  # the plainer account: which box is cut short, and by how much
+        if problem:
+            report._add(FlagCode.UNDECODABLE, problem)
         else:
             report.decodable = True
         read_exif(im, report)
+        if container is not None and container.orientation is not None:
+            _turn_heif(report, container.orientation)
+
+
+def _turn_heif(report: PhotoReport, orientation: int) -> None:
+    """HEIF's own turn, which libheif has applied: the report gives it as EXIF would, with the stored size."""
+    report.orientation = orientation
+    if orientation >= 5:  # a quarter turn: pillow-heif's size is the turned one
+        report.width, report.height = report.height, report.width
 
 
 def open_image(fp: IO[bytes], head: bytes) -> ImageFile.ImageFile:
@@ -136,12 +154,12 @@ def open_image(fp: IO[bytes], head: bytes) -> ImageFile.ImageFile:
         if name is None:
             raise PhotoError(FlagCode.NOT_AN_IMAGE, "the file is not a recognisable image") from exc
         if name in _DECODABLE:
-            raise PhotoError(FlagCode.CORRUPT_IMAGE, f"a {name} file whose header is damaged") from exc
+            raise PhotoError(FlagCode.UNDECODABLE, f"a {name} file whose header is damaged") from exc
         raise PhotoError(FlagCode.UNSUPPORTED_FORMAT, f"{name} images are not decoded here") from exc
     except MemoryError:
         raise
     except Exception as exc:  # a plugin choking on a malformed header
-        raise PhotoError(FlagCode.CORRUPT_IMAGE, f"the image header cannot be read: {exc}") from exc
+        raise PhotoError(FlagCode.UNDECODABLE, f"the image header cannot be read: {exc}") from exc
 
 
 def check_pixels(im: Image.Image, max_pixels: int) -> None:

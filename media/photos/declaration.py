@@ -39,8 +39,11 @@ def inspect_photo(
     and recording them as "corrupt" would put a false finding on the evidence.
 
     EXIF DateTimeOriginal is read with OffsetTimeOriginal (and SubSecTimeOriginal)
-    when present. Without an offset the time is taken as Asia/Shanghai local
-    time, where these phones are used, and `exif_offset_assumed` says so.
+    when present, DateTimeDigitized in its absence (`media.photos.exif`). Without
+    an offset the time is taken as Asia/Shanghai local time, where these phones
+    are used, and `exif_offset_assumed` says so. What cannot be checked is said
+    too: `no_capture_time` when the EXIF has no capture time, `no_capture_place`
+    when a place was declared and the EXIF has no position.
     A file position is restored afterwards; reading always starts at offset 0.
     """
     report = PhotoReport()
@@ -77,6 +80,11 @@ def _compare_location(report: PhotoReport, declared: dict[str, Any] | None, tole
                     value=repr(declared)[:200])
         return
     if report.exif_location is None:
+        # An EXIF that was read and holds no position at all; an unreadable one is already `gps_invalid`.
+        if report.exif_read and not report.has_flag(FlagCode.GPS_INVALID):
+            report._add(FlagCode.NO_CAPTURE_PLACE, "the phone declared where the photo was taken, but its EXIF "
+                        "holds no GPS position: the declared place cannot be checked against it",
+                        declared_accuracy_m=number(declared.get("accuracy_m")))
         return
     distance = _haversine_m(point[0], point[1], report.exif_location["lat"], report.exif_location["lon"])
     report.distance_m = round(distance, 1)

@@ -3,8 +3,17 @@
 EXIF is written by the phone and read here as facts about the content, never
 trusted to be well formed: every tag is checked for type and range, and what
 cannot be read becomes a flag on the report (`exif_unreadable`,
-`exif_time_invalid`, `gps_invalid`), not an exception. `content` calls
-`read_exif` once the image is open; `thumbnails` needs `orientation` alone.
+`exif_time_invalid`, `gps_invalid`), not an exception. So does what is not
+there: an EXIF block without a capture time is `no_capture_time`, because the
+declared time then goes unchecked and the reviewer must know it was not.
+
+The capture time is DateTimeOriginal (with OffsetTimeOriginal and
+SubSecTimeOriginal). Without it, DateTimeDigitized (with its own offset and
+sub-seconds) stands in: a camera writes it at the same moment, when the shot is
+stored, and `exif_time_tag` says which was used. DateTime in IFD0 never does:
+it is when the file was last changed, which an editing app rewrites.
+`content` calls `read_exif` once the image is open; `thumbnails` needs
+`orientation` alone.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ def read_exif(im: Image.Image, report: PhotoReport) -> None:
     if not exif and not exif_ifd and not gps_ifd:
         report._add(FlagCode.NO_EXIF, "the photo carries no EXIF: capture time and place cannot be checked")
         return
+    report.exif_read = True
     report.camera_make = _text(exif.get(Base.Make))
     report.camera_model = _text(exif.get(Base.Model))
     report.orientation = orientation(im)
@@ -65,23 +75,35 @@ def _text(value: Any) -> str | None:
     return value or None
 
 
+# The capture time's tags, in order of preference: (time, its sub-seconds, its UTC offset).
+_TIME_TAGS = (
+    ("DateTimeOriginal", Base.DateTimeOriginal, Base.SubsecTimeOriginal, Base.OffsetTimeOriginal),
+    ("DateTimeDigitized", Base.DateTimeDigitized, Base.SubsecTimeDigitized, Base.OffsetTimeDigitized),
+)
+
+
 def _read_exif_time(exif_ifd: dict[int, Any], report: PhotoReport) -> None:
-    raw = _text(exif_ifd.get(Base.DateTimeOriginal))
-    if raw is None:
+    present = next((tags for tags in _TIME_TAGS if _text(exif_ifd.get(tags[1])) is not None), None)
+    if present is None:
+        report._add(FlagCode.NO_CAPTURE_TIME, "the photo's EXIF gives no capture time (neither DateTimeOriginal nor "
+                    "DateTimeDigitized): when it was taken cannot be checked against the declared time")
         return
+    name, time_tag, subsec_tag, offset_tag = present
+    raw = _text(exif_ifd.get(time_tag)) or ""
     match = _EXIF_TIME.fullmatch(raw)
     try:
         if match is None:
             raise ValueError(raw)
         naive = datetime(*(int(part) for part in match.groups()))  # type: ignore[misc]
     except ValueError:
-        report._add(FlagCode.EXIF_TIME_INVALID, "EXIF DateTimeOriginal is not a valid time", value=raw)
+        report._add(FlagCode.EXIF_TIME_INVALID, f"EXIF {name} is not a valid time", value=raw, tag=name)
         return
-    subsec = _text(exif_ifd.get(Base.SubsecTimeOriginal))
+    subsec = _text(exif_ifd.get(subsec_tag))
     if subsec and subsec.isdigit():
         naive = naive.replace(microsecond=int(subsec[:6].ljust(6, "0")))
-    offset = _text(exif_ifd.get(Base.OffsetTimeOriginal))
+    offset = _text(exif_ifd.get(offset_tag))
     tz = _parse_offset(offset) if offset else None
+    report.exif_time_tag = name
     report.exif_offset_assumed = tz is None
     report.exif_captured_at = naive.replace(tzinfo=tz or LOCAL_TZ)
 

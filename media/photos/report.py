@@ -13,22 +13,29 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from backend.core.times import utc_iso
+
 
 class FlagCode(StrEnum):
     """Every problem inspect_photo can report; the values are stable strings for storage."""
 
     NOT_AN_IMAGE = "not_an_image"
     UNSUPPORTED_FORMAT = "unsupported_format"
-    CORRUPT_IMAGE = "corrupt_image"
+    UNDECODABLE = "undecodable"
     DECOMPRESSION_BOMB = "decompression_bomb"
     NO_EXIF = "no_exif"
     EXIF_UNREADABLE = "exif_unreadable"
     EXIF_TIME_INVALID = "exif_time_invalid"
+    NO_CAPTURE_TIME = "no_capture_time"
     EXIF_TIME_DIFFERS = "exif_time_differs"
     GPS_INVALID = "gps_invalid"
+    NO_CAPTURE_PLACE = "no_capture_place"
     GPS_DIFFERS = "gps_differs"
     DECLARED_TIME_INVALID = "declared_time_invalid"
     DECLARED_LOCATION_INVALID = "declared_location_invalid"
+    # No longer raised: what `undecodable` was called before clips were checked too. Listed so that
+    # evidence read under the old name loses it when read again (media.analysis replaces its own flags).
+    CORRUPT_IMAGE = "corrupt_image"
 
 
 class PhotoError(Exception):
@@ -59,10 +66,15 @@ class PhotoReport:
     """What the content of one file says; `flags` lists everything questionable about it.
 
     `width`/`height` are the stored pixel dimensions, before `orientation` is
-    applied. `exif_offset_assumed` is True when the camera wrote no UTC offset
-    and the time was read as Asia/Shanghai local time. `time_difference_s` is
-    EXIF time minus declared time; `distance_m` is between the EXIF and the
-    declared position. Both are filled whenever the two sides exist, flagged or not.
+    applied; `orientation` is the turn a viewer applies, in EXIF numbering (1 to
+    8), for HEIF read from its `irot`/`imir` properties. `exif_time_tag` names
+    the EXIF tag the capture time came from (`DateTimeOriginal`, or
+    `DateTimeDigitized` in its absence). `exif_offset_assumed` is True when the
+    camera wrote no UTC offset and the time was read as Asia/Shanghai local time.
+    `time_difference_s` is EXIF time minus declared time; `distance_m` is between
+    the EXIF and the declared position. Both are filled whenever the two sides
+    exist, flagged or not. `exif_read` is True once an EXIF block was found and
+    read: only then does a missing time or position say something about the photo.
     """
 
     decodable: bool = False
@@ -72,6 +84,7 @@ class PhotoReport:
     height: int | None = None
     orientation: int | None = None
     exif_captured_at: datetime | None = None
+    exif_time_tag: str | None = None
     exif_offset_assumed: bool | None = None
     exif_location: dict[str, float] | None = None
     camera_make: str | None = None
@@ -79,6 +92,7 @@ class PhotoReport:
     time_difference_s: float | None = None
     distance_m: float | None = None
     flags: list[PhotoFlag] = field(default_factory=list)
+    exif_read: bool = False
 
     @property
     def flag_codes(self) -> list[str]:
@@ -99,7 +113,8 @@ class PhotoReport:
             "width": self.width,
             "height": self.height,
             "orientation": self.orientation,
-            "exif_captured_at": self.exif_captured_at.isoformat() if self.exif_captured_at else None,
+            "exif_captured_at": utc_iso(self.exif_captured_at),  # the one spelling of an instant
+            "exif_time_tag": self.exif_time_tag,
             "exif_offset_assumed": self.exif_offset_assumed,
             "exif_location": dict(self.exif_location) if self.exif_location else None,
             "camera_make": self.camera_make,

@@ -48,7 +48,7 @@ def make_thumbnail(source: PhotoSource, *, longest_side: int = 320, max_pixels: 
             except MemoryError:
                 raise
             except Exception as exc:
-                raise PhotoError(FlagCode.CORRUPT_IMAGE, f"the image cannot be decoded: {exc}") from exc
+                raise PhotoError(FlagCode.UNDECODABLE, f"the image cannot be decoded: {exc}") from exc
             try:
                 upright = ImageOps.exif_transpose(im)
             except MemoryError:

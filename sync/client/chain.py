@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,27 +21,38 @@ from sync.client.wire import compact_json, jsonable, rfc3339
 
 log = logging.getLogger("fieldcase.phone")
 
+# Called before a record is signed, with (type, body, at, override): the override the body is to carry, or None;
+# it raises to refuse the record (``sync.client.checks.Checker``).
+Guard = Callable[[str, Mapping[str, Any], str, Any], "dict[str, Any] | None"]
+
 
 class Chain:
     """Signs records with the device key and keeps them chained in the outbox."""
 
-    def __init__(self, outbox: Outbox, key: DeviceKey) -> None:
+    def __init__(self, outbox: Outbox, key: DeviceKey, guard: Guard | None = None) -> None:
         self._outbox = outbox
         self._key = key
+        self._guard = guard
 
     def sign(self, *, op: str, seq: int, prev: str, at: str, type_: str, body: Mapping[str, Any]) -> str:
         """The record's compact JWS, with this device as `kid` and its owner as `by`."""
         return self._key.sign_record(kid=self._outbox.require_device(), by=self._outbox.officer_id, op=op,
                                      seq=seq, prev=prev, at=at, type_=type_, body=body)
 
-    def append(self, type_: str, body: Mapping[str, Any], at: datetime | str | None = None) -> Record:
-        """Sign a record on the chain's tail and queue it as pending."""
+    def append(self, type_: str, body: Mapping[str, Any], at: datetime | str | None = None, *,
+               override: Any = None) -> Record:
+        """Check, sign a record on the chain's tail and queue it as pending; ``override`` signs over problems."""
         outbox = self._outbox
         outbox.require_device()
         if not type_:
             raise ValueError("a record needs a type")
         body = jsonable(dict(body))
         when = rfc3339(at if at is not None else outbox.clock())
+        if "override" in body:
+            raise ValueError("the phone writes a record's override itself: pass override=... instead")
+        signed_over = self._guard(type_, body, when, override) if self._guard is not None else None
+        if signed_over is not None:
+            body["override"] = signed_over
         op = str(uuid.uuid4())
         with outbox.tx() as db:
             seq, prev = outbox.tail()

@@ -18,15 +18,16 @@ from typing import Any
 
 import requests
 
-from sync.client import pulling
+from sync.client import pulling, reference
 from sync.client.chain import Chain
+from sync.client.checks import Checker, CheckReport, Override
 from sync.client.outbox import Outbox, Record
 from sync.client.pushing import Pusher
 from sync.client.record_types import RecordTypes
 from sync.client.signing import ZERO_HASH, DeviceKey
 from sync.client.transport import ApiError, Timeout, Transport
 from sync.client.uploads import Uploader
-from sync.client.wire import API, DEVICES_PATH, now_shanghai
+from sync.client.wire import API, DEVICES_PATH, now_shanghai, rfc3339
 
 log = logging.getLogger("fieldcase.phone")
 
@@ -104,7 +105,8 @@ class Phone:
             outbox.set("public_key", self.public_key)
         elif known != self.public_key:
             raise RuntimeError("device.key does not match the key this outbox was enrolled with")
-        self._chain = Chain(outbox, self._key)
+        self._checker = Checker(outbox)
+        self._chain = Chain(outbox, self._key, guard=self._checker)
         self._typed = RecordTypes(outbox, self._chain, self.dir / "evidence")
         self._pusher = Pusher(self._http, outbox, self._chain)
         self._uploader = Uploader(self._http, outbox)
@@ -240,27 +242,61 @@ class Phone:
                 self._outbox.apply_head(payload["head"])
         return payload
 
+    # ------------------------------------------------------------------ checks before signing
+
+    def fetch_reference(self) -> dict[str, Any]:
+        """Download the reference data the checks use (codes and the crew's certificates) and keep it offline.
+
+        Call it whenever the phone is online (after login, each morning): certificates expire and are renewed.
+        Returns ``{"regions", "departments", "categories", "officers" (None: the server gave none), "fetched_at"}``.
+        """
+        ref = reference.fetch(self._http, self._outbox)
+        return {"regions": len(ref.regions), "departments": len(ref.departments), "categories": len(ref.categories),
+                "officers": None if ref.officers is None else len(ref.officers), "fetched_at": ref.fetched_at}
+
+    def check(self, type: str, body: Mapping[str, Any], at: datetime | str | None = None) -> CheckReport:
+        """What signing this record would find, without signing it (``at`` defaults to now)."""
+        return self._checker.check(type, body, rfc3339(at if at is not None else self._outbox.clock()))
+
+    @property
+    def last_check(self) -> CheckReport | None:
+        """The check of the last record this phone signed: its ``unchecked`` says what could not be checked."""
+        return self._checker.last
+
     # ------------------------------------------------------------------ records (PROTOCOL §3)
 
-    def record(self, type: str, body: Mapping[str, Any], at: datetime | str | None = None) -> Record:
-        """Sign and queue any record; the typed helpers below only shape bodies for it."""
-        return self._chain.append(type, body, at)
+    def record(self, type: str, body: Mapping[str, Any], at: datetime | str | None = None, *,
+               override: str | Override | Mapping[str, Any] | None = None) -> Record:
+        """Check, sign and queue any record; the typed helpers below only shape bodies for it.
+
+        A problem the check finds raises :class:`~sync.client.checks.RecordRefused` and nothing is signed.
+        ``override`` signs anyway: a reason (every problem found is acknowledged), or
+        ``Override(reason, codes)`` / ``{"reason", "codes"}`` to acknowledge only those problem codes. The record
+        then carries ``override: {"codes", "reason"}`` (docs/protocol.md, "Checks before signing").
+        """
+        return self._chain.append(type, body, at, override=override)
 
     def open_case(self, institution: str | Mapping[str, Any], summary: str | None = None, *,
-                  at: datetime | str | None = None) -> str:
-        """Open a case offline; returns its client_case_id (the server may merge it into an open case)."""
-        return self._typed.open_case(institution, summary, at=at)
+                  at: datetime | str | None = None, override: Any = None) -> str:
+        """Open a case offline; returns its client_case_id (the server may merge it into an open case).
+
+        Checked first: the credit code's check character, the region code (``override`` as in :meth:`record`).
+        """
+        return self._typed.open_case(institution, summary, at=at, override=override)
 
     def start_inspection(self, case_ref: str | Mapping[str, Any], officers: Sequence[str],
                          location: Mapping[str, Any] | None = None, task_id: str | None = None, *,
-                         at: datetime | str | None = None) -> str:
-        """Start an inspection; its `at` opens the window full-process recording must cover."""
-        return self._typed.start_inspection(case_ref, officers, location, task_id, at=at)
+                         at: datetime | str | None = None, override: Any = None) -> str:
+        """Start an inspection; its `at` opens the window full-process recording must cover.
+
+        Checked first: every officer present holds a certificate valid that day, and at least two do.
+        """
+        return self._typed.start_inspection(case_ref, officers, location, task_id, at=at, override=override)
 
     def add_finding(self, inspection_id: str, category: str, description: str,
-                    evidence: Sequence[str] = (), *, at: datetime | str | None = None) -> str:
-        """Record a finding; the category is not checked here because the catalogue is the server's."""
-        return self._typed.add_finding(inspection_id, category, description, evidence, at=at)
+                    evidence: Sequence[str] = (), *, at: datetime | str | None = None, override: Any = None) -> str:
+        """Record a finding; checked first: the category is in the cached violation catalogue."""
+        return self._typed.add_finding(inspection_id, category, description, evidence, at=at, override=override)
 
     def end_inspection(self, inspection_id: str, outcome: str, notes: str | None = None, *,
                        at: datetime | str | None = None) -> str:
@@ -283,10 +319,15 @@ class Phone:
         """Change case fields against the version the phone saw, so the server can spot conflicts."""
         return self._typed.update_case(case_ref, base_version, fields, at=at)
 
+    def correct_record(self, op: str, fields: Mapping[str, Any], reason: str, *, at: datetime | str | None = None,
+                       override: Any = None) -> str:
+        """Correct what one of this officer's records said (docs/protocol.md, "Corrections"); returns its op."""
+        return self._typed.correct_record(op, fields, reason, at=at, override=override)
+
     def report_clue(self, source: str, institution: str | Mapping[str, Any], description: str, *,
-                    at: datetime | str | None = None) -> str:
-        """Report a clue about an institution; returns its clue_id."""
-        return self._typed.report_clue(source, institution, description, at=at)
+                    at: datetime | str | None = None, override: Any = None) -> str:
+        """Report a clue about an institution (checked as in :meth:`open_case`); returns its clue_id."""
+        return self._typed.report_clue(source, institution, description, at=at, override=override)
 
     def recording_interruption(self, inspection_id: str, camera_serial: str, started_at: datetime | str,
                                ended_at: datetime | str, reason: str, *,

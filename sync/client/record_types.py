@@ -25,6 +25,7 @@ KINDS = frozenset({"photo", "video", "audio", "document", "signature"})
 OUTCOMES = frozenset({"no_violation", "violation_found", "rectification_ordered", "not_inspected"})
 
 When = datetime | str | None
+Overriding = Any  # a reason, a sync.client.checks.Override, or {"reason", "codes"?}: see Phone.record
 
 
 class RecordTypes:
@@ -59,18 +60,18 @@ class RecordTypes:
         return {"id": str(inst)}
 
     def open_case(self, institution: str | Mapping[str, Any], summary: str | None = None, *,
-                  at: When = None) -> str:
+                  at: When = None, override: Overriding = None) -> str:
         """case.open; returns its client_case_id."""
         client_case_id = str(uuid.uuid4())
         body: dict[str, Any] = {"client_case_id": client_case_id, "institution": self.institution(institution)}
         if summary is not None:
             body["summary"] = summary
-        self._chain.append("case.open", body, at)
+        self._chain.append("case.open", body, at, override=override)
         return client_case_id
 
     def start_inspection(self, case_ref: str | Mapping[str, Any], officers: Sequence[str],
                          location: Mapping[str, Any] | None = None, task_id: str | None = None, *,
-                         at: When = None) -> str:
+                         at: When = None, override: Overriding = None) -> str:
         """inspection.start, with the device owner among the officers present; returns the inspection_id."""
         owner = self._outbox.officer_id
         present = [str(o) for o in officers]
@@ -83,16 +84,16 @@ class RecordTypes:
             body["location"] = dict(location)
         if task_id is not None:
             body["task_id"] = task_id
-        self._chain.append("inspection.start", body, at)
+        self._chain.append("inspection.start", body, at, override=override)
         return inspection_id
 
     def add_finding(self, inspection_id: str, category: str, description: str,
-                    evidence: Sequence[str] = (), *, at: When = None) -> str:
+                    evidence: Sequence[str] = (), *, at: When = None, override: Overriding = None) -> str:
         """inspection.finding; returns its finding_id."""
         finding_id = str(uuid.uuid4())
         self._chain.append("inspection.finding", {"inspection_id": inspection_id, "finding_id": finding_id,
                                                   "category": category, "description": description,
-                                                  "evidence": [str(e) for e in evidence]}, at)
+                                                  "evidence": [str(e) for e in evidence]}, at, override=override)
         return finding_id
 
     def end_inspection(self, inspection_id: str, outcome: str, notes: str | None = None, *,
@@ -163,13 +164,21 @@ class RecordTypes:
         return self._chain.append("case.update", {"case": self.case_ref(case_ref), "base_version": base_version,
                                                   "fields": dict(fields)}, at).op
 
+    def correct_record(self, op: str, fields: Mapping[str, Any], reason: str, *, at: When = None,
+                       override: Overriding = None) -> str:
+        """record.correct of one of this officer's records (its op); returns the correction's op."""
+        if not fields:
+            raise ValueError("correct_record needs at least one corrected field")
+        return self._chain.append("record.correct", {"op": op, "fields": dict(fields), "reason": reason}, at,
+                                  override=override).op
+
     def report_clue(self, source: str, institution: str | Mapping[str, Any], description: str, *,
-                    at: When = None) -> str:
+                    at: When = None, override: Overriding = None) -> str:
         """clue.report; returns its clue_id."""
         clue_id = str(uuid.uuid4())
         self._chain.append("clue.report", {"clue_id": clue_id, "source": source,
                                            "institution": self.institution(institution),
-                                           "description": description}, at)
+                                           "description": description}, at, override=override)
         return clue_id
 
     def recording_interruption(self, inspection_id: str, camera_serial: str, started_at: datetime | str,

@@ -24,6 +24,8 @@ REFRESH_PATH = API + "/auth/refresh"
 DEVICES_PATH = API + "/devices"
 PUSH_PATH = API + "/sync/push"
 PULL_PATH = API + "/sync/pull"
+REFERENCE_PATH = API + "/reference"
+CREW_PATH = API + "/reference/officers"
 
 
 def b64url(data: bytes) -> str:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import event, update
 
 from backend.core.models import Officer
+from backend.core.times import utc_iso
 from tests import images
 from tests.phones import SHANGHAI, TestPhone, uid
 
@@ -145,8 +146,7 @@ def test_an_inspection_with_a_gap_and_a_missing_clip_is_a_coverage_gap(field, cl
     assert when(issue["at"]) == field.at(600)
     assert (issue["region_code"], issue["department_code"]) == ("330106", "education")
     assert issue["details"]["status"] == "gaps"
-    assert issue["details"]["gaps"] == [{"start": field.at(200).astimezone(UTC).isoformat(),
-                                         "end": field.at(260).astimezone(UTC).isoformat(),
+    assert issue["details"]["gaps"] == [{"start": utc_iso(field.at(200)), "end": utc_iso(field.at(260)),
                                          "seconds": 60.0, "explained": False}]
     assert issue["details"]["clip_index_gaps"] == [{"camera_serial": "CAM-7", "missing": [2], "missing_count": 1}]
     assert "1 unexplained gap" in issue["summary"] and "1 clip number never declared" in issue["summary"]

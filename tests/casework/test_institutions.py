@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.core.credit_code import check_character, credit_code_problem
+from sync.credit_code import check_character, credit_code_problem
 
 # Real, published codes (Alibaba, Tencent, Huawei, Xiaomi).
 REAL_CODES = ["91330100799655058B", "9144030071526726XG", "914403001922038216", "91110108551385082Q"]

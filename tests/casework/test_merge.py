@@ -76,11 +76,18 @@ def test_a_closed_case_does_not_absorb_a_new_open(client, officers, db):
 
 
 def test_an_institution_outside_jurisdiction_by_id_is_unknown(client, officers, admin, db):
+    """Unknown to the officer, so not matched: the case opens on an unmatched institution, needing correction
+    (docs/protocol.md, "Corrections"), and the institution outside the officer's jurisdiction is not revealed."""
     h = officers.headers(admin)
     binjiang = client.post("/api/v1/institutions", headers=h, json={"name": "滨江某机构", "region": "330108"}).json
     a = phone_for(client, officers, region="330106")
     result = a.push([a.open_case({"id": binjiang["id"]})[1]])["results"][0]
-    assert (result["status"], result["code"]) == ("invalid", "unknown_institution")
+    assert (result["status"], result["flags"]) == ("applied", ["needs_correction"])
+    assert [n["code"] for n in result["refs"]["needs_correction"]] == ["unknown_institution"]
+    assert result["refs"]["institution_id"] != binjiang["id"]
+    with db.session() as s:
+        held = s.get(Institution, result["refs"]["institution_id"])
+        assert (held.unmatched, held.provisional, held.region_code) == (True, True, "330106")
 
 
 def test_a_client_case_id_is_used_once(client, officers, db):

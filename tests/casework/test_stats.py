@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import update
 
 from backend.core.models import Case, CaseTransition, Clue, Evidence, LedgerRecord, QuarantinedRecord, Upload
+from backend.core.times import utc_iso
 from tests.phones import SHANGHAI, TestPhone, uid
 
 STATS = "/api/v1/stats"
@@ -199,9 +200,9 @@ def week(client, db, officers) -> dict[str, District]:
     forged = phone.sign(phone.payload("case.open", {"client_case_id": uid(), "institution": {"name": "x"}}),
                         key=Ed25519PrivateKey.generate())
     assert [r["code"] for r in phone.push([forged, "not a jws"])["results"]] == ["bad_signature", "malformed"]
-    invalid = phone.record("inspection.finding", {"inspection_id": gappy, "finding_id": uid(), "category": "nope",
-                                                  "description": "?", "evidence": []})
-    assert phone.push([invalid])["results"][0]["code"] == "unknown_category"
+    invalid = phone.record("inspection.start", {"inspection_id": uid(), "case": {"client_case_id": uid()},
+                                                "officers": [phone.officer.id]})
+    assert phone.push([invalid])["results"][0]["code"] == "unknown_case"
     xihu.pin(update(QuarantinedRecord).values(received_at=at(1, 12)))
     xihu.pin(update(LedgerRecord).where(LedgerRecord.status == "invalid").values(received_at=at(1, 12)))
     assert phone.push(["still not a jws"])["results"][0]["code"] == "malformed"
@@ -253,8 +254,8 @@ def test_given_a_week_of_field_work_when_the_district_reviewer_asks_then_every_f
 
     stats = figures(client, officers.headers(reviewer))
 
-    assert stats["period"] == {"from": WEEK["from"], "to": WEEK["to"], "start": at(0).isoformat(),
-                               "end": at(7).isoformat(), "timezone": "Asia/Shanghai"}
+    assert stats["period"] == {"from": WEEK["from"], "to": WEEK["to"], "start": utc_iso(at(0)),
+                               "end": utc_iso(at(7)), "timezone": "Asia/Shanghai"}
     assert stats["scope"] == {"jurisdiction": [XIHU], "region": None, "department": None}
     assert stats["clues"] == {
         "received": 8, "duplicates": 2, "converted": 4, "conversion_rate": 0.6667,
@@ -274,7 +275,7 @@ def test_given_a_week_of_field_work_when_the_district_reviewer_asks_then_every_f
                                  "verification_delay_seconds": {"count": 4, "median": 25.0, "p90": 79.0,
                                                                 "mean": 40.0}}
     assert stats["rejected"] == {"quarantined": 2, "quarantined_by_code": {"bad_signature": 1, "malformed": 1},
-                                 "invalid": 1, "invalid_by_code": {"unknown_category": 1}}
+                                 "invalid": 1, "invalid_by_code": {"unknown_case": 1}}
     assert stats["regions"] == [XIHU_ROW]
 
 
@@ -397,8 +398,9 @@ def test_given_no_dates_when_asked_then_the_period_is_this_month_so_far(client, 
     assert r.status_code == 200, r.json
     assert (r.json["period"]["from"], r.json["period"]["to"]) == (today.replace(day=1).isoformat(), today.isoformat())
     one_day = client.get(STATS, query_string={"from": "2026-02-28", "to": "2026-02-28"}, headers=headers).json
-    assert (one_day["period"]["start"], one_day["period"]["end"]) == ("2026-02-28T00:00:00+08:00",
-                                                                      "2026-03-01T00:00:00+08:00")
+    # Midnight to midnight in Hangzhou, written as every instant is: UTC to the millisecond.
+    assert (one_day["period"]["start"], one_day["period"]["end"]) == ("2026-02-27T16:00:00.000Z",
+                                                                      "2026-02-28T16:00:00.000Z")
 
 
 @pytest.mark.parametrize(("query", "field"), [

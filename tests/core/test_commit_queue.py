@@ -68,3 +68,27 @@ def test_a_feed_change_made_inside_a_failed_savepoint_is_not_published(db):
         s.commit()
         assert s.scalar(select(func.count()).select_from(Change)) == 1
         assert s.scalar(select(Change.entity_id)) == kept.id
+
+
+FOLLOWED: list[tuple[list[str], bool]] = []
+
+
+@commit_queue.after_commit("test.followed")
+def _follow(items, database) -> None:
+    with database.transaction() as s:  # a transaction of its own: the one that queued the items is over
+        s.scalar(select(func.count()).select_from(Change))
+    FOLLOWED.append((items, database.services is not None))
+
+
+def test_given_a_follower_when_the_transaction_commits_then_it_is_handed_what_was_queued_and_the_database(db):
+    FOLLOWED.clear()
+    with db.session() as s:
+        s.scalar(select(func.count()).select_from(Change))
+        commit_queue.enqueue(s, "test.followed", "lost")
+        s.rollback()
+        commit_queue.enqueue(s, "test.followed", "one")
+        with s.begin_nested():
+            commit_queue.enqueue(s, "test.followed", "two")
+        assert FOLLOWED == []  # a savepoint's release is not the commit
+        s.commit()
+    assert FOLLOWED == [(["one", "two"], True)]

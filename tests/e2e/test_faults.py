@@ -33,6 +33,7 @@ from sync.client import Phone, jws_hash
 from tests.conftest import PASSWORD
 from tests.live import (
     WorkerKiller,
+    access_statuses,
     field_day,
     live_server,
     new_phone,
@@ -80,14 +81,8 @@ def assert_exactly_once(db, phone: Phone) -> None:
 
 
 def access_log_statuses(log_path: Path, path_part: str) -> Counter:
-    """HTTP statuses gunicorn logged for requests whose line contains `path_part`."""
-    out: Counter = Counter()
-    for line in log_path.read_text(errors="replace").splitlines():
-        if path_part in line and '" ' in line:
-            status = line.split('" ', 1)[1].split(" ", 1)[0]
-            if status.isdigit():
-                out[int(status)] += 1
-    return out
+    """HTTP statuses gunicorn logged for requests whose path contains `path_part`."""
+    return access_statuses(log_path, path_part)
 
 
 # --------------------------------------------------------------------------- SIGKILL mid-push

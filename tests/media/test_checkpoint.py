@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import func, select
 
 from backend.core.config import Settings
-from backend.core.models import WitnessCosignature
+from backend.core.models import WitnessCosignature, utcnow
+from backend.core.secret_files import init_secrets
 from media.custody import checkpoint
 from media.custody import log as custody
 from media.custody.keys import Signer
@@ -171,14 +172,16 @@ def test_the_default_origin_and_what_configuration_refuses():
 
 @pytest.fixture
 def settings(database_url, tmp_path):
-    return Settings(instance_dir=tmp_path / "instance", database_url=database_url, custody_origin=ORIGIN,
-                    witness_keys=(WITNESS.vkey, SECOND.vkey)).resolved()
+    settings = Settings(instance_dir=tmp_path / "instance", database_url=database_url, custody_origin=ORIGIN,
+                        witness_keys=(WITNESS.vkey, SECOND.vkey)).resolved()
+    init_secrets(settings)  # as `fieldcase init-secrets` (on PostgreSQL no key is made on first use)
+    return settings
 
 
 def grow(db, n: int) -> None:
     with db.transaction() as session:
         for i in range(n):
-            custody.record(session, "read", None, "tester", purpose=f"checkpoint test {i}")
+            custody.record(session, "read", None, "tester", at=utcnow(), purpose=f"checkpoint test {i}")
 
 
 @pytest.fixture

@@ -144,6 +144,28 @@ def test_unknown_evidence_has_no_custody_answer(client, phone):
     assert client.get(f"/api/v1/evidence/{uid()}/custody", headers=phone.headers).status_code == 404
 
 
+def test_given_a_size_no_head_was_issued_at_when_asked_then_404_names_the_nearest_issued_sizes(client, phone):
+    declare_and_upload(phone, b"first")
+    first = client.get("/api/v1/custody/tree-head", headers=phone.headers).json["tree_size"]
+    declare_and_upload(phone, b"second")
+    second = client.get("/api/v1/custody/tree-head", headers=phone.headers).json["tree_size"]
+
+    between = client.get("/api/v1/custody/tree-head", query_string={"tree_size": first + 1}, headers=phone.headers)
+    beyond = client.get("/api/v1/custody/tree-head", query_string={"tree_size": second + 5}, headers=phone.headers)
+    note = client.get("/api/v1/custody/checkpoint", query_string={"tree_size": first + 1})
+
+    assert between.status_code == 404
+    assert between.json["errors"]["nearest_issued"] == [first, second]
+    assert f"nearest issued sizes are {first} and {second}" in between.json["message"]
+    assert beyond.status_code == 404 and beyond.json["errors"]["nearest_issued"] == [second]
+    assert f"the tree has {second} leaves" in beyond.json["message"]
+    assert note.status_code == 404 and note.json["errors"]["nearest_issued"] == [first, second]
+    # What the client does instead: take an issued head, and prove the two consistent.
+    proof = client.get("/api/v1/custody/proofs/consistency", query_string={"first": first, "second": second},
+                       headers=phone.headers)
+    assert proof.status_code == 200
+
+
 json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**60), max_value=2**60)
                 | st.floats(allow_nan=False, allow_infinity=False) | st.text())
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)

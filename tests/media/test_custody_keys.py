@@ -10,6 +10,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from backend.bootstrap import create_app
 from backend.cli import main
 from backend.core.config import Settings
+from backend.core.models import utcnow
+from backend.core.secret_files import init_secrets
 from media.custody import keys as custody_keys
 from media.custody import log as custody
 from media.custody.verify import verify_log
@@ -24,20 +26,21 @@ def _env(s: Settings) -> dict[str, str]:
 def _events(db, n: int, signer: custody_keys.Signer) -> dict:
     with db.transaction() as s:
         for i in range(n):
-            custody.record(s, "read", None, "officer-k", purpose=f"key test {i}")
+            custody.record(s, "read", None, "officer-k", at=utcnow(), purpose=f"key test {i}")
     with db.transaction() as s:
-        return custody.latest_head(s, signer)
+        return custody.latest_head(s, signer, now=utcnow())
 
 
 def test_rotation_keeps_old_heads_verifiable(settings, tmp_path):
     secrets_dir = tmp_path / "shared-secrets"  # e.g. a secret store mounted on every host
     s = replace(settings, custody_key_file=str(secrets_dir / "custody.key"),
                 custody_keyring_file=str(secrets_dir / "custody-keyring.json"))
+    init_secrets(s)  # made once, where the setting points (on PostgreSQL nothing is made on first use)
     app = create_app(s)
     db = app.extensions["fieldcase"].db
     try:
         old = app.extensions["fieldcase"].signer
-        assert (secrets_dir / "custody.key").exists() and not (s.instance_dir / "custody-signing.key").exists()
+        assert old.key_id == custody_keys.load_signer(key_file=secrets_dir / "custody.key", create=False).key_id
         first = _events(db, 3, old)
         assert first["key_id"] == old.key_id
 

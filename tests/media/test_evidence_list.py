@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-from backend.core.credit_code import check_character
 from backend.core.models import Officer
 from media import evidence_list
 from media.evidence_list import pdf as evidence_list_pdf
+from sync.credit_code import check_character
 from tests.media.test_package import Built, cli, upload
 from tests.phones import TestPhone, uid
 

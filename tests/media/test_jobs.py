@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from backend.bootstrap import create_app, rq_runner
 from backend.cli import main
 from backend.core.jobs import perform
-from backend.core.models import CustodyEvent, TreeHead
+from backend.core.models import CustodyEvent, TreeHead, utcnow
 from media.custody import log as custody
 from media.custody.verify import verify_log
 from sync.client import Phone
@@ -144,14 +144,14 @@ def test_periodic_tree_heads_are_signed_by_a_worker(rq_app, rq_settings, tmp_pat
     size = custody.HEAD_EVERY + 4
     with db.transaction() as s:
         for n in range(size):
-            custody.record(s, "read", None, "officer-x", purpose=f"test {n}")
+            custody.record(s, "read", None, "officer-x", at=utcnow(), purpose=f"test {n}")
     with db.session() as s:
-        assert s.get(TreeHead, size) is None  # the append only queued it
+        assert s.get(TreeHead, custody.HEAD_EVERY) is None  # the append only queued it
     assert rq_runner(rq_settings).queue.count == 1
     run_worker_burst(rq_settings, tmp_path)
     signer = rq_app.extensions["fieldcase"].signer
     with db.session() as s:
-        head = s.get(TreeHead, size)
+        head = s.get(TreeHead, custody.HEAD_EVERY)  # at exactly the multiple the append crossed
         assert head is not None and head.key_id == signer.key_id
         report = verify_log(s, signer.verification_keys())
     assert report.ok and report.heads == 1 and report.leaves == size, report.problems

@@ -15,8 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from backend.cli import main
+from media import package as packages
+from media.custody import log as custody
 from media.custody.keys import Signer
-from media.package import write_package
 from media.package_index import INDEX_NAME, signed_part
 from media.package_verify import verify_package
 from tests.phones import TestPhone
@@ -40,6 +41,10 @@ class Built:
 
 @pytest.fixture
 def built(app, client, officers) -> Built:
+    return build(app, client, officers)
+
+
+def build(app, client, officers) -> Built:
     """Two phones on one inspection, an unrelated record in between, two uploads, one item never uploaded, a read."""
     a, b = officers.make(), officers.make()
     custodian = officers.make(roles=("custodian",))
@@ -281,7 +286,13 @@ def test_write_package_streams_into_a_non_seekable_file(built, app):
         from backend.core.models import Officer
 
         viewer = s.get(Officer, built.custodian.id)
-        package = write_package(s, st.store, st.signer, viewer, built.case_id, sink, purpose="归档")  # type: ignore[arg-type]
+        at = st.clock()
+        export = packages.record_export(s, viewer, built.case_id, purpose="归档", now=at)
+        s.commit()
+        head = custody.latest_head(s, st.signer, now=at)
+        s.commit()
+        package = packages.prepare_package(s, st.signer, viewer, export, head)
+        package.write(st.store, sink)  # type: ignore[arg-type]
     report = verify_package(io.BytesIO(b"".join(sink.parts)), built.key)
     assert report.ok, report.problems
     assert report.records == 7 and report.items == 3 and report.files == 2
@@ -351,7 +362,8 @@ def report_size(built: Built) -> int:
 
 
 def events(built: Built) -> int:
-    return sum(len(item["custody_events"]) for item in _manifest(built)["evidence"])
+    manifest = _manifest(built)
+    return sum(len(item["custody_events"]) for item in manifest["evidence"]) + len(manifest["case"]["custody_events"])
 
 
 def test_given_a_record_whose_signature_is_spelled_another_way_when_verified_then_the_record_is_refused(built):

@@ -54,6 +54,7 @@ from backend.core.models import (
     Officer,
     QuarantinedRecord,
 )
+from backend.core.times import system_clock
 from backend.core.uow import commit_retrying
 from sync.devices import enrol
 from sync.push import push
@@ -68,7 +69,7 @@ INSTITUTIONS = [
 # case.opens merge), the third is another department (its case for the same institution is its own).
 STAFF = [("330106", "education"), ("330106", "education"), ("330106", "market")]
 MAX_DEVICES = 3
-CATEGORIES = ["unlicensed", "fees", "venue", "no-such-category"]  # the last one makes an `invalid` record
+CATEGORIES = ["unlicensed", "fees", "venue", "no-such-category"]  # the last: a finding that needs correction
 OK = {"applied", "duplicate", "invalid", "conflict", "deferred"}
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?[+-]\d\d:\d\d$")
 NS = uuid.UUID("6d3c0f5e-3c1b-4c39-9a57-0d5f0b1f2c11")
@@ -243,7 +244,7 @@ class World:
             for owner, texts in by_owner.items():
                 with self.db.session() as s:
                     answer = commit_retrying(s, lambda s, owner=owner, texts=texts: push(
-                        s, s.get(Officer, owner), texts, applier=RecordApplier()))
+                        s, s.get(Officer, owner), texts, applier=RecordApplier(), now=system_clock()))
                 statuses = {r["status"] for r in answer["results"]}
                 assert statuses <= OK, answer["results"]
                 assert len(answer["results"]) >= len(texts)
@@ -358,7 +359,7 @@ SETTINGS = settings(max_examples=35, deadline=None,
 
 
 _BATCHES = [[(1, 3), (0, 2)], [(0, 1), (1, 1), (1, 2)], [(0, 3), (0, 4), (1, 4), (1, 5), (1, 5)], [(0, 5)]]
-# Always tried: deferral and catch-up, a merge, a cross-device conflict, an invalid record, a repeated
+# Always tried: deferral and catch-up, a merge, a cross-device conflict, a finding needing correction, a repeated
 # batch, the same record twice in one push, and a sync interrupted after two batches and retried.
 EVERYTHING_AT_ONCE = Scenario(
     owners=[0, 1],
@@ -407,7 +408,8 @@ def test_a_case_open_after_closing_the_open_case_opens_a_new_case(world, togethe
     for batch in ([[opened, closed, reopened]] if together else [[opened], [closed], [reopened]]):
         with world.db.session() as s:
             results += commit_retrying(s, lambda s, batch=batch: push(s, s.get(Officer, phone.officer.id), batch,
-                                                                      applier=RecordApplier()))["results"]
+                                                                      applier=RecordApplier(),
+                                                                      now=system_clock()))["results"]
     assert [r["status"] for r in results] == ["applied"] * 3
     assert results[2]["refs"]["case_id"] != results[0]["refs"]["case_id"]
     assert "merged" not in results[2]["refs"]

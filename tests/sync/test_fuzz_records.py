@@ -41,6 +41,7 @@ from sqlalchemy import select
 
 from backend.casework.apply import RecordApplier
 from backend.core.models import Device, LedgerRecord, Officer
+from backend.core.times import system_clock
 from backend.core.uow import commit_retrying
 from sync.devices import enrol
 from sync.jws import RecordRejected, parse
@@ -55,7 +56,7 @@ REJECTED_CODES = {"bad_signature", "unknown_device", "device_revoked", "not_owne
 INVALID_CODES = {"bad_envelope", "unsupported_version", "unknown_type", "bad_body", "wrong_officer", "unknown_case",
                  "unknown_institution", "unknown_region", "bad_credit_code", "unknown_category",
                  "unknown_inspection", "already_ended", "duplicate_id", "bad_version", "retry_exhausted",
-                 "transition_refused"}
+                 "transition_refused", "unknown_record", "not_correctable", "not_signer", "open_case_exists"}
 IN_LEDGER = {"applied", "invalid", "conflict"}
 
 FUZZ = settings(max_examples=150, deadline=None,
@@ -215,7 +216,8 @@ class Bench:
 
     def push(self, records: list[Any]) -> dict[str, Any]:
         with self.db.session() as s:
-            return commit_retrying(s, lambda s: push(s, s.get(Officer, self.me.id), records, applier=RecordApplier()))
+            return commit_retrying(s, lambda s: push(s, s.get(Officer, self.me.id), records, applier=RecordApplier(),
+                                                     now=system_clock()))
 
 
 @pytest.fixture

@@ -73,36 +73,53 @@ def test_records_are_handled_in_seq_order_whatever_the_batch_order(phone, zhang,
 
 def test_the_same_push_twice_is_duplicate_with_the_first_outcome(phone, db):
     cid, opened = phone.open_case(CENTRE)
-    bad = phone.finding(uid(), "not-a-category")
-    first = phone.push([opened, bad])
-    again = phone.push([opened, bad])
-    assert [r["status"] for r in first["results"]] == ["applied", "invalid"]
-    assert [r["status"] for r in again["results"]] == ["duplicate", "duplicate"]
-    assert [r.get("first_status") for r in again["results"]] == ["applied", "invalid"]
+    bad = phone.end(uid())
+    slip = phone.finding(uid(), "not-a-category")
+    first = phone.push([opened, bad, slip])
+    again = phone.push([opened, bad, slip])
+    assert [r["status"] for r in first["results"]] == ["applied", "invalid", "applied"]
+    assert [r["status"] for r in again["results"]] == ["duplicate", "duplicate", "duplicate"]
+    assert [r.get("first_status") for r in again["results"]] == ["applied", "invalid", "applied"]
     assert again["results"][0]["refs"] == first["results"][0]["refs"]
-    assert again["results"][1]["code"] == "unknown_category"
-    assert ledger_count(db) == 2
+    assert again["results"][1]["code"] == "unknown_inspection"
+    assert again["results"][2]["refs"]["needs_correction"][0]["code"] == "unknown_category"  # what needs correcting
+    assert ledger_count(db) == 3
 
 
 def test_content_that_cannot_be_applied_is_ledgered_as_invalid(phone, db):
     records = [
-        phone.record("inspection.finding", {"inspection_id": uid(), "finding_id": uid(), "category": "nope",
-                                            "description": "x", "evidence": []}),
+        phone.record("inspection.end", {"inspection_id": uid(), "outcome": "no_violation"}),
         phone.record("inspection.start", {"inspection_id": uid(), "case": {"client_case_id": uid()},
                                           "officers": ["x"]}),
         phone.record("case.open", {"client_case_id": "NOT-A-UUID", "institution": CENTRE}),
         phone.record("teleport", {}),
-        phone.record("case.open", {"client_case_id": uid(),
-                                   "institution": {**CENTRE, "credit_code": "91330100799655058C"}}),
-        phone.record("case.open", {"client_case_id": uid(), "institution": {"name": "x", "region": "999999"}}),
+        phone.record("record.correct", {"op": uid(), "fields": {"category": "unlicensed"}, "reason": "拼写"}),
     ]
     answer = phone.push(records)
     assert [(r["status"], r["code"]) for r in answer["results"]] == [
-        ("invalid", "unknown_category"), ("invalid", "unknown_case"), ("invalid", "bad_body"),
-        ("invalid", "unknown_type"), ("invalid", "bad_credit_code"), ("invalid", "unknown_region")]
+        ("invalid", "unknown_inspection"), ("invalid", "unknown_case"), ("invalid", "bad_body"),
+        ("invalid", "unknown_type"), ("invalid", "unknown_record")]
     assert all(r["detail"] for r in answer["results"])
-    assert ledger_count(db) == 6
-    assert answer["heads"][phone.device_id]["seq"] == 6
+    assert ledger_count(db) == 5
+    assert answer["heads"][phone.device_id]["seq"] == 5
+
+
+def test_slips_that_can_be_corrected_are_applied_flagged_not_invalid(phone, db):
+    """docs/protocol.md, "Corrections": the records chained after a slip must not be orphaned by it."""
+    records = [
+        phone.record("inspection.finding", {"inspection_id": uid(), "finding_id": uid(), "category": "nope",
+                                            "description": "x", "evidence": []}),
+        phone.record("case.open", {"client_case_id": uid(),
+                                   "institution": {**CENTRE, "credit_code": "91330100799655058C"}}),
+        phone.record("case.open", {"client_case_id": uid(), "institution": {"name": "x", "region": "999999"}}),
+        phone.record("case.open", {"client_case_id": uid(), "institution": {"id": "ins_nowhere"}}),
+    ]
+    answer = phone.push(records)
+    assert [r["status"] for r in answer["results"]] == ["applied"] * 4
+    assert all("needs_correction" in r["flags"] for r in answer["results"])
+    assert [[n["code"] for n in r["refs"]["needs_correction"]] for r in answer["results"]] == [
+        ["unknown_category"], ["bad_credit_code"], ["unknown_region"], ["unknown_institution"]]
+    assert all(n["detail"] for r in answer["results"] for n in r["refs"]["needs_correction"])
 
 
 def test_a_record_signed_by_another_key_is_rejected_and_quarantined(phone, db):

@@ -78,6 +78,8 @@ def json_error_shape(ctx: CheckContext, response: Response, case: Case) -> bool 
     """PROTOCOL: every error is JSON `{code, status, message, errors?}`, never an HTML page or a bare status."""
     if response.status_code < 400:
         return None
+    if case.method.upper() == "HEAD":
+        return None  # a HEAD answer has no body to check (RFC 9110 §9.3.2); its status is checked like any other
     content_type = (response.headers.get("content-type") or [""])[0]
     assert content_type.startswith("application/json"), f"error answered as {content_type!r}: {response.text[:200]}"
     body = response.json()

@@ -33,10 +33,9 @@ import pytest
 import requests
 
 from backend.liveserver import free_port
+from tests.browser import CHROMEDRIVER, CHROMIUM, chromium
 from tests.conftest import PG_ENV
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(os.environ.get("FIELDCASE_TEST_ARTIFACTS") or Path(__file__).parents[1] / "artifacts" / "console")
 DEMO_STARTUP = 300  # seconds: the demo plays its whole story first (about 30 s on an idle machine)
 WAIT = 30
@@ -141,20 +140,7 @@ def demo() -> Iterator[Demo]:
 
 @pytest.fixture(scope="module")
 def driver(demo):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never fetch a driver or a browser
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                     "--window-size=1280,1000", "--lang=zh-CN", "--no-first-run", "--disable-extensions"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations and script errors
-    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(ARTIFACTS / "chromedriver.log"))
-    browser = webdriver.Chrome(options=options, service=service)
-    browser.set_page_load_timeout(60)
+    browser = chromium(ARTIFACTS, window="1280,1000")
     yield browser
     browser.quit()
 

@@ -532,19 +532,19 @@ def _age_failures(db, seconds: int) -> None:
             failure.at -= timedelta(seconds=seconds)
 
 
-def test_given_failures_spread_over_the_window_then_they_still_count_and_retry_after_says_when_one_expires(
+def test_given_failures_spread_over_hours_then_they_still_count_and_retry_after_says_when_to_come_back(
         client, officers, db, settings):
-    """A slow guesser (one try every few minutes) is throttled like a fast one; Retry-After is when the oldest
-    failure leaves the window, and once it has, logging in works again."""
+    """A slow guesser (one try an hour) is counted like a fast one: its failures are remembered for a day, so the
+    wait after each grows just the same; Retry-After is the seconds left of it, and then logging in works."""
     officer = officers.make()
-    window = settings.login_window_seconds
-    for _ in range(settings.login_max_failures_per_user):
+    for _ in range(settings.login_free_failures + 1):
         error(_fail(client, officer.username), 401)
-        _age_failures(db, window // 6)  # spaced out: the oldest is now 5/6 of a window old
+        _age_failures(db, 3600)  # spaced out: each waited longer than any delay asks
+    error(_fail(client, officer.username), 401)  # the 7th failure, 2 beyond the free ones: then wait base·2^2
     blocked = client.post("/api/v1/auth/token", json={"username": officer.username, "password": PASSWORD})
     error(blocked, 429)
     retry = int(blocked.headers["Retry-After"])
-    assert 1 <= retry <= window // 6 + 2
+    assert settings.login_delay_seconds * 4 - 2 <= retry <= settings.login_delay_seconds * 4
     _age_failures(db, retry)
     assert client.post("/api/v1/auth/token",
                        json={"username": officer.username, "password": PASSWORD}).status_code == 200
@@ -552,12 +552,12 @@ def test_given_failures_spread_over_the_window_then_they_still_count_and_retry_a
 
 def test_given_a_throttled_username_then_refused_attempts_do_not_extend_the_block(client, officers, db, settings):
     officer = officers.make()
-    for _ in range(settings.login_max_failures_per_user):
+    for _ in range(settings.login_free_failures):
         _fail(client, officer.username)
     for _ in range(5):
         error(_fail(client, officer.username), 429)
     with db.session() as s:
-        assert s.scalar(select(func.count()).select_from(LoginFailure)) == settings.login_max_failures_per_user
+        assert s.scalar(select(func.count()).select_from(LoginFailure)) == settings.login_free_failures
 
 
 def test_given_spellings_of_one_username_then_they_are_throttled_as_one(client, officers, settings):

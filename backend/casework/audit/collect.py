@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from backend.casework.audit import evidence, inspections, records
 from backend.casework.audit.scan import KINDS, AuditSettings, Issue, IssueFilter, Scan
 from backend.core.errors import NotFound
-from backend.core.models import Officer, utcnow
+from backend.core.models import Officer
 
 MAX_KEY = 200  # AuditReview.issue_key
 
@@ -32,6 +32,7 @@ COLLECTORS: tuple[tuple[tuple[str, ...], Callable[[Scan], None]], ...] = (
     (("rejected_records", "fork"), records.quarantine),
     (("chain_gap",), records.chain_gaps),
     (("open_conflict",), records.conflicts),
+    (("needs_correction",), records.needs_correction),
 )
 
 
@@ -43,14 +44,14 @@ def collect(scan: Scan) -> list[Issue]:
     return scan.issues
 
 
-def find(session: Session, viewer: Officer, key: str, settings: AuditSettings, now: datetime | None) -> Issue:
+def find(session: Session, viewer: Officer, key: str, settings: AuditSettings, now: datetime) -> Issue:
     """The issue `key` names, recomputed for the viewer now; `NotFound` when there is none."""
     kind, _, ident = key.partition(":")
     # NUL and other unprintable text can name no issue, and PostgreSQL would refuse it as a parameter.
     if kind not in KINDS or not ident or len(key) > MAX_KEY or not key.isprintable():
         raise NotFound(f"no audit issue {key!r}")
     scan = Scan(session=session, viewer=viewer, filter=IssueFilter(kinds=frozenset({kind})), settings=settings,
-                now=now or utcnow(), ident=ident)
+                now=now, ident=ident)
     for issue in collect(scan):
         if issue.key == key:
             return issue

@@ -18,6 +18,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from backend.casework.audit.scan import Issue, Scan, batches, device_links, duration, has_flag, link, plural
 from backend.core.models import Case, Evidence, Officer, Upload
 from backend.core.times import utc_iso
+from media.coverage import clip_data
 
 EXIF_FLAGS = ("exif_time_differs", "gps_differs")
 
@@ -68,7 +69,7 @@ def mismatches(scan: Scan) -> None:
                          f"({plural(len(attempts), 'mismatched upload')}, none verified)"),
                 details={"kind": e.kind, "media_type": e.media_type, "captured_at": utc_iso(e.captured_at),
                          "declared": {"sha256": e.sha256, "size": e.size}, "received": attempts,
-                         "clip": e.clip},
+                         "clip": clip_data(e.clip)},
                 links=_evidence_links(e)))
 
 

@@ -35,6 +35,7 @@ from backend.casework.audit.scan import (
 from backend.core.models import Case, Evidence, Inspection, Officer, RecordingInterruption
 from backend.core.times import LOCAL_TZ, utc_iso
 from media.coverage import Interruption, analyse, clip_of
+from sync.certificates import officer_certificate_fault
 
 
 def _inspection_links(i: Inspection) -> list[dict[str, str]]:
@@ -159,15 +160,8 @@ def not_ended(scan: Scan) -> None:
 def _certificate(officer: Officer | None, officer_id: str, day: date) -> dict[str, Any]:
     if officer is None:
         return {"id": officer_id, "name": None, "certificate": None, "valid": False, "reason": "unknown_officer"}
-    valid = officer.certificate_valid_on(day)
-    if valid:
-        reason = None
-    elif not officer.cert_number or not officer.cert_valid_until:
-        reason = "no_certificate"
-    elif officer.cert_valid_from and day < officer.cert_valid_from:
-        reason = "not_yet_valid"
-    else:
-        reason = "expired"
+    reason = officer_certificate_fault(officer, day)
+    valid = reason is None
     certificate = ({"number": officer.cert_number, "valid_from": utc_iso(officer.cert_valid_from),
                     "valid_until": utc_iso(officer.cert_valid_until)} if officer.cert_number else None)
     return {"id": officer.id, "name": officer.name, "certificate": certificate, "valid": valid, "reason": reason}

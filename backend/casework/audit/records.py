@@ -1,4 +1,5 @@
-"""Issues about devices and the records they pushed: rejections, forks, clock skew, chain gaps, open conflicts.
+"""Issues about devices and the records they pushed: rejections, forks, clock skew, chain gaps, open conflicts,
+records applied with a slip that still need correction.
 
 Device-level issues (`rejected_records`, `fork`, `clock_skew`) sum up a
 device's history; their `at` is the latest occurrence, and a review older than
@@ -17,11 +18,24 @@ from typing import Any
 from sqlalchemy import func, select
 
 from backend.casework.audit.scan import Issue, Scan, batches, chunks, device_links, duration, has_flag, link, plural
-from backend.core.models import Case, CaseConflict, ChainGap, Device, LedgerRecord, Officer, QuarantinedRecord
+from backend.core.models import (
+    Case,
+    CaseConflict,
+    ChainGap,
+    Correction,
+    Device,
+    Finding,
+    Inspection,
+    LedgerRecord,
+    Officer,
+    QuarantinedRecord,
+)
 from backend.core.times import utc_iso
+from sync.quarantine import NOT_REJECTIONS
 
-# A re-signed record replacing a held one is the phone recovering as PROTOCOL §4 asks, not a rejection to audit.
-ROUTINE_QUARANTINE_CODES = ("superseded",)
+# A re-signed record replacing a held one is the phone recovering as PROTOCOL §4 asks, not a rejection to audit
+# (the rule's home is sync.quarantine, which keeps a device's `quarantined` count by it too).
+ROUTINE_QUARANTINE_CODES = NOT_REJECTIONS
 # Long lists in details (seqs, inspections) are cut here; the counts next to them stay exact.
 MAX_LISTED = 100
 
@@ -193,3 +207,51 @@ def conflicts(scan: Scan) -> None:
                        link("resolve", str(c.id), f"/api/v1/conflicts/{c.id}/resolve"),
                        link("case", c.case_id, f"/api/v1/cases/{c.case_id}"),
                        link("officer", c.officer_id, f"/api/v1/officers/{c.officer_id}")]))
+
+
+def needs_correction(scan: Scan) -> None:
+    """A case.open on an unmatched institution, or a finding with a category the catalogue lacks, whose flagged
+    field no correction has set yet (docs/protocol.md, "Corrections"); a finding of an inspection not known yet has
+    no case, hence no place, and waits for it."""
+    columns = (LedgerRecord.id, LedgerRecord.op, LedgerRecord.type, LedgerRecord.refs, LedgerRecord.flags,
+               LedgerRecord.received_at, LedgerRecord.device_id, LedgerRecord.officer_id, Case.id.label("case_id"),
+               Case.region_code, Case.department_code)
+    flagged = (has_flag(LedgerRecord.flags, "needs_correction"), LedgerRecord.status == "applied")
+    opens = select(*columns).join(Case, Case.id == LedgerRecord.refs["case_id"].as_string()).where(
+        LedgerRecord.type == "case.open", *flagged)
+    findings = (select(*columns).join(Finding, Finding.op == LedgerRecord.op)
+                .join(Inspection, Inspection.id == Finding.inspection_id).join(Case, Case.id == Inspection.case_id)
+                .where(LedgerRecord.type == "inspection.finding", *flagged))
+    for stmt in (opens, findings):
+        stmt = scan.within(scan.place(stmt, Case.region_code, Case.department_code), LedgerRecord.received_at)
+        if scan.ident is not None:
+            stmt = stmt.where(LedgerRecord.op == scan.ident)
+        for rows in batches(scan.session, stmt, LedgerRecord.id, lambda row: row.id):
+            _needing(scan, rows)
+
+
+def _needing(scan: Scan, rows: list[Any]) -> None:
+    subjects = {("case", row.case_id) if row.type == "case.open" else ("finding", (row.refs or {}).get("finding_id"))
+                for row in rows}
+    corrected = {(c.subject, c.subject_id, name) for chunk in chunks(sorted({i for _s, i in subjects}))
+                 for c in scan.session.scalars(select(Correction).where(Correction.subject_id.in_(list(chunk))))
+                 for name in c.fields}
+    for row in rows:
+        if "needs_correction" not in (row.flags or []):
+            continue
+        subject, subject_id = (("case", row.case_id) if row.type == "case.open"
+                               else ("finding", (row.refs or {}).get("finding_id")))
+        needs = [n for n in (row.refs or {}).get("needs_correction") or []
+                 if (subject, subject_id, n.get("field")) not in corrected]
+        if not needs:
+            continue
+        codes = ", ".join(str(n.get("code")) for n in needs)
+        scan.add(Issue(
+            key=f"needs_correction:{row.op}", kind="needs_correction", at=row.received_at,
+            region_code=row.region_code, department_code=row.department_code,
+            summary=f"{row.type} applied with a slip ({codes}): its {subject} needs correction",
+            details={"op": row.op, "type": row.type, "case_id": row.case_id, "subject": subject,
+                     "subject_id": subject_id, "needs": needs},
+            links=[link("case", row.case_id, f"/api/v1/cases/{row.case_id}"),
+                   link("correct", row.case_id, f"/api/v1/cases/{row.case_id}/corrections"),
+                   *device_links(row.device_id, row.officer_id)]))

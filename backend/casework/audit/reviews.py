@@ -18,7 +18,7 @@ from backend.casework.audit.collect import find
 from backend.casework.audit.scan import AuditSettings, Issue, chunks, officers_by_id, review_data
 from backend.core.errors import Forbidden, Invalid
 from backend.core.jurisdiction import scope
-from backend.core.models import AuditReview, Officer, utcnow
+from backend.core.models import AuditReview, Officer
 from backend.core.paging import paginate
 
 REVIEWER_ROLES = ("reviewer", "legal_reviewer", "admin")
@@ -51,7 +51,7 @@ def with_reviews(session: Session, issues: list[Issue]) -> list[dict[str, Any]]:
 
 
 def mark_reviewed(session: Session, viewer: Officer, key: str, comment: str, settings: AuditSettings, *,
-                  now: datetime | None = None) -> dict[str, Any]:
+                  now: datetime) -> dict[str, Any]:
     """Append the viewer's review of an issue that exists now and that they may see; answer the issue with it.
 
     The issue is recomputed rather than trusted from the key, so nobody can
@@ -68,7 +68,7 @@ def mark_reviewed(session: Session, viewer: Officer, key: str, comment: str, set
         raise Invalid("comment too long", errors={"comment": [f"at most {MAX_COMMENT} characters"]})
     issue = find(session, viewer, key, settings, now)
     review = AuditReview(issue_key=issue.key, kind=issue.kind, region_code=issue.region_code,
-                         reviewed_by=viewer.id, reviewed_at=utcnow(), comment=text)
+                         reviewed_by=viewer.id, reviewed_at=now, comment=text)
     session.add(review)
     session.flush()
     return issue.as_dict(review, {viewer.id: viewer.name})

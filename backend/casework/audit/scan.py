@@ -43,6 +43,7 @@ KINDS = (
     "fork",
     "chain_gap",
     "open_conflict",
+    "needs_correction",
 )
 # Rows per batch for the kinds finished in Python: bounded memory, and IN lists every database accepts.
 BATCH = 500

@@ -9,7 +9,7 @@ in every district.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from backend.core.errors import Invalid, NotFound
 from backend.core.jurisdiction import may_see_region, regions_of
-from backend.core.models import Campaign, Officer, Region, ViolationCategory, new_id, utcnow
+from backend.core.models import Campaign, Officer, Region, ViolationCategory, new_id
 from backend.core.paging import paginate
 from backend.core.reference import CITY, is_city_level
 from backend.core.times import utc_iso
@@ -42,7 +42,7 @@ def region_in_jurisdiction(session: Session, actor: Officer, region: str) -> Non
         raise Invalid("region is outside your jurisdiction", errors={"region": ["outside your jurisdiction"]})
 
 
-def create_campaign(session: Session, actor: Officer, data: Mapping[str, Any]) -> dict[str, Any]:
+def create_campaign(session: Session, actor: Officer, data: Mapping[str, Any], *, now: datetime) -> dict[str, Any]:
     region = data.get("region") or actor.region_code
     region_in_jurisdiction(session, actor, region)
     if data["ends_on"] < data["starts_on"]:
@@ -54,7 +54,7 @@ def create_campaign(session: Session, actor: Officer, data: Mapping[str, Any]) -
                       errors={"focus_categories": [f"unknown category {c!r}" for c in unknown]})
     campaign = Campaign(id=new_id("cmp"), name=data["name"].strip(), region_code=region, starts_on=data["starts_on"],
                         ends_on=data["ends_on"], focus_categories=focus, description=data.get("description") or "",
-                        created_by=actor.id, created_at=utcnow())
+                        created_by=actor.id, created_at=now)
     session.add(campaign)
     session.flush()
     return campaign_data(campaign)

@@ -22,11 +22,12 @@ from backend.casework.draws.campaigns import campaign_for, region_in_jurisdictio
 from backend.casework.draws.tasks import DESK_ROLES, MIN_TEAM, emit_task
 from backend.core.errors import Conflict, Forbidden, Invalid
 from backend.core.jurisdiction import get_scoped, scope
-from backend.core.models import Case, Department, Draw, Finding, Inspection, Institution, Officer, Task, new_id, utcnow
+from backend.core.models import Case, Department, Draw, Finding, Inspection, Institution, Officer, Task, new_id
 from backend.core.paging import paginate
 from backend.core.reference import is_city_level
 from backend.core.times import utc_iso
 from sync import feed
+from sync.certificates import certified_on
 
 RISK_WEIGHTS = {"low": 1, "medium": 2, "high": 4}
 FOCUS_FACTOR = 2
@@ -77,7 +78,7 @@ def _officer_pool(session: Session, region: str, departments: Sequence[str], day
     candidates = session.scalars(select(Officer).where(
         Officer.active.is_(True), Officer.region_code == region, Officer.department_code.in_(list(departments)))
         .order_by(Officer.id))
-    eligible = [o for o in candidates if o.has_role("officer") and o.certificate_valid_on(day)]
+    eligible = [o for o in candidates if o.has_role("officer") and certified_on(o, day)]
     load = dict.fromkeys((o.id for o in eligible), 0)
     for crew in session.scalars(select(Task.officers).where(Task.planned_date == day, Task.status != "cancelled")):
         for oid in crew or []:
@@ -86,7 +87,7 @@ def _officer_pool(session: Session, region: str, departments: Sequence[str], day
     return [{"id": o.id, "department": o.department_code, "load": load[o.id]} for o in eligible]
 
 
-def create_draw(session: Session, actor: Officer, data: Mapping[str, Any], *,
+def create_draw(session: Session, actor: Officer, data: Mapping[str, Any], *, now: datetime,
                 seed: str | None = None) -> dict[str, Any]:
     """Draw `count` institutions and a team for each, store seed, inputs and result, and assign the tasks."""
     region = data.get("region") or actor.region_code
@@ -110,7 +111,6 @@ def create_draw(session: Session, actor: Officer, data: Mapping[str, Any], *,
     if session.get_bind().dialect.name == "postgresql":
         # Two draws at once would both see an institution as not yet planned; SQLite serialises writers anyway.
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": DRAW_LOCK_KEY})
-    now = utcnow()
 
     pool = _institution_pool(session, region, period_start, period_end)
     credit.recompute(session, pool, now=now)

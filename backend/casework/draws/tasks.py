@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 from backend.casework.draws.campaigns import campaign_for
 from backend.core.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.core.jurisdiction import get_scoped, may_see_region, scope
-from backend.core.models import Institution, Officer, Task, new_id, utcnow
+from backend.core.models import Institution, Officer, Task, new_id
 from backend.core.paging import paginate
 from sync import feed
+from sync.certificates import certified_on
 
 DESK_ROLES = ("admin", "reviewer", "legal_reviewer")
 MIN_TEAM = 2
@@ -78,14 +79,14 @@ def _certified_team(session: Session, actor: Officer, officer_ids: Sequence[str]
     if unknown:
         raise Invalid("unknown or inactive officers: " + ", ".join(unknown),
                       errors={"officers": [f"no active officer {oid!r}" for oid in unknown]})
-    certified = [o for o in team if o is not None and o.certificate_valid_on(day)]
+    certified = [o for o in team if o is not None and certified_on(o, day)]
     if len(certified) < MIN_TEAM:
         raise Invalid(f"a task needs at least {MIN_TEAM} officers whose certificates are valid on {day}",
                       errors={"officers": [f"{len(certified)} certified on {day}"]})
     return [o for o in team if o is not None]
 
 
-def create_task(session: Session, actor: Officer, data: Mapping[str, Any]) -> dict[str, Any]:
+def create_task(session: Session, actor: Officer, data: Mapping[str, Any], *, now: datetime) -> dict[str, Any]:
     """A planned inspection outside a draw (a campaign's targeted check); the same team rule applies."""
     inst = get_scoped(session, Institution, data["institution_id"], actor, what="institution")
     planned: date = data["planned_date"]
@@ -95,7 +96,7 @@ def create_task(session: Session, actor: Officer, data: Mapping[str, Any]) -> di
     task = Task(id=new_id("tsk"), draw_id=None, campaign_id=campaign.id if campaign else None,
                 institution_id=inst.id, region_code=inst.region_code,
                 departments=sorted({o.department_code for o in team}), officers=officer_ids, planned_date=planned,
-                status="assigned", created_at=utcnow())
+                status="assigned", created_at=now)
     session.add(task)
     session.flush()
     emit_task(session, task)

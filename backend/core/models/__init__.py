@@ -1,6 +1,7 @@
 """Every mapped table, imported in one place so Alembic and the app see the same metadata."""
 
 from backend.core.models.audit import AuditReview
+from backend.core.models.audit_runs import AuditRun
 from backend.core.models.base import Base, UTCDateTime, new_id, utcnow
 from backend.core.models.cases import (
     CASE_STATUSES,
@@ -17,7 +18,15 @@ from backend.core.models.cases import (
     RecordingInterruption,
     Upload,
 )
-from backend.core.models.custody import CustodyEvent, CustodyHolder, MerkleNode, TreeHead, WitnessCosignature
+from backend.core.models.corrections import CORRECTION_SOURCES, CORRECTION_SUBJECTS, Correction
+from backend.core.models.custody import (
+    CustodyEvent,
+    CustodyHolder,
+    HeadTimestamp,
+    MerkleNode,
+    TreeHead,
+    WitnessCosignature,
+)
 from backend.core.models.feed import Change
 from backend.core.models.institutions import CATEGORIES, LICENCE_STATUSES, RISK_LEVELS, Institution
 from backend.core.models.lifecycle import CaseTransition
@@ -47,6 +56,7 @@ __all__ = [
     "Task",
     "Transfer",
     "AuditReview",
+    "AuditRun",
     "CASE_STATUSES",
     "CLOSED_STATUSES",
     "Case",
@@ -56,8 +66,12 @@ __all__ = [
     "CaseTransition",
     "ChainGap",
     "Change",
+    "CORRECTION_SOURCES",
+    "CORRECTION_SUBJECTS",
+    "Correction",
     "CustodyEvent",
     "CustodyHolder",
+    "HeadTimestamp",
     "MerkleNode",
     "TreeHead",
     "WitnessCosignature",

@@ -66,13 +66,17 @@ class Inspection(Base):
 
 
 class Finding(Base):
-    """Kept even when its inspection is not (yet) known: another officer's phone may deliver it later."""
+    """Kept even when its inspection is not (yet) known: another officer's phone may deliver it later.
+
+    Kept too when its category is not in the catalogue: the category stays as the phone sent it (no foreign key),
+    and the finding needs correction (`backend.casework.corrections`) rather than being lost.
+    """
 
     __tablename__ = "findings"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     inspection_id: Mapped[str] = mapped_column(String(36), index=True)
-    category: Mapped[str] = mapped_column(ForeignKey("violation_categories.code"))
+    category: Mapped[str] = mapped_column(String(32))
     description: Mapped[str] = mapped_column(Text)
     evidence: Mapped[list[str]] = mapped_column(JSON, default=list)
     recorded_by: Mapped[str] = mapped_column(String(40))

@@ -16,11 +16,13 @@ class CustodyEvent(Base):
 
     __tablename__ = "custody_events"
     __table_args__ = (Index("ix_custody_events_evidence_id_leaf_index", "evidence_id", "leaf_index"),
-                      Index("ix_custody_events_device_id_leaf_index", "device_id", "leaf_index"))
+                      Index("ix_custody_events_device_id_leaf_index", "device_id", "leaf_index"),
+                      Index("ix_custody_events_case_id_leaf_index", "case_id", "leaf_index"))
 
     leaf_index: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     evidence_id: Mapped[str | None] = mapped_column(String(36))
     device_id: Mapped[str | None] = mapped_column(String(40))  # the device whose chain head a device_head leaf names
+    case_id: Mapped[str | None] = mapped_column(String(40))  # the case whose facts a case leaf binds
     action: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(40))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -45,6 +47,25 @@ class TreeHead(Base):
     timestamp: Mapped[str] = mapped_column(String(40))
     signature: Mapped[str] = mapped_column(String(128))
     key_id: Mapped[str] = mapped_column(String(64))
+
+
+class HeadTimestamp(Base):
+    """An RFC 3161 timestamp token of a signed tree head (media.custody.timestamps), got after the head committed.
+
+    `token` (the DER TimeStampToken) is authoritative: the other columns are read from it when it is received,
+    for listing, and `fieldcase custody verify` checks them against it.
+    """
+
+    __tablename__ = "head_timestamps"
+
+    tree_size: Mapped[int] = mapped_column(BigId, ForeignKey("tree_heads.tree_size"), primary_key=True,
+                                           autoincrement=False)
+    token: Mapped[bytes] = mapped_column(LargeBinary)
+    gen_time: Mapped[datetime] = mapped_column(UTCDateTime)  # the TSA's time (genTime)
+    tsa: Mapped[str] = mapped_column(String(1000))  # the signing certificate's subject (RFC 4514)
+    serial: Mapped[str] = mapped_column(String(64))  # the token's serial number, decimal (up to 160 bits)
+    tsa_url: Mapped[str] = mapped_column(String(1000))  # where it was asked (FIELDCASE_TSA_URL then)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class WitnessCosignature(Base):

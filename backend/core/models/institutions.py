@@ -32,6 +32,9 @@ class Institution(Base):
     # "region:normalised name" for a provisional institution known only by name; unique, so
     # two phones naming the same unknown centre at once still give one institution.
     provisional_key: Mapped[str | None] = mapped_column(String(220), unique=True)
+    # Held for one case whose case.open named an institution the server could not match (an unknown id or region,
+    # a credit code failing its check): what the phone said, matched by no later name or code, until corrected.
+    unmatched: Mapped[bool] = mapped_column(Boolean, default=False)
     complaint_count: Mapped[int] = mapped_column(Integer, default=0)
     violation_count: Mapped[int] = mapped_column(Integer, default=0)
     # From the integrity record (see backend/casework/credit.py); sets risk_level, which weighs draws.

@@ -22,6 +22,7 @@ class Officer(Base):
     department_code: Mapped[str] = mapped_column(ForeignKey("departments.code"))
     region_code: Mapped[str] = mapped_column(ForeignKey("regions.code"), index=True)
     roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The law-enforcement certificate (执法证); whether it holds on a day is sync.certificates' rule.
     cert_number: Mapped[str | None] = mapped_column(String(32), unique=True)
     cert_valid_from: Mapped[date | None] = mapped_column(Date)
     cert_valid_until: Mapped[date | None] = mapped_column(Date)
@@ -31,12 +32,6 @@ class Officer(Base):
 
     def has_role(self, *roles: str) -> bool:
         return any(r in self.roles for r in roles)
-
-    def certificate_valid_on(self, day: date) -> bool:
-        if not self.cert_number or not self.cert_valid_until:
-            return False
-        start = self.cert_valid_from or date.min
-        return start <= day <= self.cert_valid_until
 
 
 class RefreshToken(Base):
@@ -55,7 +50,8 @@ class RefreshToken(Base):
 
 
 class LoginFailure(Base):
-    """Failed logins, counted in a sliding window; kept in the database so every process sees them."""
+    """Failed logins, one row each, counted by username and address (the growing wait) and by address (the
+    ceiling) in `backend.web.auth`; kept in the database so every process sees them."""
 
     __tablename__ = "login_failures"
     __table_args__ = (

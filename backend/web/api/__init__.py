@@ -17,6 +17,7 @@ from backend.web.api import (
     draws,
     errors,
     evidence,
+    health,
     institutions,
     joint,
     lifecycle,
@@ -36,7 +37,7 @@ MAX_HEADER_FIELDS = 100
 
 BLUEPRINTS = (auth.blp, officers.blp, reference.blp, institutions.blp, sync.blp, cases.blp, evidence.blp, custody.blp,
               packages.blp, lifecycle.blp, retention.blp, audit.blp, clues.blp, joint.blp, draws.blp, credit.blp,
-              stats.blp)
+              stats.blp, health.blp)
 
 
 def init_api(app: Flask) -> Api:
@@ -72,9 +73,5 @@ def init_api(app: Flask) -> Api:
     @app.get("/api/v1/docs/assets/<path:filename>")
     def swagger_assets(filename: str):
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename, max_age=86400)
-
-    @app.get("/api/v1/health")
-    def health():
-        return {"status": "ok"}
 
     return api

@@ -11,8 +11,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from backend.casework import audit
 from backend.core.times import LOCAL_TZ
 from backend.web.api.blueprint import Blueprint
-from backend.web.api.context import authenticated, committed, current_officer, session, state
-from backend.web.api.schemas import PageArgs, StrictSchema, page_schema, paged
+from backend.web.api.context import authenticated, committed, current_officer, now, session, state
+from backend.web.api.schemas import Instant, PageArgs, StrictSchema, page_schema, paged
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="Reviewers' audit: recording, procedure")
 
@@ -82,14 +82,14 @@ class ReviewSchema(Schema):
     region_code = fields.String()
     by = fields.String()
     by_name = fields.String(allow_none=True)
-    at = fields.DateTime()
+    at = Instant()
     comment = fields.String()
 
 
 class IssueSchema(Schema):
     key = fields.String(metadata={"description": "stable: `<kind>:<object id>`"})
     kind = fields.String()
-    at = fields.DateTime(metadata={"description": "when the issue arose (per kind, see docs)"})
+    at = Instant(metadata={"description": "when the issue arose (per kind, see docs)"})
     region_code = fields.String()
     department_code = fields.String(allow_none=True)
     summary = fields.String()
@@ -123,7 +123,7 @@ def list_issues(args):
                                 department=args.get("department"), since=args.get("since"),
                                 until=args.get("until"), reviewed=args.get("reviewed"))
     rows, total = audit.list_issues(session(), current_officer(), filters, _settings(), page=args["page"],
-                                    page_size=args["page_size"])
+                                    page_size=args["page_size"], now=now())
     return paged(rows, total, args)
 
 
@@ -132,7 +132,7 @@ def list_issues(args):
 @blp.response(200, IssueSchema)
 def get_issue(key):
     """One issue as it stands now; 404 once it has been put right, or outside the caller's jurisdiction."""
-    return audit.get_issue(session(), current_officer(), key, _settings())
+    return audit.get_issue(session(), current_officer(), key, _settings(), now=now())
 
 
 @blp.post("/issues/<key>/reviews")
@@ -142,7 +142,7 @@ def get_issue(key):
 @committed
 def mark_reviewed(args, key):
     """Mark an issue reviewed, with a comment; the mark is appended to the review log, never changed."""
-    return audit.mark_reviewed(session(), current_officer(), key, args["comment"], _settings())
+    return audit.mark_reviewed(session(), current_officer(), key, args["comment"], _settings(), now=now())
 
 
 @blp.get("/reviews")

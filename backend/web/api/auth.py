@@ -7,7 +7,7 @@ from marshmallow import fields, validate
 from backend.casework import tokens
 from backend.web import auth as auth_domain
 from backend.web.api.blueprint import RETRY_AFTER, Blueprint
-from backend.web.api.context import authenticated, client_address, committed, current_officer, session, state
+from backend.web.api.context import authenticated, client_address, committed, current_officer, now, session, state
 from backend.web.api.schemas import StrictSchema
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Authentication and the caller's profile")
@@ -59,9 +59,10 @@ class ProfileSchema(StrictSchema):
 @committed
 def token(args):
     """Exchange a username and password for an access and a refresh token."""
-    st = state()
-    return auth_domain.login(session(), st.settings, st.issuer, args["username"], args["password"],
-                             client_address())
+    st, s = state(), session()
+    attempt = auth_domain.count_attempt(s, st.settings, args["username"], client_address(), now=now())
+    s.commit()  # counted before the password is checked, and counted still when the login fails
+    return auth_domain.finish_login(s, st.settings, st.issuer, attempt, args["password"], now=now())
 
 
 @blp.post("/auth/refresh")
@@ -71,7 +72,7 @@ def token(args):
 @committed
 def refresh(args):
     """Spend a refresh token for a new pair; a reused one revokes its whole family."""
-    return tokens.rotate_refresh(session(), state().issuer, args["refresh_token"])
+    return tokens.rotate_refresh(session(), state().issuer, args["refresh_token"], now=now())
 
 
 @blp.get("/me")

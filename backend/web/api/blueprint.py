@@ -15,6 +15,9 @@ does not. The statuses come from where they are raised, once for all routes:
 - 503: the database busy or unavailable, or the server saturated (`admission`), with `Retry-After`.
 
 A route documents anything else it answers itself (`alt_response`), e.g. 410 for a forgotten pull cursor.
+
+Every operation also gets its `operationId` here (`operation_id`), and its `summary` from the first line of its
+view's docstring (flask-smorest's rule): tests/web/test_openapi.py holds both to every operation.
 """
 
 from __future__ import annotations
@@ -68,15 +71,28 @@ def shared_errors(method: str, *, secured: bool, path_parameters: bool, json_bod
     return errors
 
 
+def operation_id(blueprint: str, endpoint: str, method: str, *, methods: int) -> str:
+    """An operation's `operationId`: its Flask endpoint, which is unique in the app, plus the method when one
+    endpoint serves several. Derived in this one place so that every operation has one and no two share it (code
+    generators name their functions by it); a route may still give its own with `@blp.doc(operationId=...)`."""
+    name = f"{blueprint}_{endpoint}"
+    return f"{name}_{method}" if methods > 1 else name
+
+
 def _document_errors(operation: dict[str, Any], method: str, *, path_parameters: bool, error_schema: Any) -> None:
-    """Add the shared error responses to one operation's stored doc info; what the route documents wins."""
+    """Add the shared error responses to one operation's stored doc info; what the route documents wins.
+
+    A HEAD answer has no body (RFC 9110 §9.3.2), so its errors are documented by status and headers alone.
+    """
     manual = operation.get("manual_doc", {})
+    if method == "head":
+        error_schema = None
     locations = {p.get("in") for p in operation.get("arguments", {}).get("parameters", []) if isinstance(p, Mapping)}
     json_body = "json" in locations
     responses = operation.setdefault("response", {}).setdefault("responses", {})
     for status, entries in responses.items():
         # An error the route documents by description alone still answers the error shape: say so.
-        if str(status).isdigit() and int(status) >= 400:
+        if str(status).isdigit() and int(status) >= 400 and error_schema is not None:
             for entry in entries:
                 if isinstance(entry, dict) and "schema" not in entry:
                     entry["schema"] = error_schema
@@ -84,7 +100,7 @@ def _document_errors(operation: dict[str, Any], method: str, *, path_parameters:
     # the error shape too.
     manual_responses = manual.get("responses", {})
     for status, entry in manual_responses.items():
-        is_error = str(status).isdigit() and int(status) >= 400
+        is_error = str(status).isdigit() and int(status) >= 400 and error_schema is not None
         if is_error and isinstance(entry, dict) and "content" not in entry and "$ref" not in entry:
             entry["content"] = {"application/json": {"schema": error_schema}}
     documented = {str(status) for status in responses} | {str(status) for status in manual_responses}
@@ -93,7 +109,9 @@ def _document_errors(operation: dict[str, Any], method: str, *, path_parameters:
                            or "requestBody" in manual, roles=manual.get(ROLES_EXTENSION))
     for status, (description, headers) in errors.items():
         if str(status) not in documented:
-            entry: dict[str, Any] = {"schema": error_schema, "description": description, "content_type": None}
+            entry: dict[str, Any] = {"description": description, "content_type": None}
+            if error_schema is not None:
+                entry["schema"] = error_schema
             if headers:
                 entry["headers"] = deepcopy(headers)
             responses[status] = [entry]
@@ -112,10 +130,13 @@ class Blueprint(flask_smorest.Blueprint):
         try:
             for endpoint, info in self._docs.items():
                 rule = next(app.url_map.iter_rules(f"{name}.{endpoint}"))
-                for method, operation in info.items():
-                    if method != "parameters":
-                        _document_errors(operation, method, path_parameters=bool(rule.arguments),
-                                         error_schema=api.ERROR_SCHEMA)
+                methods = [method for method in info if method != "parameters"]
+                for method in methods:
+                    operation = info[method]
+                    _document_errors(operation, method, path_parameters=bool(rule.arguments),
+                                     error_schema=api.ERROR_SCHEMA)
+                    operation.setdefault("manual_doc", {}).setdefault(
+                        "operationId", operation_id(name, endpoint, method, methods=len(methods)))
             super().register_views_in_doc(api, app, spec, name=name, parameters=parameters)
         finally:
             self._docs = own

@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from backend.casework import clues
 from backend.core.models import Clue
 from backend.web.api.blueprint import Blueprint
-from backend.web.api.context import authenticated, committed, current_officer, session
+from backend.web.api.context import authenticated, committed, current_officer, now, session
 from backend.web.api.schemas import PageArgs, StrictSchema, page_schema, paged
 from sync.records import CLUE_SOURCES, Hex64, InstitutionRef, Uuid
 
@@ -137,7 +137,7 @@ def _described(act: Callable[..., Clue], *subject: str, **args: Any) -> dict[str
     """Every clue change answers with the clue as `GET /clues/<id>` shows it to the same caller, so a desk sees
     the tracking code, duplicates and routing its action produced without asking again."""
     s, officer = session(), current_officer()
-    return clues.describe(s, officer, act(s, officer, *subject, **args))
+    return clues.describe(s, officer, act(s, officer, *subject, **args, now=now()))
 
 
 @blp.post("/clues")
@@ -155,6 +155,7 @@ def take_clue(args):
 @blp.arguments(ClueListArgs, location="query")
 @blp.response(200, ClueListPage)
 def list_clues(args):
+    """Clues within the caller's jurisdiction, filtered and paged."""
     rows, total = clues.list_clues(session(), current_officer(), **args)
     return paged(rows, total, args)
 
@@ -163,6 +164,7 @@ def list_clues(args):
 @authenticated()
 @blp.response(200, ClueDetailSchema)
 def get_clue(clue_id):
+    """One clue with its duplicates and transfers; the complainant only for those who handle it."""
     return clues.get_clue(session(), current_officer(), clue_id)
 
 
@@ -183,7 +185,7 @@ def triage_clue(args, clue_id):
 @committed
 def convert_clue(args, clue_id):
     """The clue becomes a case of its department, or joins that department's open case on the institution."""
-    return clues.convert(session(), current_officer(), clue_id, **args)
+    return clues.convert(session(), current_officer(), clue_id, **args, now=now())
 
 
 @blp.post("/clues/<clue_id>/close")
@@ -192,6 +194,7 @@ def convert_clue(args, clue_id):
 @blp.response(200, ClueDetailSchema)
 @committed
 def close_clue(args, clue_id):
+    """Close a clue with the outcome the public page shows and the reason kept inside."""
     return _described(clues.close, clue_id, **args)
 
 

@@ -1,8 +1,9 @@
-"""Per-request plumbing: the database session, the caller, and role checks."""
+"""Per-request plumbing: the database session, the caller, the request's time, and role checks."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from typing import Any
 
@@ -28,6 +29,14 @@ def session() -> Session:
     return g.db_session
 
 
+def now() -> datetime:
+    """The request's time: the app's clock, read once per request, so everything one request records carries
+    one instant (and a test's clock decides it)."""
+    if "now" not in g:
+        g.now = state().clock()
+    return g.now
+
+
 def close_session(_exc: BaseException | None = None) -> None:
     s = g.pop("db_session", None)
     if s is not None:
@@ -51,7 +60,7 @@ def _authenticate() -> Officer:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("a Bearer access token is required",
                            headers={"WWW-Authenticate": 'Bearer realm="fieldcase"'})
-    claims = state().issuer.decode_access(token.strip())
+    claims = state().issuer.decode_access(token.strip(), now=now())
     officer = session().get(Officer, claims["sub"])
     if officer is None or not officer.active:
         raise Unauthorized("invalid access token")

@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from backend.casework import credit
 from backend.web.api.blueprint import Blueprint
-from backend.web.api.context import authenticated, committed, current_officer, session
+from backend.web.api.context import authenticated, committed, current_officer, now, session
 from backend.web.api.schemas import INT64_MAX, StrictSchema, region_code
 
 blp = Blueprint("credit", __name__, url_prefix="/api/v1",
@@ -107,7 +107,7 @@ class MatchSchema(Schema):
 @blp.response(200, IntegritySchema)
 def get_integrity(institution_id):
     """The institution's integrity record (complaints, findings, decisions, rectifications) and today's score."""
-    return credit.integrity(session(), current_officer(), institution_id)
+    return credit.integrity(session(), current_officer(), institution_id, now=now())
 
 
 @blp.post("/institutions/<institution_id>/risk")
@@ -116,7 +116,7 @@ def get_integrity(institution_id):
 @committed
 def post_risk(institution_id):
     """Recompute and store the risk score and level; a changed level reaches phones as an institution change."""
-    return credit.recompute_one(session(), current_officer(), institution_id)
+    return credit.recompute_one(session(), current_officer(), institution_id, now=now())
 
 
 @blp.post("/risk/recompute")
@@ -126,7 +126,7 @@ def post_risk(institution_id):
 @committed
 def post_bulk_risk(args):
     """Recompute every institution within the caller's jurisdiction (or one region of it)."""
-    return credit.recompute_region(session(), current_officer(), args.get("region"))
+    return credit.recompute_region(session(), current_officer(), args.get("region"), now=now())
 
 
 @blp.get("/discretion-benchmarks")
@@ -164,4 +164,5 @@ def post_benchmark(args):
 @blp.response(200, BenchmarkSchema)
 @committed
 def patch_benchmark(args, benchmark_id):
+    """Change a discretion benchmark (city-level admins only: one table for the whole city)."""
     return credit.benchmark_data(credit.update_benchmark(session(), current_officer(), benchmark_id, args))

@@ -6,8 +6,8 @@ from flask import Response, request
 from marshmallow import Schema, fields, validate
 
 from backend.web.api.blueprint import Blueprint
-from backend.web.api.context import authenticated, committed, current_officer, session, state
-from backend.web.api.schemas import INT64_MAX, PageArgs, StrictSchema, page_schema, paged
+from backend.web.api.context import authenticated, committed, current_officer, now, session, state
+from backend.web.api.schemas import INT64_MAX, Instant, PageArgs, StrictSchema, page_schema, paged
 from media import holders
 from media.custody import checkpoint
 from media.custody import log as custody
@@ -27,6 +27,10 @@ class TreeHeadSchema(Schema):
     timestamp = fields.String()
     signature = fields.String()
     key_id = fields.String()
+    timestamp_token = fields.String(metadata={
+        "description": "the head's RFC 3161 timestamp: standard base64 of the DER TimeStampToken (CMS "
+                       "ContentInfo) whose message imprint is SHA-256 of the bytes the signature covers; absent "
+                       "until a Time-Stamping Authority (FIELDCASE_TSA_URL) has answered for this head"})
 
 
 class KeySchema(Schema):
@@ -72,7 +76,7 @@ def tree_head(args):
     """The signed head of the tree as it is now (issued and stored on request), or a stored older one."""
     if "tree_size" in args:
         return custody.stored_head(session(), args["tree_size"])
-    return custody.latest_head(session(), state().signer)
+    return custody.latest_head(session(), state().signer, now=now())
 
 
 @blp.get("/public-key")
@@ -123,7 +127,7 @@ def checkpoint_note(args):
     Without `tree_size`, the head of the tree as it is now (issued and stored on request, as for
     `/custody/tree-head`); with it, the stored head of that size.
     """
-    note = checkpoint.checkpoint_note(session(), state().signer, state().settings, args.get("tree_size"))
+    note = checkpoint.checkpoint_note(session(), state().signer, state().settings, args.get("tree_size"), now=now())
     return Response(note, mimetype="text/plain", headers={"Cache-Control": "no-store"})
 
 
@@ -148,7 +152,8 @@ def checkpoint_verifier_key():
 @committed(attempts=3)
 def checkpoint_cosignatures():
     """Store witness cosignatures (c2sp.org/tlog-cosignature) of a checkpoint this log issued; idempotent."""
-    return checkpoint.accept_cosignatures(session(), state().signer, state().settings, request.get_data())
+    return checkpoint.accept_cosignatures(session(), state().signer, state().settings, request.get_data(),
+                                          now=now())
 
 
 class HoldingSchema(Schema):
@@ -159,7 +164,7 @@ class HoldingSchema(Schema):
     status = fields.String()
     case_id = fields.String(allow_none=True)
     holder_id = fields.String()
-    since = fields.DateTime()
+    since = Instant()
     pending_to = fields.String(allow_none=True)
     pending_reason = fields.String(allow_none=True)
 
@@ -194,7 +199,8 @@ def my_holdings(args):
 @committed
 def transfer(args, evidence_id):
     """Hand an item in your custody to a custodian, with a reason; it moves once they acknowledge."""
-    return holders.request_transfer(session(), current_officer(), evidence_id, args["to"], args["reason"])
+    return holders.request_transfer(session(), current_officer(), evidence_id, args["to"], args["reason"],
+                                    now=now())
 
 
 @blp.post("/holdings/<evidence_id>/acknowledge")
@@ -204,7 +210,8 @@ def transfer(args, evidence_id):
 @committed
 def acknowledge(args, evidence_id):
     """The receiver accepts (or refuses) a hand-over waiting for them."""
-    return holders.acknowledge(session(), current_officer(), evidence_id, args["accept"], args.get("note"))
+    return holders.acknowledge(session(), current_officer(), evidence_id, args["accept"], args.get("note"),
+                               now=now())
 
 
 @blp.get("/proofs/inclusion")

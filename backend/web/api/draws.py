@@ -7,7 +7,7 @@ from marshmallow import Schema, fields, validate
 from backend.casework import draws
 from backend.core.models import TASK_STATUSES
 from backend.web.api.blueprint import Blueprint
-from backend.web.api.context import authenticated, committed, current_officer, session
+from backend.web.api.context import authenticated, committed, current_officer, now, session
 from backend.web.api.schemas import DAY, PageArgs, StrictSchema, day_range, page_schema, paged, region_code
 
 blp = Blueprint("draws", __name__, url_prefix="/api/v1",
@@ -147,7 +147,7 @@ PublicInspectionPage = page_schema(PublicInspectionSchema, "PublicInspectionPage
 @committed
 def post_campaign(args):
     """A special campaign (holidays, weekends, vacations) with focus categories; draws and tasks may belong to it."""
-    return draws.create_campaign(session(), current_officer(), args)
+    return draws.create_campaign(session(), current_officer(), args, now=now())
 
 
 @blp.get("/campaigns")
@@ -164,6 +164,7 @@ def list_campaigns(args):
 @authenticated()
 @blp.response(200, CampaignSchema)
 def get_campaign(campaign_id):
+    """One campaign of the caller's jurisdiction or of the city."""
     return draws.get_campaign(session(), current_officer(), campaign_id)
 
 
@@ -174,7 +175,7 @@ def get_campaign(campaign_id):
 @committed
 def post_draw(args):
     """Draw institutions (weighted by risk) and certified teams; the seed is stored and shown (docs: "Draws")."""
-    return draws.create_draw(session(), current_officer(), args)
+    return draws.create_draw(session(), current_officer(), args, now=now())
 
 
 @blp.get("/draws")
@@ -182,6 +183,7 @@ def post_draw(args):
 @blp.arguments(DrawListArgs, location="query")
 @blp.response(200, DrawPage)
 def list_draws(args):
+    """Random draws within the caller's jurisdiction, without their inputs and tasks, paged."""
     items, total = draws.list_draws(session(), current_officer(), **args)
     return paged(items, total, args)
 
@@ -190,6 +192,7 @@ def list_draws(args):
 @authenticated("admin", "reviewer", "legal_reviewer")
 @blp.response(200, DrawSchema)
 def get_draw(draw_id):
+    """One random draw with its seed, inputs, result and tasks."""
     return draws.get_draw(session(), current_officer(), draw_id)
 
 
@@ -219,13 +222,14 @@ def list_tasks(args):
 @committed
 def post_task(args):
     """A planned inspection outside a draw (e.g. a campaign's targeted check): two certified officers at least."""
-    return draws.create_task(session(), current_officer(), args)
+    return draws.create_task(session(), current_officer(), args, now=now())
 
 
 @blp.get("/tasks/<task_id>")
 @authenticated()
 @blp.response(200, TaskSchema)
 def get_task(task_id):
+    """One inspection task, for the officers assigned to it and those who may see it."""
     return draws.get_task(session(), current_officer(), task_id)
 
 
@@ -234,6 +238,7 @@ def get_task(task_id):
 @blp.response(200, TaskSchema)
 @committed
 def cancel_task(task_id):
+    """Cancel an assigned task; its officers' feeds are told."""
     return draws.cancel_task(session(), current_officer(), task_id)
 
 

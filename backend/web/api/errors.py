@@ -1,4 +1,9 @@
-"""The one place domain errors and stray exceptions become PROTOCOL's JSON error shape."""
+"""The one place domain errors and stray exceptions become PROTOCOL's JSON error shape.
+
+A database error is logged by its SQLSTATE and constraint, never its text: on PostgreSQL that quotes the row
+(`Key (cert_number)=(…) already exists`); see backend.core.db_errors. A stray exception is one log event
+(backend.core.logs: its class and a one-field trace).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from backend.core import db_errors
 from backend.core.errors import DomainError
+from backend.web.metrics import note_unavailable
 
 log = logging.getLogger("fieldcase.api")
 
@@ -72,25 +79,27 @@ def register(app: Flask) -> None:
     def _raced(exc: IntegrityError):
         # A concurrent request wrote the same key first; nothing of this request was kept. Retrying
         # sees the other write and answers properly (a duplicate, an invalid id, a merge).
-        log.warning("integrity conflict with a concurrent write: %s", exc.orig)
+        log.warning("integrity conflict with a concurrent write", extra=db_errors.describe(exc))
         return _json_error(409, "a concurrent request wrote the same data first; retry", retry_after=1)
 
     @app.errorhandler(DataError)
     def _unstorable(exc: DataError):
         # A value the database refuses (out of range, bad encoding) that validation let through; nothing was kept.
-        log.warning("value refused by the database: %s", exc.orig)
+        log.warning("value refused by the database", extra=db_errors.describe(exc))
         return _json_error(422, "a value in the request cannot be stored (out of range or not valid text)")
 
     @app.errorhandler(OperationalError)
     def _db_unavailable(exc: OperationalError):
-        log.warning("database unavailable: %s", exc.orig)
+        log.warning("database unavailable", extra=db_errors.describe(exc))
+        note_unavailable("database")
         return _json_error(503, "the database is busy or unavailable; retry shortly", retry_after=2)
 
     @app.errorhandler(PoolTimeout)
     def _pool_exhausted(exc: PoolTimeout):
         # Every connection of this process's pool stayed busy for FIELDCASE_DB_POOL_TIMEOUT: the server is
         # saturated. A request's work runs on its one session, so it did nothing yet. Say when to come back.
-        log.warning("database pool exhausted: %s", exc)
+        log.warning("database pool exhausted")
+        note_unavailable("pool")
         return _json_error(503, "the server is busy (no database connection free); retry shortly",
                            retry_after=current_app.extensions["fieldcase"].settings.busy_retry_after)
 

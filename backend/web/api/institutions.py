@@ -10,7 +10,7 @@ from backend.core.errors import Invalid
 from backend.core.models import CATEGORIES, LICENCE_STATUSES, RISK_LEVELS
 from backend.web.api.blueprint import Blueprint
 from backend.web.api.context import authenticated, committed, current_officer, session
-from backend.web.api.schemas import PageArgs, StrictSchema, page_schema, paged
+from backend.web.api.schemas import Instant, PageArgs, StrictSchema, page_schema, paged
 
 blp = Blueprint("institutions", __name__, url_prefix="/api/v1/institutions",
                 description="Off-campus tutoring institutions")
@@ -31,10 +31,13 @@ class InstitutionSchema(StrictSchema):
     category = fields.String(validate=validate.OneOf(CATEGORIES))
     risk_level = fields.String(validate=validate.OneOf(RISK_LEVELS))
     provisional = fields.Boolean(dump_only=True)
+    unmatched = fields.Boolean(dump_only=True, metadata={
+        "description": "held for one case whose case.open named an institution the server could not match; "
+                       "matched by no later name or code (docs/protocol.md, \"Corrections\")"})
     complaint_count = fields.Integer(dump_only=True)
     violation_count = fields.Integer(dump_only=True)
-    created_at = fields.DateTime(dump_only=True)
-    updated_at = fields.DateTime(dump_only=True)
+    created_at = Instant(dump_only=True)
+    updated_at = Instant(dump_only=True)
 
 
 class InstitutionUpdateSchema(InstitutionSchema):
@@ -80,6 +83,7 @@ def search(args):
 @blp.response(201, InstitutionSchema)
 @committed
 def create(args):
+    """Register an institution; a credit code is checked (GB 32100-2015) before it is stored."""
     return institutions.create_institution(session(), current_officer(), _domain_fields(args))
 
 
@@ -87,6 +91,7 @@ def create(args):
 @authenticated()
 @blp.response(200, InstitutionSchema)
 def get(institution_id):
+    """One institution of the registry, within the caller's jurisdiction."""
     return institutions.get_institution(session(), current_officer(), institution_id)
 
 
@@ -96,6 +101,7 @@ def get(institution_id):
 @blp.response(200, InstitutionSchema)
 @committed
 def update(args, institution_id):
+    """Change an institution's details, licence, category or risk level (admins)."""
     return institutions.update_institution(session(), current_officer(), institution_id, _domain_fields(args))
 
 

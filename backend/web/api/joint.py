@@ -7,7 +7,7 @@ from marshmallow import Schema, fields, validate
 from backend.casework import joint
 from backend.core.models import TRANSFER_STATUSES, TRANSFER_TARGETS
 from backend.web.api.blueprint import Blueprint
-from backend.web.api.context import authenticated, committed, current_officer, session
+from backend.web.api.context import authenticated, committed, current_officer, now, session
 from backend.web.api.schemas import PageArgs, StrictSchema, page_schema, paged
 from sync.records import Uuid
 
@@ -90,6 +90,7 @@ class RefuseArgs(StrictSchema):
 @authenticated()
 @blp.response(200, ParticipantsSchema)
 def get_participants(case_id):
+    """The case's lead department and the departments taking part in it."""
     return joint.participants(session(), current_officer(), case_id)
 
 
@@ -100,7 +101,7 @@ def get_participants(case_id):
 @committed
 def add_participant(args, case_id):
     """A department joins the case; its officers work on it."""
-    return joint.add_participant(session(), current_officer(), case_id, **args)
+    return joint.add_participant(session(), current_officer(), case_id, **args, now=now())
 
 
 @blp.delete("/cases/<case_id>/departments/<department>")
@@ -108,6 +109,7 @@ def add_participant(args, case_id):
 @blp.response(204)
 @committed
 def remove_participant(case_id, department):
+    """Take a participating department off a case."""
     joint.remove_participant(session(), current_officer(), case_id, department)
 
 
@@ -118,7 +120,7 @@ def remove_participant(case_id, department):
 @committed
 def transfer_case(args, case_id):
     """Ask for the case to go to another department or the city (answered there), or send it to the judiciary."""
-    return joint.request_case_transfer(session(), current_officer(), case_id, **args)
+    return joint.request_case_transfer(session(), current_officer(), case_id, **args, now=now())
 
 
 @blp.post("/clues/<clue_id>/transfers")
@@ -127,7 +129,8 @@ def transfer_case(args, case_id):
 @blp.response(201, TransferDetailViewSchema)
 @committed
 def transfer_clue(args, clue_id):
-    return joint.request_clue_transfer(session(), current_officer(), clue_id, **args)
+    """Hand a clue to another department, up to the city level, or to the judiciary."""
+    return joint.request_clue_transfer(session(), current_officer(), clue_id, **args, now=now())
 
 
 @blp.get("/transfers")
@@ -135,6 +138,7 @@ def transfer_clue(args, clue_id):
 @blp.arguments(TransferListArgs, location="query")
 @blp.response(200, TransferPage)
 def list_transfers(args):
+    """Transfers within the caller's jurisdiction, incoming or outgoing, paged."""
     rows, total = joint.list_transfers(session(), current_officer(), **args)
     return paged(rows, total, args)
 
@@ -143,6 +147,7 @@ def list_transfers(args):
 @authenticated()
 @blp.response(200, TransferDetailViewSchema)
 def get_transfer(transfer_id):
+    """One transfer with what was handed over (`sent`), as it was then."""
     return joint.get_transfer(session(), current_officer(), transfer_id)
 
 
@@ -153,7 +158,7 @@ def get_transfer(transfer_id):
 @committed
 def accept_transfer(args, transfer_id):
     """The receiver takes the matter: a case closes as transferred and a successor case carries it on."""
-    return joint.accept(session(), current_officer(), transfer_id, **args)
+    return joint.accept(session(), current_officer(), transfer_id, **args, now=now())
 
 
 @blp.post("/transfers/<transfer_id>/refuse")
@@ -163,4 +168,4 @@ def accept_transfer(args, transfer_id):
 @committed
 def refuse_transfer(args, transfer_id):
     """The sender keeps the matter; a case that closed when it was sent comes back as a successor case."""
-    return joint.refuse(session(), current_officer(), transfer_id, **args)
+    return joint.refuse(session(), current_officer(), transfer_id, **args, now=now())

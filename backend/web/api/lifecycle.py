@@ -9,7 +9,7 @@ from marshmallow import Schema, fields, validate
 from backend.casework import lifecycle, procedure
 from backend.core.models import CASE_STATUSES
 from backend.web.api.blueprint import Blueprint
-from backend.web.api.context import authenticated, committed, current_officer, session, state
+from backend.web.api.context import authenticated, committed, current_officer, now, session, state
 from backend.web.api.schemas import StrictSchema
 
 blp = Blueprint("lifecycle", __name__, url_prefix="/api/v1", description="Case lifecycle (penalty procedure)")
@@ -81,7 +81,7 @@ def post_transition(args, case_id):
     return procedure.transition(
         session(), current_officer(), case_id, **args,
         major_fine_threshold=settings.major_fine_yuan,
-        tolerance=timedelta(seconds=float(settings.coverage_tolerance_seconds)))
+        tolerance=timedelta(seconds=float(settings.coverage_tolerance_seconds)), now=now())
 
 
 @blp.get("/cases/<case_id>/transitions")

@@ -8,11 +8,13 @@ from backend.casework import accounts
 from backend.core.models import ROLES
 from backend.web.api.auth import ProfileSchema
 from backend.web.api.blueprint import Blueprint
-from backend.web.api.context import authenticated, committed, current_officer, session, state
+from backend.web.api.context import authenticated, committed, current_officer, now, session, state
 from backend.web.api.schemas import PageArgs, StrictSchema, page_schema, paged
 
 blp = Blueprint("officers", __name__, url_prefix="/api/v1/officers", description="Officer accounts (admin)")
 
+LAST_ADMIN = ("refused, nothing changed: an admin deactivating themself, or the last active admin deactivated or "
+              "losing the admin role")
 RoleList = fields.List(fields.String(validate=validate.OneOf(ROLES)), validate=validate.Length(min=1))
 
 
@@ -75,6 +77,7 @@ def create_officer(args):
 @authenticated("admin")
 @blp.response(200, ProfileSchema)
 def get_officer(officer_id):
+    """One officer's profile, roles and certificate (admins, within their jurisdiction)."""
     return accounts.get_officer(session(), current_officer(), officer_id)
 
 
@@ -82,6 +85,7 @@ def get_officer(officer_id):
 @authenticated("admin")
 @blp.arguments(OfficerUpdateSchema)
 @blp.response(200, ProfileSchema)
+@blp.alt_response(409, description=LAST_ADMIN + "; or a username or certificate taken")
 @committed
 def update_officer(args, officer_id):
     """Change an officer's details, roles, certificate or password."""
@@ -91,7 +95,8 @@ def update_officer(args, officer_id):
 @blp.post("/<officer_id>/deactivate")
 @authenticated("admin")
 @blp.response(200, ProfileSchema)
+@blp.alt_response(409, description=LAST_ADMIN)
 @committed
 def deactivate_officer(officer_id):
     """Deactivate an officer: their tokens stop working at once."""
-    return accounts.deactivate_officer(session(), current_officer(), officer_id)
+    return accounts.deactivate_officer(session(), current_officer(), officer_id, now=now())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from backend.core.models import utcnow
+from backend.core.uow import commit_each
 from backend.web.api.blueprint import Blueprint
-from backend.web.api.context import authenticated, current_officer, session, state
-from backend.web.api.schemas import PageArgs, StrictSchema, page_schema, paged
+from backend.web.api.context import authenticated, current_officer, now, session, state
+from backend.web.api.schemas import Instant, PageArgs, StrictSchema, page_schema, paged
 from media import retention
 
 blp = Blueprint("retention", __name__, url_prefix="/api/v1/retention", description="Evidence retention")
@@ -20,9 +20,9 @@ class CandidateSchema(Schema):
     sha256 = fields.String()
     size = fields.Integer()
     status = fields.String()
-    captured_at = fields.DateTime()
-    declared_at = fields.DateTime()
-    expired_at = fields.DateTime(metadata={"description": "the later of capture and arrival, plus the period"})
+    captured_at = Instant()
+    declared_at = Instant()
+    expired_at = Instant(metadata={"description": "the later of capture and arrival, plus the period"})
     case_id = fields.String(allow_none=True)
     case_status = fields.String(allow_none=True)
     inspection_id = fields.String(allow_none=True)
@@ -59,7 +59,7 @@ class PurgeItemSchema(Schema):
 class PurgeSchema(Schema):
     dry_run = fields.Boolean()
     retention_days = fields.Integer()
-    cutoff = fields.DateTime()
+    cutoff = Instant()
     deleted = fields.Integer()
     would_delete = fields.Integer()
     skipped = fields.Integer()
@@ -74,7 +74,7 @@ class PurgeSchema(Schema):
 @blp.response(200, CandidatePage)
 def candidates(args):
     """Stored files past the retention period and linked to no case that keeps them, oldest first."""
-    rows, total = retention.expired_candidates(session(), current_officer(), utcnow(),
+    rows, total = retention.expired_candidates(session(), current_officer(), now(),
                                                state().settings.retention_days, page=args["page"],
                                                page_size=args["page_size"])
     return paged(rows, total, args)
@@ -86,8 +86,12 @@ def candidates(args):
 @blp.response(200, PurgeSchema)
 def purge(args):
     """Delete those files (each item in its own transaction, with a `deleted` custody event); results per item."""
-    report = retention.purge(session(), state().store, current_officer(), args["reason"], utcnow(),
-                             state().settings.retention_days, dry_run=args["dry_run"],
-                             evidence_ids=args.get("evidence_ids"),
-                             limit=None if args.get("evidence_ids") else args["limit"])
-    return report.as_dict()
+    st, s, custodian, at = state(), session(), current_officer(), now()
+    report = retention.plan_purge(s, custodian, args["reason"], st.settings.retention_days, now=at,
+                                  dry_run=args["dry_run"], evidence_ids=args.get("evidence_ids"),
+                                  limit=None if args.get("evidence_ids") else args["limit"])
+    s.commit()  # the plan only read; each item is a transaction of its own
+    items = commit_each(s, report.pending,
+                        lambda s, eid: retention.purge_item(s, st.store, custodian, report, eid, now=at),
+                        retention.purge_failed, retention.PURGE_ERRORS)
+    return retention.finish_purge(s, custodian, report, items).as_dict()

@@ -6,9 +6,11 @@ routes really differ (a region checked for length versus for digits) both varian
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from marshmallow import Schema, fields, validate
+
+from backend.core.times import utc_millis
 
 # The ranges of the integer id columns (SQLAlchemy Integer, BigInteger), for `int` path converters: a path
 # id beyond its column's range is no such resource (404), not a value the database driver refuses (a 500).
@@ -34,6 +36,21 @@ def region_code(description: str | None = None) -> fields.String:
 def day_range() -> tuple[fields.Date, fields.Date]:
     """`date_from, date_to = day_range()`: declared in place, so a list's parameters keep their documented order."""
     return fields.Date(validate=DAY), fields.Date(validate=DAY)
+
+
+class Instant(fields.DateTime):
+    """An instant in an answer, spelled by the protocol's one rule (`backend.core.times.utc_millis`).
+
+    marshmallow's own DateTime writes `isoformat()`: microseconds, `+00:00`, and no offset at all for a naive
+    value, so the same instant came out differently from a schema, from the change feed and from the custody log.
+    A stored JSON document may hold an instant as text (a clip's times as the phone signed them): it is read and
+    written the same way.
+    """
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return utc_millis(value)
 
 
 class StrictSchema(Schema):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flask import Response, request
@@ -13,7 +13,7 @@ from marshmallow import Schema, fields, validate
 from backend.casework import stats
 from backend.core.times import LOCAL_TZ
 from backend.web.api.blueprint import Blueprint
-from backend.web.api.context import authenticated, current_officer, session, state
+from backend.web.api.context import authenticated, current_officer, now, session, state
 from backend.web.api.schemas import DAY, DEPARTMENT_CODE, SIX_DIGIT_REGION, StrictSchema
 
 blp = Blueprint("stats", __name__, url_prefix="/api/v1", description="Statistics: clues, cases, recording, evidence")
@@ -185,7 +185,7 @@ def get_stats(args):
     district, one row each in `regions`). `?format=csv` or `Accept: text/csv` answers the same figures
     as `figure,value` rows.
     """
-    last = args.get("last") or datetime.now(LOCAL_TZ).date()
+    last = args.get("last") or now().astimezone(LOCAL_TZ).date()
     period = stats.Period(args.get("first") or last.replace(day=1), last)
     data = stats.statistics(session(), current_officer(), period, region=args.get("region"),
                             department=args.get("department"),

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from flask import Flask
 
-from backend.core.config import instance_secret
+from backend.core.secret_files import read_secret
 from backend.web.console import security
 from backend.web.console.views import bp
-
-SECRET_FILE = "console-session.key"  # noqa: S105 - a file name; the secret is made there on first run
 
 
 def init_console(app: Flask) -> None:
     """Register the console on an app built by `create_app` (its state holds the settings)."""
     settings = app.extensions["fieldcase"].settings
-    security.configure(app, instance_secret(settings.instance_dir, SECRET_FILE, 32))
+    security.configure(app, read_secret(settings, "console"))  # <instance>/console-session.key
     app.register_blueprint(bp)

@@ -344,9 +344,10 @@ def exif_rows(evidence: dict[str, Any]) -> list[dict[str, Any]] | None:
     return [
         {"key": "evidence.exif.time", "declared": local(evidence.get("captured_at")),
          "read": local(info.get("exif_captured_at")), "difference": info.get("time_difference_s"), "unit": "s",
-         "flagged": "exif_time_differs" in (evidence.get("flags") or [])},
+         "flagged": bool({"exif_time_differs", "no_capture_time"} & set(evidence.get("flags") or []))},
         {"key": "evidence.exif.location", "declared": position(declared_loc), "read": position(exif_loc),
-         "difference": info.get("distance_m"), "unit": "m", "flagged": "gps_differs" in (evidence.get("flags") or [])},
+         "difference": info.get("distance_m"), "unit": "m",
+         "flagged": bool({"gps_differs", "no_capture_place"} & set(evidence.get("flags") or []))},
         {"key": "evidence.exif.camera", "declared": "", "read": camera, "difference": None, "unit": "",
          "flagged": False},
         {"key": "evidence.exif.size", "declared": "", "read": size, "difference": None, "unit": "", "flagged": False},

@@ -1,6 +1,6 @@
 """Who is at the desk: the console's signed session cookie, its server-side handle, and CSRF tokens.
 
-Signing in goes through `backend.web.auth.login`, the API's own password check
+Signing in goes through `backend.web.auth`, the API's own password check
 and failed-login throttle (per username and per address), so a browser gets
 no more guesses than a phone. That call also issues a refresh-token pair: the
 console never hands the tokens to anyone, but keeps the *row* of the refresh
@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.casework import tokens
-from backend.core.models import Officer, RefreshToken, utcnow
+from backend.core.models import Officer, RefreshToken
 
 CONSOLE_ROLES = ("custodian", "reviewer", "legal_reviewer", "admin")
 SESSION_IDLE = timedelta(hours=8)  # the cookie's own lifetime, renewed by every request: a working day idle
@@ -75,26 +75,26 @@ def csrf_ok() -> bool:
 
 
 def token_row(db: Session, refresh_token: str) -> RefreshToken | None:
-    """The stored row of a refresh token that `auth.login` just issued (stored by its digest only)."""
+    """The stored row of a refresh token that the sign-in just issued (stored by its digest only)."""
     digest = tokens.digest(refresh_token)
     return db.scalars(select(RefreshToken).where(RefreshToken.token_hash == digest)).first()
 
 
-def start(officer: Officer, row: RefreshToken, language: str) -> None:
+def start(officer: Officer, row: RefreshToken, language: str, *, now: datetime) -> None:
     """A fresh session for this sign-in: nothing carried over from before it, a new CSRF token."""
     session.clear()
     session.permanent = True
-    session.update({"officer": officer.id, "sid": row.id, "at": utcnow().isoformat(), "lang": language,
+    session.update({"officer": officer.id, "sid": row.id, "at": now.isoformat(), "lang": language,
                     "csrf": secrets.token_urlsafe(32)})
 
 
-def end(db: Session) -> None:
+def end(db: Session, *, now: datetime) -> None:
     """Sign out: revoke the sign-in's token family (so a copied cookie is dead too) and forget the session."""
     sid = session.get("sid")
     if sid is not None:
         row = db.get(RefreshToken, sid)
         if row is not None:
-            tokens.revoke_family(db, row.family_id)
+            tokens.revoke_family(db, row.family_id, now=now)
             db.commit()
     language = session.get("lang")
     session.clear()
@@ -102,7 +102,7 @@ def end(db: Session) -> None:
         session["lang"] = language
 
 
-def signed_in(db: Session) -> Officer | None:
+def signed_in(db: Session, *, now: datetime) -> Officer | None:
     """The officer of this session if it still stands: token row live, officer active, a console role, in time."""
     officer_id, sid, started = session.get("officer"), session.get("sid"), session.get("at")
     if not officer_id or sid is None or not started:
@@ -111,7 +111,6 @@ def signed_in(db: Session) -> Officer | None:
         since = datetime.fromisoformat(started)
     except (TypeError, ValueError):
         return None
-    now = utcnow()
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     if now - since > SESSION_MAX:

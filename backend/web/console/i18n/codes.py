@@ -91,6 +91,7 @@ CODES: dict[str, tuple[str, str]] = {
     "audit.fork": ("记录链分叉", "fork"),
     "audit.chain_gap": ("记录链缺口", "chain gap"),
     "audit.open_conflict": ("未处理冲突", "open conflict"),
+    "audit.needs_correction": ("待更正", "needs correction"),
     # links of audit issues
     "rel.inspection": ("检查", "inspection"),
     "rel.coverage": ("全过程记录", "coverage"),
@@ -111,11 +112,17 @@ CODES: dict[str, tuple[str, str]] = {
     "flag.ends_before_start": ("结束早于开始", "ends before start"),
     "flag.not_ended_after_12h": ("12 小时后仍未结束", "not ended after 12 h"),
     "flag.task_mismatch": ("任务不符", "task mismatch"),
+    "flag.override": ("越过手机核对签名", "signed over the phone's checks"),
+    "flag.needs_correction": ("待更正", "needs correction"),
+    "flag.unknown_evidence": ("引用未知证据", "cites unknown evidence"),
     "flag.unknown_inspection": ("未知检查", "unknown inspection"),
     "flag.exif_time_differs": ("EXIF 时间不符", "EXIF time differs"),
     "flag.gps_differs": ("GPS 位置不符", "GPS position differs"),
     "flag.no_exif": ("无 EXIF", "no EXIF"),
     "flag.late_upload": ("逾期上传", "late upload"),
-    "flag.corrupt_image": ("图片损坏", "corrupt image"),
+    "flag.corrupt_image": ("图片损坏", "corrupt image"),  # evidence read before `undecodable` replaced it
+    "flag.undecodable": ("无法解码", "undecodable"),
+    "flag.no_capture_time": ("无拍摄时间", "no capture time"),
+    "flag.no_capture_place": ("无拍摄位置", "no capture place"),
     "flag.not_an_image": ("不是图片", "not an image"),
 }

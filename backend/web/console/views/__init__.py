@@ -15,13 +15,22 @@ All of them register on one blueprint, `bp` (endpoints `console.*`), one module 
 - `evidence`: an evidence item, its thumbnail, reading its original;
 - `custody`: holdings, hand-overs between custodians, evidence package export;
 - `audit_queue`: the reviewers' audit queue;
-- `verification`: the custody data the in-browser verifier fetches.
+- `verification`: the custody data the in-browser verifier fetches;
+- `system_audit`: the verdict of the whole-system audit (`fieldcase verify`).
 """
 
 from __future__ import annotations
 
 # Imported for their routes: each module registers its views on `bp` as it is imported.
-from backend.web.console.views import audit_queue, cases, custody, evidence, signin, verification  # noqa: F401
+from backend.web.console.views import (  # noqa: F401
+    audit_queue,
+    cases,
+    custody,
+    evidence,
+    signin,
+    system_audit,
+    verification,
+)
 from backend.web.console.views.frame import bp
 
 __all__ = ["bp"]

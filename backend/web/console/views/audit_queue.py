@@ -13,6 +13,7 @@ from flask import flash, redirect, render_template, request, url_for
 
 from backend.casework import audit
 from backend.core.errors import DomainError, Forbidden
+from backend.web.api.context import now
 from backend.web.api.context import session as db_session
 from backend.web.console import present, security
 from backend.web.console.views.frame import bp, error_page, t
@@ -53,7 +54,7 @@ def audit_queue() -> Any:
         error = t("audit.bad_date")
     filters = audit.IssueFilter(kinds=frozenset({kind}) if kind else frozenset(audit.KINDS), since=since,
                                 until=until, reviewed=reviewed)
-    rows, total = audit.list_issues(s, viewer, filters, audit_settings(), page=page, page_size=PAGE_SIZE)
+    rows, total = audit.list_issues(s, viewer, filters, audit_settings(), page=page, page_size=PAGE_SIZE, now=now())
     people = present.officer_names(s, (link["id"] for issue in rows for link in issue["links"]
                                        if link.get("rel") in ("officer", "released_by")))
     query = {k: v for k, v in (("kind", kind), ("reviewed", reviewed_arg if reviewed is not None else ""),
@@ -85,7 +86,7 @@ def audit_review() -> Any:
     comment = form_text("comment", audit.MAX_COMMENT)
     back = back_to(url_for("console.audit_queue"))
     try:
-        audit.mark_reviewed(s, viewer, key, comment, audit_settings())
+        audit.mark_reviewed(s, viewer, key, comment, audit_settings(), now=now())
         s.commit()
     except DomainError as exc:
         s.rollback()

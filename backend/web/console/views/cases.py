@@ -15,13 +15,13 @@ from flask import flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.casework import conflicts, lifecycle, procedure, queries
+from backend.casework import conflicts, corrections, lifecycle, procedure, queries
 from backend.casework.institutions import search_institutions
 from backend.core.errors import DomainError, NotFound
 from backend.core.jurisdiction import regions_of
 from backend.core.models import CASE_STATUSES, Evidence, Officer
+from backend.web.api.context import now, state
 from backend.web.api.context import session as db_session
-from backend.web.api.context import state
 from backend.web.api.packages import ROLES as PACKAGE_ROLES
 from backend.web.console import present, security
 from backend.web.console.i18n import code
@@ -83,7 +83,7 @@ def cases() -> Any:
 
 
 @bp.get("/cases/<case_id>")
-@scoped_page("console/case.html", queries.get_case)
+@scoped_page("console/case.html", lambda s, viewer, case_id: queries.get_case(s, viewer, case_id, now=now()))
 def case(s: Session, viewer: Officer, case_id: str, detail: dict[str, Any]) -> dict[str, Any]:
     steps = lifecycle.list_transitions(s, viewer, case_id)
     inspection_ids = [i["id"] for i in detail["inspections"]]
@@ -97,8 +97,10 @@ def case(s: Session, viewer: Officer, case_id: str, detail: dict[str, Any]) -> d
         *(f["recorded_by"] for i in detail["inspections"] for f in i["findings"]),
         *(tr["actor"] for tr in steps["transitions"])])
     next_steps = [n for n in steps["next"] if n not in STRUCTURED_STEPS]
+    people.update(present.officer_names(s, [c["by"] for c in detail["corrections"]]))
     return {"case": detail, "steps": steps, "coverage": coverage, "conflicts": case_conflicts, "ledger": ledger,
-            "people": people, "next_steps": next_steps, "may_export": viewer.has_role(*PACKAGE_ROLES)}
+            "people": people, "next_steps": next_steps, "may_export": viewer.has_role(*PACKAGE_ROLES),
+            "may_correct": viewer.has_role(*corrections.DESK_ROLES)}
 
 
 @bp.post("/cases/<case_id>/transitions")
@@ -115,7 +117,8 @@ def case_step(case_id: str) -> Any:
     try:
         procedure.transition(s, viewer, case_id, to=to, reason=reason,
                              override_reason=override if to == "closed" else None,
-                             major_fine_threshold=settings.major_fine_yuan, tolerance=coverage_tolerance())
+                             major_fine_threshold=settings.major_fine_yuan, tolerance=coverage_tolerance(),
+                             now=now())
         s.commit()
     except NotFound:
         raise
@@ -127,8 +130,37 @@ def case_step(case_id: str) -> Any:
     return redirect(back, code=303)
 
 
+@bp.post("/cases/<case_id>/corrections")
+def case_correction(case_id: str) -> Any:
+    """A reviewer's correction of the case's institution or of a finding (docs/protocol.md, "Corrections")."""
+    viewer, s = security.viewer(), db_session()
+    subject = form_text("subject", 16)
+    reason = form_text("reason", 500)
+    back = url_for("console.case", case_id=case_id) + "#corrections"
+    if subject == "case":
+        ident = form_text("institution_id", 40)
+        fields: dict[str, Any] = {"institution": {"id": ident} if ident else {
+            k: v for k in ("name", "region", "credit_code", "address") if (v := form_text(k, 400))}}
+    else:
+        fields = {k: v for k in ("category", "description") if (v := form_text(k, 8000))}
+    try:
+        corrections.correct_at_desk(s, viewer, case_id, subject=subject if subject == "case" else "finding",
+                                    subject_id=form_text("subject_id", 40) or None, fields=fields, reason=reason,
+                                    now=now())
+        s.commit()
+    except NotFound:
+        raise
+    except DomainError as exc:
+        s.rollback()
+        flash_refusal(exc)
+        return redirect(back, code=303)
+    flash(t("correction.done"), "ok")
+    return redirect(back, code=303)
+
+
 @bp.get("/inspections/<inspection_id>")
-@scoped_page("console/inspection.html", queries.get_inspection)
+@scoped_page("console/inspection.html",
+             lambda s, viewer, inspection_id: queries.get_inspection(s, viewer, inspection_id, now=now()))
 def inspection(s: Session, viewer: Officer, inspection_id: str, detail: dict[str, Any]) -> dict[str, Any]:
     coverage = inspection_coverage(s, viewer, inspection_id, tolerance=coverage_tolerance())
     items = list(s.scalars(select(Evidence).where(Evidence.inspection_id == inspection_id)

@@ -2,8 +2,10 @@
 
 Reading an original is a custody event: the form states a purpose, the read is
 committed to the custody log (`uploads.open_original`) before the first byte
-leaves, and the bytes are served sandboxed, since they come from a phone and
-are served from the console's own origin. The thumbnail is derived, not the
+leaves, and the bytes are served as the API serves them (`backend.web.served`:
+sandboxed, nosniff, inline only for allow-listed picture, video and audio
+types), since they come from a phone and are served from the console's own
+origin. The thumbnail is derived, not the
 original, so showing it logs nothing.
 """
 
@@ -16,15 +18,14 @@ from sqlalchemy.orm import Session
 
 from backend.core.errors import DomainError, NotFound
 from backend.core.models import CustodyHolder, Officer
+from backend.web.api.context import now, state
 from backend.web.api.context import session as db_session
-from backend.web.api.context import state
 from backend.web.console import present, security
 from backend.web.console.views.frame import bp, t
 from backend.web.console.views.pages import MAX_PURPOSE, back_to, flash_refusal, form_text, scoped_page
+from backend.web.served import file_headers
 from media import uploads
 from media.store import blocks
-
-INLINE_TYPES = ("image/", "video/", "audio/")
 
 
 def _evidence_item(s: Session, viewer: Officer, evidence_id: str) -> dict[str, Any]:
@@ -51,7 +52,7 @@ def thumbnail(evidence_id: str) -> Any:
         data = stream.read()
     finally:
         stream.close()
-    return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
+    return Response(data, headers={**file_headers(evidence_id, "image/jpeg"), "Cache-Control": "private, max-age=300"})
 
 
 @bp.post("/files")
@@ -67,7 +68,7 @@ def read_file() -> Any:
         flash(t("file.purpose_missing"), "error")
         return redirect(back, code=303)
     try:
-        item, stream = uploads.open_original(s, state().store, viewer, evidence_id, purpose)
+        item, stream = uploads.open_original(s, state().store, viewer, evidence_id, purpose, now=now())
     except NotFound:
         raise
     except DomainError as exc:  # not verified (409), deleted under retention (410)
@@ -76,12 +77,7 @@ def read_file() -> Any:
         return redirect(back, code=303)
     s.commit()  # the read is in the custody log before the first byte leaves
 
-    inline = disposition == "inline" and item.media_type.startswith(INLINE_TYPES)
-    extension = (item.media_type.split("/")[-1].split(";")[0] or "bin")[:10]
-    filename = f"{item.id}.{extension}"
-    return Response(stream_with_context(blocks(stream)), mimetype=item.media_type, headers={
-        "Content-Length": str(item.size), "ETag": f'"{item.sha256}"', "Digest": f"sha-256={item.sha256}",
-        "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{filename}"',
-        # Bytes from a phone, served from the console's origin: a sandboxed document can script nothing here.
-        "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'; media-src 'self'"})
+    return Response(stream_with_context(blocks(stream)),
+                    headers=file_headers(item.id, item.media_type, sha256=item.sha256, size=item.size,
+                                         inline=disposition == "inline"))
 

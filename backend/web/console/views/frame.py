@@ -25,6 +25,7 @@ from backend.casework import audit
 from backend.core.errors import DomainError, NotFound
 from backend.core.json_text import contains_lone_surrogate, contains_nul
 from backend.core.models import Department, Region, ViolationCategory
+from backend.web.api.context import now
 from backend.web.api.context import session as db_session
 from backend.web.api.errors import error_body
 from backend.web.console import present, security
@@ -75,12 +76,12 @@ def _frame() -> Any:
             return error_page(403, t("error.csrf"))
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    g.viewer = security.signed_in(db_session())
+    g.viewer = security.signed_in(db_session(), now=now())
     if g.viewer is None:
         if _is_api():
             return jsonify(error_body(401, "sign in to the console first")), 401
         if session.get("officer"):  # it was signed in: the sign-in ended (signed out elsewhere, expired, ...)
-            security.end(db_session())
+            security.end(db_session(), now=now())
             flash(t("login.expired"), "error")
         target = request.full_path if request.method == "GET" else url_for("console.cases")
         return redirect(url_for("console.login", next=target.rstrip("?")))

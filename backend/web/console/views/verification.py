@@ -13,8 +13,8 @@ from typing import Any
 from flask import jsonify, request
 
 from backend.core.errors import Invalid
+from backend.web.api.context import now, state
 from backend.web.api.context import session as db_session
-from backend.web.api.context import state
 from backend.web.console import security
 from backend.web.console.views.frame import bp
 from media import uploads
@@ -39,7 +39,7 @@ def api_custody_events(evidence_id: str) -> Any:
 @bp.get("/api/custody/tree-head")
 def api_tree_head() -> Any:
     s = db_session()
-    head = custody.latest_head(s, state().signer)
+    head = custody.latest_head(s, state().signer, now=now())
     s.commit()
     return jsonify(head)
 

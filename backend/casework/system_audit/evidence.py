@@ -1,0 +1,145 @@
+"""Every evidence item against its custody events, and its stored bytes re-hashed.
+
+The item's row against its signed `evidence.capture` is `derived`'s (the records pass). Here, each item against
+the custody log, whose leaves are signed into the tree: its `declared` leaf names the record (`op`,
+`record_hash`), the device and the declared hash and size; a `verified` item has a `verified` leaf with that hash
+and the object key it was stored under (its content address), a `mismatch` item a `mismatch` leaf, a `deleted`
+item a `deleted` leaf; an item whose log says it was verified is not `declared` again. Then the stored file of
+each verified item is read back and hashed, streaming (`media.store.hash_stream`, constant memory), against the
+declaration: all of them, or `sample` of them chosen at random (reservoir sampling over the stream, so choosing
+costs no second pass and no list of every item). Identical bytes are stored once and hashed once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.casework.system_audit.report import Problem
+from backend.core.bulk import among
+from backend.core.models import CustodyEvent, Evidence, LedgerRecord
+from media.store import Store, StoreError, hash_stream, object_key, opened
+
+PAGE = 500
+ACTIONS = ("declared", "verified", "mismatch", "deleted")
+STATUS_EVENT = {"verified": "verified", "mismatch": "mismatch", "deleted": "deleted"}
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    evidence_id: str
+    key: str
+    sha256: str
+    size: int
+
+
+def _problem(ident: str, message: str) -> Problem:
+    return Problem("evidence", "evidence", ident, message)
+
+
+class EvidenceCheck:
+    def __init__(self, session: Session, store: Store, sample: int | None, rng: random.Random) -> None:
+        self.s, self.store, self.sample, self.rng = session, store, sample, rng
+        self.reservoir: list[StoredFile] = []
+        self.seen = 0  # verified items streamed past, for the reservoir
+        self.hashed: dict[str, tuple[str, int] | None] = {}  # object key -> what its bytes hashed to
+
+    def run(self, counts, progress) -> Iterator[Problem]:
+        last = ""
+        columns = (Evidence.id, Evidence.sha256, Evidence.size, Evidence.kind, Evidence.device_id, Evidence.op,
+                   Evidence.status, Evidence.object_key)
+        while True:
+            rows = list(self.s.execute(select(*columns).where(Evidence.id > last).order_by(Evidence.id).limit(PAGE)))
+            if not rows:
+                break
+            events = self._events([r.id for r in rows])
+            hashes = dict(self.s.execute(select(LedgerRecord.op, LedgerRecord.hash).where(
+                among(self.s, LedgerRecord.op, [r.op for r in rows]))).all())
+            for row in rows:
+                counts["evidence"] += 1
+                yield from self._custody(row, events.get(row.id, {}), hashes.get(row.op))
+                if row.status == "verified":
+                    yield from self._file(StoredFile(row.id, row.object_key or "", row.sha256, row.size), counts)
+            progress.advance("evidence", len(rows))
+            last = rows[-1].id
+        for item in self.reservoir:
+            yield from self._rehash(item, counts)
+
+    def _events(self, ids: list[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        out: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+        for evidence_id, action, leaf in self.s.execute(
+                select(CustodyEvent.evidence_id, CustodyEvent.action, CustodyEvent.leaf).where(
+                    among(self.s, CustodyEvent.evidence_id, ids), CustodyEvent.action.in_(ACTIONS))
+                .order_by(CustodyEvent.leaf_index)):
+            try:
+                out[evidence_id][action].append(json.loads(leaf))
+            except ValueError:
+                continue  # the tree check names a leaf that is not JSON
+        return out
+
+    def _custody(self, row: Any, events: dict[str, list[dict[str, Any]]], record_hash: str | None
+                 ) -> Iterator[Problem]:
+        declared = events.get("declared", [])
+        if len(declared) != 1:
+            yield _problem(row.id, "its custody log has no declared event" if not declared
+                           else "its custody log declares it more than once")
+        for leaf in declared[:1]:
+            said = (leaf.get("op"), leaf.get("device"), leaf.get("sha256"), leaf.get("size"), leaf.get("kind"))
+            if said != (row.op, row.device_id, row.sha256, row.size, row.kind):
+                yield _problem(row.id, "its declared hash, size, kind, device or record differs from its declared "
+                               "custody event")
+            if record_hash is not None and leaf.get("record_hash") != record_hash:
+                yield _problem(row.id, "its declared custody event names another record than the evidence.capture "
+                               "in the ledger")
+        wanted = STATUS_EVENT.get(row.status)
+        if wanted is None and row.status != "declared":
+            yield _problem(row.id, "its status is not one an evidence item can have")
+        elif wanted is not None and not events.get(wanted):
+            yield _problem(row.id, f"it is {row.status}, but its custody log has no {wanted} event")
+        elif row.status == "declared" and events.get("verified"):
+            yield _problem(row.id, "its custody log shows it verified, but it is listed as only declared")
+        if row.status == "verified":
+            good = [leaf for leaf in events.get("verified", [])
+                    if leaf.get("sha256") == row.sha256 and leaf.get("object_key") == row.object_key]
+            if not good:
+                yield _problem(row.id, "no verified custody event names its hash and where it is stored")
+            if row.object_key != object_key(row.sha256):
+                yield _problem(row.id, "it is not stored under the content address of its declared hash")
+        if row.status == "deleted" and not any(leaf.get("sha256") == row.sha256 for leaf in events.get("deleted", [])):
+            yield _problem(row.id, "no deleted custody event names its hash")
+
+    def _file(self, item: StoredFile, counts) -> Iterator[Problem]:
+        if self.sample is None:
+            yield from self._rehash(item, counts)
+            return
+        self.seen += 1
+        if len(self.reservoir) < self.sample:
+            self.reservoir.append(item)
+        else:
+            slot = self.rng.randrange(self.seen)
+            if slot < self.sample:
+                self.reservoir[slot] = item
+
+    def _rehash(self, item: StoredFile, counts) -> Iterator[Problem]:
+        if item.key not in self.hashed:
+            try:
+                with opened(self.store, item.key) as stream:
+                    digest = hash_stream(stream)
+                self.hashed[item.key] = (digest.sha256, digest.size)
+                counts["files"] += 1
+                counts["bytes"] += digest.size
+            except (StoreError, OSError):
+                self.hashed[item.key] = None
+        found = self.hashed[item.key]
+        if found is None:
+            yield _problem(item.evidence_id, "its stored file is missing from the store")
+        elif found != (item.sha256, item.size):
+            yield _problem(item.evidence_id, "its stored file does not hash to its declared SHA-256 and size: the "
+                           "bytes were altered")

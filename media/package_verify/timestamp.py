@@ -1,0 +1,43 @@
+"""The RFC 3161 timestamp of the tree head a package cites (PROTOCOL "Timestamps (RFC 3161)"): the TSA's token
+in `custody.tree_head.timestamp_token`, checked offline by the server's own check (media.custody.timestamps).
+
+A package whose head carries no token is not wrong (the TSA may have been down, or none is configured): the
+report says so in a note. A token that is there must check: over this head's signed bytes, with a valid
+signature, from a timeStamping certificate, chained to the anchor given with `--tsa-cert` if one was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cryptography import x509
+
+from backend.core.errors import TimestampFailed
+from media.custody.timestamps import check_head_token, decode_token
+from media.package_verify.report import PackageReport
+
+FIELD = "timestamp_token"
+
+
+def check_head_timestamp(manifest: dict[str, Any], trust: Sequence[x509.Certificate],
+                         report: PackageReport) -> None:
+    head = manifest["custody"]["tree_head"]
+    if FIELD not in head:
+        report.notes.append("tree head not timestamped: the package carries no RFC 3161 token for it"
+                            + (" (so --tsa-cert checked nothing)" if trust else ""))
+        return
+    try:
+        facts = check_head_token(decode_token(head[FIELD]), head, trust)
+    except TimestampFailed as exc:
+        report.problems.append(f"tree head (size {head.get('tree_size')!r}): its RFC 3161 timestamp does not "
+                               f"check: {exc.message}")
+        return
+    report.tsa_time = facts.gen_time.isoformat().replace("+00:00", "Z")
+    report.tsa_name = facts.tsa
+    report.notes.append(f"tree head timestamped by the TSA {facts.tsa} at {report.tsa_time} (RFC 3161, serial "
+                        f"{facts.serial}{', chained to the given --tsa-cert' if facts.anchored else ''})")
+    if not facts.anchored:
+        report.notes.append("WARNING: the timestamp was checked only with the certificate inside its token: this "
+                            "shows who signed it, not that the TSA is the one you trust; pass --tsa-cert with the "
+                            "TSA's CA certificate")

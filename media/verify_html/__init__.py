@@ -1,0 +1,69 @@
+"""verify.html, the no-install verifier every package carries (PROTOCOL "Evidence packages, as built").
+
+A clerk without fieldcase opens it from disk in a current browser and picks the package's ZIP: the page runs the
+checks of `fieldcase verify-package` with the browser's Web Crypto (SHA-256, Ed25519) and shows the verdict and
+each problem in Chinese with the English the Python verifier prints below it.
+
+It must be one file that needs nothing else: a page opened from a USB stick in a court's office has no server to
+load a script from, and must not reach out to one. So the sources here (a template, a style sheet and the
+scripts, kept apart to be read and reviewed) are assembled into a single page: the scripts concatenated in
+dependency order inside one function scope, the constants the Python verifier also uses (record algorithms,
+record subjects, the index's name and fields) written in from their Python homes so the two cannot drift, and a
+Content-Security-Policy that allows exactly this script and this style by their SHA-256 and nothing else (no
+network, no other script, no form).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import re
+from importlib import resources
+
+from media.package_index import HEAD_FIELDS, INDEX_FORMAT, INDEX_NAME
+from media.package_verify.facts import INSPECTION_TYPES, SUBJECTS
+from media.package_verify.server_facts import CASE_ACTIONS, CORRECTION_ACTIONS
+from media.package_verify.timestamp import FIELD as TIMESTAMP_FIELD
+from sync import credit_code
+from sync.jws import ALGS
+
+NAME = "verify.html"
+SCRIPTS = ("text.js", "spelling.js", "sha256.js", "zip.js", "members.js", "merkle.js", "heads.js", "records.js",
+           "evidence.js", "server_facts.js", "facts.js", "corrections.js", "seal.js", "timestamp.js", "verify.js",
+           "page.js")
+_SLOT = re.compile(r"\{\{(csp|style|script)\}\}")
+_BREAKS_OUT = re.compile(r"<!--|<script|</script|</style", re.IGNORECASE)
+
+
+def _source(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
+
+
+def _constants() -> str:
+    constants = {"algs": list(ALGS), "subjects": SUBJECTS, "inspectionTypes": list(INSPECTION_TYPES),
+                 "caseActions": list(CASE_ACTIONS), "correctionActions": list(CORRECTION_ACTIONS),
+                 "indexName": INDEX_NAME, "indexFormat": INDEX_FORMAT, "headFields": list(HEAD_FIELDS),
+                 "timestampField": TIMESTAMP_FIELD,
+                 "creditCode": {"alphabet": credit_code.ALPHABET, "weights": list(credit_code.WEIGHTS)}}
+    return "const CONSTANTS = Object.freeze(" + json.dumps(constants, sort_keys=True) + ");\n"
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+@functools.cache
+def page() -> bytes:
+    """The assembled page, the same bytes for every package of this release."""
+    script = ('(() => {\n"use strict";\n' + _constants()
+              + "".join(f"\n/* ---- {name} ---- */\n{_source(name)}" for name in SCRIPTS) + "})();\n")
+    style = _source("verify.css")
+    for text in (script, style):
+        if found := _BREAKS_OUT.search(text):
+            raise ValueError(f"{found.group()!r} in the page's inline code would end it early")
+    csp = (f"default-src 'none'; script-src {_csp_hash(script)}; style-src {_csp_hash(style)}; "
+           "base-uri 'none'; form-action 'none'")
+    slots = {"csp": csp, "style": style, "script": script}
+    return _SLOT.sub(lambda m: slots[m.group(1)], _source("verify.html")).encode("utf-8")
