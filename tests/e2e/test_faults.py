@@ -101,10 +101,10 @@ def test_given_a_worker_killed_mid_push_when_the_phone_retries_then_every_record
         port = port_of(base)
         phone = new_phone(tmp_path / "phone", base, zhang, backoff_base=0.2)
         try:
-            total = field_day(phone, visits=30, findings=22)  # 750 records, three pushes of 250
+            total = field_day(phone, visits=30, findings=22)  # 750 records: 2 pushes of 375 (catchable when busy)
             with WorkerKiller(port, ready=request_read(100_000), times=2,
                               delay=lambda n: (0.0, 0.03)[n]) as killer:
-                summary = phone.push(batch_size=250)
+                summary = phone.push(batch_size=375)
             assert len(killer.killed) == 2, "the push ended before a worker could be killed under it"
             assert summary["remaining"] == 0 and set(summary["counts"]) <= {"applied", "duplicate"}
             assert_exactly_once(db, phone)
