@@ -204,19 +204,23 @@ class CaseUpdate(Body):
 
     @validates_schema
     def _known_fields(self, data, **kwargs):
-        changed = data.get("fields_", {})
-        errors: dict[str, Any] = {}
-        for name, value in changed.items():
-            field = UPDATABLE_CASE_FIELDS.get(name)
-            if field is None:
-                errors[name] = ["not a field a phone may update"]
-                continue
-            try:
-                field.deserialize(value)
-            except ValidationError as exc:
-                errors[name] = exc.messages
-        if errors:
-            raise ValidationError(errors, "fields")
+        _check_named_fields(data.get("fields_", {}), UPDATABLE_CASE_FIELDS, "not a field a phone may update")
+
+
+def _check_named_fields(changed: dict[str, Any], allowed: dict[str, fields.Field], unknown: str) -> None:
+    """A `fields` object of a case.update or a record.correct: each name one of `allowed`, each value valid for it."""
+    errors: dict[str, Any] = {}
+    for name, value in changed.items():
+        field = allowed.get(name)
+        if field is None:
+            errors[name] = [unknown]
+            continue
+        try:
+            field.deserialize(value)
+        except ValidationError as exc:
+            errors[name] = exc.messages
+    if errors:
+        raise ValidationError(errors, "fields")
 
 
 class ClueReport(Body):
@@ -249,18 +253,7 @@ class RecordCorrect(Body):
     def _meant(self, data, **kwargs):
         if not data["reason"].strip():
             raise ValidationError("a correction needs a reason", "reason")
-        errors: dict[str, Any] = {}
-        for name, value in data.get("fields_", {}).items():
-            field = CORRECTION_FIELDS.get(name)
-            if field is None:
-                errors[name] = ["not a correctable field"]
-                continue
-            try:
-                field.deserialize(value)
-            except ValidationError as exc:
-                errors[name] = exc.messages
-        if errors:
-            raise ValidationError(errors, "fields")
+        _check_named_fields(data.get("fields_", {}), CORRECTION_FIELDS, "not a correctable field")
 
 
 class RecordingInterruptionBody(Body):

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
@@ -31,3 +33,14 @@ def chromium(artifacts: Path, *, window: str = "1280,1000") -> Any:
     browser = webdriver.Chrome(options=options, service=service)
     browser.set_page_load_timeout(60)
     return browser
+
+
+def need_browser() -> None:
+    """Skip without Debian's Chromium and its driver, except in CI, where their absence is a failure."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if not missing:
+        return
+    message = f"{', '.join(missing)} missing: apt-get install chromium chromium-driver (.ci/run does)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
+from backend.bootstrap import create_app
+from tests.conftest import Officers, _empty_tables
+
 
 class SteppingClock:
     """Stands at `now` until the test steps it: every reading between two steps is the same instant."""
@@ -19,3 +24,26 @@ class SteppingClock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+# The app, its client and its officers on the test module's `clock` fixture (each module sets its own start):
+# a module imports these three to run every test of it on that clock.
+
+@pytest.fixture
+def clocked(settings, clock):
+    """The app under test, on the test's clock."""
+    application = create_app(settings, clock=clock)
+    yield application
+    state = application.extensions["fieldcase"]
+    _empty_tables(state.db)
+    state.db.dispose()
+
+
+@pytest.fixture
+def client(clocked):
+    return clocked.test_client()
+
+
+@pytest.fixture
+def officers(clocked, client) -> Officers:
+    return Officers(clocked.extensions["fieldcase"].db, client)

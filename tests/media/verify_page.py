@@ -27,7 +27,7 @@ from backend.core.secret_files import init_secrets
 from media import verify_html
 from media.custody.keys import Signer
 from media.package_verify import verify_package
-from tests.browser import CHROMEDRIVER, CHROMIUM, chromium
+from tests.browser import chromium, need_browser
 from tests.conftest import TEST_KDF, Officers, _empty_tables
 from tests.media.test_package import build
 from tests.media.test_retention import Scene
@@ -90,19 +90,9 @@ def _retained(scene: Scene) -> bytes:
     return r.data
 
 
-def _need_browser() -> None:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if not missing:
-        return
-    message = f"{', '.join(missing)} missing: apt-get install chromium chromium-driver (.ci/run does)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def driver() -> Iterator[Any]:
-    _need_browser()
+    need_browser()
     browser = chromium(ARTIFACTS, window="1200,1400")
     yield browser
     browser.quit()

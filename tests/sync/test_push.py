@@ -16,19 +16,6 @@ from tests.phones import TestPhone, b64, compact, jws_hash, uid
 CENTRE = {"name": "西湖区明日之星培训中心", "region": "330106", "address": "文三路 199 号"}
 
 
-@pytest.fixture
-def zhang(officers):
-    return officers.make(region="330106", department="education", name="张敏")
-
-
-@pytest.fixture
-def li(officers):
-    return officers.make(region="330106", department="market", name="李强")
-
-
-@pytest.fixture
-def phone(client, officers, zhang):
-    return TestPhone(client, zhang, officers.headers(zhang))
 
 
 def ledger_count(db) -> int:

@@ -7,27 +7,10 @@ from __future__ import annotations
 import base64
 import json
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.phones import TestPhone, jws_hash, uid
-
-CENTRE = {"name": "西湖区明日之星培训中心", "region": "330106", "address": "文三路 199 号"}
-
-
-@pytest.fixture
-def zhang(officers):
-    return officers.make(region="330106", department="education", name="张敏")
-
-
-@pytest.fixture
-def li(officers):
-    return officers.make(region="330106", department="market", name="李强")
-
-
-@pytest.fixture
-def phone(client, officers, zhang):
-    return TestPhone(client, zhang, officers.headers(zhang))
+from tests.sync.test_push import CENTRE
 
 
 def finding_citing(phone: TestPhone, inspection_id: str, evidence: list[str]) -> str:

@@ -17,13 +17,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from backend.bootstrap import create_app
 from backend.cli import main
 from backend.core.models import RefreshToken, TreeHead
 from media.custody import log as custody
-from tests.clocks import SteppingClock
-from tests.conftest import PASSWORD, Officers, _empty_tables
+from tests.clocks import SteppingClock, client, clocked, officers
+from tests.conftest import PASSWORD, Officers
 from tests.media.test_uploads import Field
+
+__all__ = ["client", "clocked", "officers"]  # the fixtures: this module runs on its own clock
 
 START = datetime(2031, 3, 4, 5, 6, 7, 123000, tzinfo=UTC)  # far from the wall clock, so nothing passes by chance
 STAMP = "2031-03-04T05:06:07.123Z"  # START as the custody log writes it
@@ -34,24 +35,6 @@ def clock() -> SteppingClock:
     return SteppingClock(START)
 
 
-@pytest.fixture
-def clocked(settings, clock):
-    """The app under test, on the test's clock."""
-    application = create_app(settings, clock=clock)
-    yield application
-    state = application.extensions["fieldcase"]
-    _empty_tables(state.db)
-    state.db.dispose()
-
-
-@pytest.fixture
-def client(clocked):
-    return clocked.test_client()
-
-
-@pytest.fixture
-def officers(clocked, client) -> Officers:
-    return Officers(clocked.extensions["fieldcase"].db, client)
 
 
 def bearer(pair: dict) -> dict[str, str]:

@@ -33,7 +33,7 @@ import pytest
 import requests
 
 from backend.liveserver import free_port
-from tests.browser import CHROMEDRIVER, CHROMIUM, chromium
+from tests.browser import chromium, need_browser
 from tests.conftest import PG_ENV
 
 ARTIFACTS = Path(os.environ.get("FIELDCASE_TEST_ARTIFACTS") or Path(__file__).parents[1] / "artifacts" / "console")
@@ -42,16 +42,6 @@ WAIT = 30
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get(PG_ENV)),
                                 reason="the demo runs on its own SQLite database: the SQLite leg already ran these")
-
-
-def _need_browser() -> None:
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
-    if not missing:
-        return
-    message = f"{', '.join(missing)} missing: apt-get install chromium chromium-driver (.ci/run does)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 # ---------------------------------------------------------------------------------------------- the demo server
@@ -86,7 +76,7 @@ def _reader(stream, lines: queue.Queue) -> None:
 @pytest.fixture(scope="module")
 def demo() -> Iterator[Demo]:
     """`fieldcase demo --serve` in a child process, until its banner says where the console is."""
-    _need_browser()
+    need_browser()
     env = {k: v for k, v in os.environ.items() if k != PG_ENV}
     process = subprocess.Popen([sys.executable, "-m", "backend", "demo", "--serve", "--port", str(free_port())],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

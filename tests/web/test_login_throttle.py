@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from backend.bootstrap import create_app
 from backend.core.models import LoginFailure
-from tests.clocks import SteppingClock
-from tests.conftest import PASSWORD, Officers, _empty_tables
+from tests.clocks import SteppingClock, client, clocked, officers
+from tests.conftest import PASSWORD
+
+__all__ = ["client", "clocked", "officers"]  # the fixtures: this module runs on its own clock
 
 START = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
 ATTACKER, OFFICE, ELSEWHERE = "203.0.113.66", "10.20.30.40", "198.51.100.9"
@@ -27,23 +28,6 @@ def clock() -> SteppingClock:
     return SteppingClock(START)
 
 
-@pytest.fixture
-def clocked(settings, clock):
-    application = create_app(settings, clock=clock)
-    yield application
-    state = application.extensions["fieldcase"]
-    _empty_tables(state.db)
-    state.db.dispose()
-
-
-@pytest.fixture
-def client(clocked):
-    return clocked.test_client()
-
-
-@pytest.fixture
-def officers(clocked, client) -> Officers:
-    return Officers(clocked.extensions["fieldcase"].db, client)
 
 
 @pytest.fixture
