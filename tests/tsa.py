@@ -130,3 +130,9 @@ class TestTSA:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+def misspelt(token: str) -> str:
+    """The token without standard base64's padding rule: its `=` dropped, or, for a token that needs none (a DER
+    token's length varies from token to token), a length that is no multiple of 4, as an unpadded tail would be."""
+    return token.rstrip("=") if token.endswith("=") else token[:-1]

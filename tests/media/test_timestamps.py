@@ -41,7 +41,7 @@ from media.custody.verify import verify_log
 from media.package_verify import verify_package
 from tests.conftest import _empty_tables
 from tests.media.test_package import built, cli, rewrite  # noqa: F401 - `built` is a fixture, made on this app
-from tests.tsa import make_ca
+from tests.tsa import make_ca, misspelt
 
 __all__ = ["built"]
 
@@ -307,7 +307,7 @@ def _flip(token: str) -> str:
 
 @pytest.mark.parametrize(("change", "says"), [
     (_flip, "the token's signature does not verify with its certificate"),
-    (lambda token: token.rstrip("="), "timestamp_token is not standard base64"),
+    (misspelt, "timestamp_token is not standard base64"),
     (lambda token: 42, "timestamp_token is not a base64 string"),
 ])
 def test_given_a_packaged_token_that_was_altered_then_verify_package_names_the_problem(built, trust, change, says):

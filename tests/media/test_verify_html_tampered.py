@@ -34,6 +34,7 @@ from tests.media.test_package import (
     rewrite,
 )
 from tests.media.verify_page import Base, base, driver, in_python, open_and_pick, shot
+from tests.tsa import misspelt
 
 __all__ = ["base", "driver"]  # the fixtures: the module's packages, and the browser
 
@@ -194,7 +195,7 @@ def _token(change: Callable[[str], str]) -> Callable[[Base, dict], None]:
 
 
 @pytest.mark.parametrize("change, says, exact", [
-    (lambda t: t.rstrip("="), "timestamp_token is not standard base64", True),
+    (misspelt, "timestamp_token is not standard base64", True),
     (lambda t: base64.b64encode(b"\x30\x03\x02\x01\x01").decode(),
      "the token cannot be read as an RFC 3161 TimeStampToken (", False),
     (lambda t: base64.b64encode(base64.b64decode(t)[:-40]).decode(),
