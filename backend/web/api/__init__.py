@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import swagger_ui_bundle
 from flask import Flask, request, send_from_directory
-from flask_smorest import Api
 from werkzeug.exceptions import RequestHeaderFieldsTooLarge
 
 from backend.web.api import (
@@ -28,6 +27,7 @@ from backend.web.api import (
     stats,
     sync,
 )
+from backend.web.api.blueprint import Api
 from backend.web.api.context import close_session
 
 # As gunicorn's limit_request_field_size (backend/server.py) and limit_request_fields: behind any WSGI
