@@ -30,7 +30,7 @@ from backend.core.models.custody import (
 from backend.core.models.feed import Change
 from backend.core.models.institutions import CATEGORIES, LICENCE_STATUSES, RISK_LEVELS, Institution
 from backend.core.models.lifecycle import CaseTransition
-from backend.core.models.officers import ROLES, LoginFailure, Officer, RefreshToken
+from backend.core.models.officers import ROLES, LoginFailure, Officer, OfficerCertificate, RefreshToken
 from backend.core.models.reference import Agency, CategoryDepartment, Department, Region, ViolationCategory
 from backend.core.models.sync import ZERO_HASH, ChainGap, DeferredRecord, Device, LedgerRecord, QuarantinedRecord
 from backend.core.models.workflow import (
@@ -98,6 +98,7 @@ __all__ = [
     "Officer",
     "RISK_LEVELS",
     "ROLES",
+    "OfficerCertificate",
     "RefreshToken",
     "Region",
     "UTCDateTime",

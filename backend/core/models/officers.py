@@ -34,6 +34,26 @@ class Officer(Base):
         return any(r in self.roles for r in roles)
 
 
+class OfficerCertificate(Base):
+    """Every law-enforcement certificate an officer has held, one row per change (issue 15).
+
+    The officers row holds today's certificate; a renewal overwrites it. An evidence list or an audit of an
+    inspection judges the certificate held on the day of the act, so what was overwritten is kept here:
+    `backend.core.certificate_history` writes a row whenever the certificate changes and picks the one of a day.
+    """
+
+    __tablename__ = "officer_certificates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    officer_id: Mapped[str] = mapped_column(ForeignKey("officers.id"), index=True)
+    # The same names as the officers row's, so sync.certificates' rule reads either.
+    cert_number: Mapped[str] = mapped_column(String(32))
+    cert_valid_from: Mapped[date | None] = mapped_column(Date)
+    cert_valid_until: Mapped[date | None] = mapped_column(Date)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_by: Mapped[str | None] = mapped_column(String(40))  # the admin's id; None from the CLI or a migration
+
+
 class RefreshToken(Base):
     """One-use refresh tokens; a family is every token descended from one login."""
 
