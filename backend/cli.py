@@ -123,7 +123,7 @@ def create_officer(clock: Clock, username, password, name, region, department, r
     prepare(database)
     try:
         with database.transaction() as session:
-            officer: Officer = create(session, kdf=Settings.from_env().password_kdf, **fields)
+            officer: Officer = create(session, kdf=Settings.from_env().password_kdf, now=clock(), **fields)
             click.echo(json.dumps({"id": officer.id, "username": officer.username, "roles": officer.roles},
                                   ensure_ascii=False))
     except DomainError as exc:

@@ -185,7 +185,8 @@ def make_officers(url: str, specs: list[dict[str, Any]]) -> list[dict[str, str]]
                     session, username=username, password=PASSWORD, name=spec.get("name", f"警员{n}"),
                     department=spec.get("department", "education"), region=spec.get("region", "330106"),
                     roles=spec.get("roles", ["officer"]), cert_number=f"ZJ-BENCH-{uuid.uuid4().hex[:10]}",
-                    cert_valid_from=date(2025, 1, 1), cert_valid_until=date(2029, 12, 31))
+                    cert_valid_from=date(2025, 1, 1), cert_valid_until=date(2029, 12, 31),
+                    now=datetime.now(timezone.utc))
                 out.append({"id": officer.id, "username": username, "region": officer.region_code})
     finally:
         db.dispose()

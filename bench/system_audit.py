@@ -120,7 +120,8 @@ def seed(settings: Settings, records: int, devices: int, rng: random.Random) -> 
         officers = [create_officer(s, username=f"bench{n}", password="bench-password-1234", name=f"警员{n}",
                                    department="education", region="330106", roles=["officer"],
                                    cert_number=f"ZJ-BENCH-{n}", cert_valid_from=date(2025, 1, 1),
-                                   cert_valid_until=date(2029, 12, 31), kdf="scrypt:1024:8:1")
+                                   cert_valid_until=date(2029, 12, 31), kdf="scrypt:1024:8:1",
+                                   now=datetime.now(UTC))
                     for n in range(devices + 1)]
         phones = []
         for officer in officers[:devices]:

@@ -64,7 +64,7 @@ def _setup(workdir: Path, size: int, sha: str):
     store = LocalStore(workdir / "evidence")
     with db.transaction() as s:
         officer = create_officer(s, username=f"u{new_id('x')[-8:]}", password="x" * 12, name="bench",
-                                 department="education", region="330106", roles=["officer"])
+                                 department="education", region="330106", roles=["officer"], now=datetime.now(UTC))
         device = Device(id=new_id("dev"), officer_id=officer.id, public_key=new_id("k")[:43], label="",
                         status="active", head_seq=0, head_hash=ZERO_HASH, quarantined_total=0)
         s.add(device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -141,6 +141,7 @@ class Officers:
                 cert_number=f"ZJ{uuid.uuid4().hex[:10].upper()}" if certified else None,
                 cert_valid_from=date.today() - timedelta(days=365) if certified else None,
                 cert_valid_until=date.today() + timedelta(days=365) if certified else None, kdf=self.kdf,
+                now=datetime.now(UTC),
             )
 
     def login(self, officer) -> dict:

@@ -15,6 +15,7 @@ from backend.core.models import ROLES, Agency, Officer, new_id
 from backend.core.paging import paginate
 from backend.core.passwords import PASSWORD_KDF, hash_password
 from backend.core.reference import CITY, agency_id
+from sync.certificate_history import record_certificate
 
 MIN_PASSWORD_LENGTH = 10
 def _check_roles(roles: list[str]) -> list[str]:
@@ -42,7 +43,7 @@ def _check_certificate(number: str | None, valid_from: date | None, valid_until:
 def create_officer(session: Session, *, username: str, password: str, name: str, department: str,
                    region: str, roles: list[str], cert_number: str | None = None,
                    cert_valid_from: date | None = None, cert_valid_until: date | None = None,
-                   kdf: str = PASSWORD_KDF) -> Officer:
+                   kdf: str = PASSWORD_KDF, now: datetime, by: str | None = None) -> Officer:
     username = username.strip().lower()
     if len(password) < MIN_PASSWORD_LENGTH:
         raise Invalid(f"password must have at least {MIN_PASSWORD_LENGTH} characters",
@@ -61,6 +62,7 @@ def create_officer(session: Session, *, username: str, password: str, name: str,
     )
     session.add(officer)
     session.flush()
+    record_certificate(session, officer, now=now, by=by)
     return officer
 
 
@@ -86,7 +88,7 @@ def _keep_an_admin(session: Session, admin: Officer, officer: Officer, *, active
 
 
 def update_officer(session: Session, admin: Officer, officer_id: str, changes: dict[str, Any],
-                   kdf: str = PASSWORD_KDF) -> Officer:
+                   kdf: str = PASSWORD_KDF, *, now: datetime) -> Officer:
     officer = get_scoped(session, Officer, officer_id, admin, what="officer")
     if "roles" in changes:
         changes["roles"] = _check_roles(changes["roles"])
@@ -117,6 +119,7 @@ def update_officer(session: Session, admin: Officer, officer_id: str, changes: d
         ):
             raise Conflict(f"certificate {number!r} is already held by another officer")
         officer.cert_number, officer.cert_valid_from, officer.cert_valid_until = number or None, start, until
+        record_certificate(session, officer, now=now, by=admin.id)
     for key in ("name", "active"):
         if key in changes:
             setattr(officer, key, changes.pop(key))
@@ -127,7 +130,7 @@ def update_officer(session: Session, admin: Officer, officer_id: str, changes: d
 
 
 def deactivate_officer(session: Session, admin: Officer, officer_id: str, *, now: datetime) -> Officer:
-    officer = update_officer(session, admin, officer_id, {"active": False})
+    officer = update_officer(session, admin, officer_id, {"active": False}, now=now)
     revoke_all_for_officer(session, officer.id, now=now)
     return officer
 
@@ -169,4 +172,4 @@ def create_officer_as(session: Session, admin: Officer, **fields: Any) -> Office
     """An admin creates officers only within their own jurisdiction."""
     if not may_see_region(admin, fields["region"]):
         raise Invalid("region is outside your jurisdiction", errors={"region": ["outside your jurisdiction"]})
-    return create_officer(session, **fields)
+    return create_officer(session, by=admin.id, **fields)

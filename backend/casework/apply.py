@@ -43,6 +43,7 @@ from backend.core.times import LOCAL_TZ, utc_millis
 from media.custody import log as custody
 from sync import feed
 from sync.applier import Applied, Content, RecordContext
+from sync.certificate_history import CertificateBook
 from sync.certificates import certified_on
 from sync.lookup import Lookup
 from sync.records import ContentError
@@ -111,7 +112,12 @@ def certified_officer_flags(lookup: Lookup, officer_ids: list[str], at: datetime
     flags = []
     if any(oid not in found for oid in officer_ids):
         flags.append("unknown_officer")
-    certified = sum(1 for o in found.values() if o.active and certified_on(o, day))
+    active = [o for o in found.values() if o.active]
+    certified = sum(1 for o in active if certified_on(o, day))
+    if certified < 2:  # today's certificate may be a renewal: the one held on the day decides (a record pushed late)
+        others = [o for o in active if not certified_on(o, day)]
+        book = CertificateBook.load(lookup.session, others)
+        certified += sum(1 for o in others if certified_on(book.held_on(o, day), day))
     if certified < 2:
         flags.append("fewer_than_two_certified")
     return flags

@@ -8,7 +8,7 @@ declared once, here, and created in the demo's fresh database before the server 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from backend.casework.accounts import create_officer
 from backend.core.db import Database
@@ -48,6 +48,7 @@ CAST = (
 def create_cast(db: Database) -> dict[str, Person]:
     """Create every account of `CAST` (certificates valid today); answers each person with their account id."""
     today = date.today()
+    now = datetime.now(UTC)
     cast: dict[str, Person] = {}
     with db.transaction() as session:
         for p in CAST:
@@ -55,6 +56,6 @@ def create_cast(db: Database) -> dict[str, Person]:
                 session, username=p.username, password=PASSWORD, name=p.name, department=p.department,
                 region=p.region, roles=list(p.roles), cert_number=p.cert,
                 cert_valid_from=today - timedelta(days=400) if p.cert else None,
-                cert_valid_until=today + timedelta(days=700) if p.cert else None)
+                cert_valid_until=today + timedelta(days=700) if p.cert else None, now=now)
             cast[p.username] = Person(**{**p.__dict__, "id": officer.id})
     return cast

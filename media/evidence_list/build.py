@@ -15,6 +15,7 @@ from backend.core.errors import NotFound
 from backend.core.models import Evidence, Officer, Upload
 from backend.core.times import LOCAL_TZ
 from media.coverage import DEFAULT_TOLERANCE, inspection_coverage
+from sync.certificate_history import CertificateBook
 from sync.certificates import EXPIRED, NO_CERTIFICATE, NOT_YET_VALID, officer_certificate_fault
 
 log = logging.getLogger(__name__)
@@ -102,18 +103,20 @@ _VERDICTS = {None: "有效 valid", NO_CERTIFICATE: "无证 no certificate", NOT_
              EXPIRED: "证件已过期 expired"}
 
 
-def _certificate(person: Officer | None, day: date | None) -> tuple[str, str, str]:
-    """(number, validity, verdict on `day`), the verdict in the audit's terms (`expired_certificate`)."""
+def _certificate(person: Officer | None, day: date | None, book: CertificateBook) -> tuple[str, str, str]:
+    """(number, validity, verdict on `day`) of the certificate held that day (`sync.certificate_history`), the
+    verdict in the audit's terms (`expired_certificate`)."""
     if person is None:
         return "", "", "未知人员 unknown officer"
-    if not person.cert_number:
+    held = book.held_on(person, day) if day is not None else person
+    if not held.cert_number:
         return "", "", "无证 no certificate"
-    span = f"{person.cert_valid_from or '…'} 至 {person.cert_valid_until or '…'}"
+    span = f"{held.cert_valid_from or '…'} 至 {held.cert_valid_until or '…'}"
     if day is None:  # no day to judge on: a certificate with an end date cannot be shown valid
-        fault = EXPIRED if person.cert_valid_until else NO_CERTIFICATE
+        fault = EXPIRED if held.cert_valid_until else NO_CERTIFICATE
     else:
-        fault = officer_certificate_fault(person, day)
-    return person.cert_number, span, _VERDICTS[fault]
+        fault = officer_certificate_fault(held, day)
+    return held.cert_number, span, _VERDICTS[fault]
 
 
 def _judged_coverage(session: Session, viewer: Officer, inspection_id: str,
@@ -165,6 +168,7 @@ def build(session: Session, viewer: Officer, manifest: dict[str, Any], *,
               *(leaf.get(k) for events in leaves.values() for leaf in events for k in ("actor", "from", "to"))}
     people = {o.id: o for chunk in _chunks(w for w in wanted if isinstance(w, str))
               for o in session.scalars(select(Officer).where(Officer.id.in_(chunk)))}
+    book = CertificateBook.load(session, people.values())
     coverage = {i["id"]: _judged_coverage(session, viewer, i["id"], tolerance) for i in inspections}
 
     def name(officer_id: str | None) -> str:
@@ -172,7 +176,7 @@ def build(session: Session, viewer: Officer, manifest: dict[str, Any], *,
         return person.name if person else "系统 system (fieldcase)" if officer_id == "fieldcase" else officer_id or ""
 
     def certified(officer_id: str, day: date | None) -> str:
-        number, _, verdict = _certificate(people.get(officer_id), day)
+        number, _, verdict = _certificate(people.get(officer_id), day, book)
         return f"{name(officer_id)} (执法证 {number}, {verdict})" if number else f"{name(officer_id)} ({verdict})"
 
     officers: list[list[str]] = []
@@ -181,7 +185,7 @@ def build(session: Session, viewer: Officer, manifest: dict[str, Any], *,
     def judged(officer_id: str, day: date | None, role: str) -> None:
         if (officer_id, day) not in seen:
             seen.add((officer_id, day))
-            number, span, verdict = _certificate(people.get(officer_id), day)
+            number, span, verdict = _certificate(people.get(officer_id), day, book)
             officers.append([name(officer_id), officer_id, number, span, str(day or ""), verdict, role])
 
     crews: dict[str, str] = {}

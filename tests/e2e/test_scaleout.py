@@ -37,7 +37,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -142,7 +142,7 @@ def _officer(db: Database, department: str, n: int) -> Officer:
                               department=department, region=REGION, roles=["officer"],
                               cert_number=f"ZJ{uuid.uuid4().hex[:10].upper()}",
                               cert_valid_from=date.today() - timedelta(days=30),
-                              cert_valid_until=date.today() + timedelta(days=365))
+                              cert_valid_until=date.today() + timedelta(days=365), now=datetime.now(UTC))
 
 
 class FieldPhone:

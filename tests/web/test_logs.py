@@ -11,7 +11,7 @@ import re
 import threading
 import time
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -89,7 +89,8 @@ def _race_a_certificate(client, db, headers) -> Any:
     other = Session(db.engine)
     create_officer(other, username="race.holder", password=PASSWORD, name="李四", department="education",
                    region="330106", roles=["officer"], cert_number=RACED_CERT, cert_valid_from=date.today(),
-                   cert_valid_until=date.today() + timedelta(days=365), kdf=TEST_KDF)
+                   cert_valid_until=date.today() + timedelta(days=365), kdf=TEST_KDF,
+                   now=datetime.now(UTC))
     answer: dict[str, Any] = {}
 
     def post() -> None:

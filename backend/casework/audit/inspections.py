@@ -35,6 +35,7 @@ from backend.casework.audit.scan import (
 from backend.core.models import Case, Evidence, Inspection, Officer, RecordingInterruption
 from backend.core.times import LOCAL_TZ, utc_iso
 from media.coverage import Interruption, analyse, clip_of
+from sync.certificate_history import CertificateBook
 from sync.certificates import officer_certificate_fault
 
 
@@ -157,21 +158,24 @@ def not_ended(scan: Scan) -> None:
                 links=_inspection_links(inspection)))
 
 
-def _certificate(officer: Officer | None, officer_id: str, day: date) -> dict[str, Any]:
+def _certificate(officer: Officer | None, officer_id: str, day: date, book: CertificateBook) -> dict[str, Any]:
+    """The officer judged by the certificate held on the day (`sync.certificate_history`), not today's."""
     if officer is None:
         return {"id": officer_id, "name": None, "certificate": None, "valid": False, "reason": "unknown_officer"}
-    reason = officer_certificate_fault(officer, day)
+    held = book.held_on(officer, day)
+    reason = officer_certificate_fault(held, day)
     valid = reason is None
-    certificate = ({"number": officer.cert_number, "valid_from": utc_iso(officer.cert_valid_from),
-                    "valid_until": utc_iso(officer.cert_valid_until)} if officer.cert_number else None)
+    certificate = ({"number": held.cert_number, "valid_from": utc_iso(held.cert_valid_from),
+                    "valid_until": utc_iso(held.cert_valid_until)} if held.cert_number else None)
     return {"id": officer.id, "name": officer.name, "certificate": certificate, "valid": valid, "reason": reason}
 
 
 def _crew(scan: Scan, rows: list[Any]) -> Iterator[tuple[Inspection, str, date, list[dict[str, Any]]]]:
     known = officers_by_id(scan.session, (oid for row in rows for oid in (row[0].officers or [])))
+    book = CertificateBook.load(scan.session, known.values())
     for inspection, department in rows:
         day = inspection.started_at.astimezone(LOCAL_TZ).date()
-        yield inspection, department, day, [_certificate(known.get(oid), oid, day)
+        yield inspection, department, day, [_certificate(known.get(oid), oid, day, book)
                                              for oid in dict.fromkeys(inspection.officers or [])]
 
 
@@ -190,7 +194,7 @@ def too_few_certified(scan: Scan) -> None:
 
 
 def expired_certificates(scan: Scan) -> None:
-    """Officers judged against the local day of each inspection, with today's certificate records.
+    """Officers judged against the local day of each inspection, by the certificate they held that day.
 
     Only officers whose certificate fails somewhere in the span of the
     matching inspections can matter, and there are few of them: the
@@ -204,9 +208,9 @@ def expired_certificates(scan: Scan) -> None:
         return
     first_day = first.astimezone(LOCAL_TZ).date()
     last_day = last.astimezone(LOCAL_TZ).date()
-    suspects = list(scan.session.scalars(select(Officer.id).where(or_(
-        Officer.cert_number.is_(None), Officer.cert_valid_until.is_(None), Officer.cert_valid_until < last_day,
-        Officer.cert_valid_from > first_day))))
+    officers = list(scan.session.scalars(select(Officer)))
+    book = CertificateBook.load(scan.session, officers)
+    suspects = [o.id for o in officers if not book.covers(o, first_day, last_day)]
     conditions = [has_flag(Inspection.flags, "unknown_officer")]
     conditions += [has_flag(Inspection.officers, oid) for oid in suspects]
     seen: set[str] = set()

@@ -39,7 +39,7 @@ class OfficerCertificate(Base):
 
     The officers row holds today's certificate; a renewal overwrites it. An evidence list or an audit of an
     inspection judges the certificate held on the day of the act, so what was overwritten is kept here:
-    `backend.core.certificate_history` writes a row whenever the certificate changes and picks the one of a day.
+    `sync.certificate_history` writes a row whenever the certificate changes and picks the one of a day.
     """
 
     __tablename__ = "officer_certificates"

@@ -70,7 +70,8 @@ def list_officers(args):
 def create_officer(args):
     """Create an officer (the roles default to `officer`)."""
     args.setdefault("roles", ["officer"])
-    return accounts.create_officer_as(session(), current_officer(), kdf=state().settings.password_kdf, **args)
+    return accounts.create_officer_as(session(), current_officer(), kdf=state().settings.password_kdf, now=now(),
+                                      **args)
 
 
 @blp.get("/<officer_id>")
@@ -89,7 +90,8 @@ def get_officer(officer_id):
 @committed
 def update_officer(args, officer_id):
     """Change an officer's details, roles, certificate or password."""
-    return accounts.update_officer(session(), current_officer(), officer_id, args, kdf=state().settings.password_kdf)
+    return accounts.update_officer(session(), current_officer(), officer_id, args, kdf=state().settings.password_kdf,
+                                   now=now())
 
 
 @blp.post("/<officer_id>/deactivate")
