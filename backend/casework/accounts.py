@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from backend.casework.tokens import revoke_all_for_officer
 from backend.core.errors import Conflict, Invalid
 from backend.core.jurisdiction import get_scoped, may_see_region, regions_of, scope
-from backend.core.models import ROLES, Agency, Officer, new_id
+from backend.core.models import ROLES, Agency, Officer, OfficerCertificate, new_id
 from backend.core.paging import paginate
 from backend.core.passwords import PASSWORD_KDF, hash_password
 from backend.core.reference import CITY, agency_id
@@ -161,6 +161,12 @@ def crew_directory(session: Session, viewer: Officer) -> list[Officer]:
 
 def get_officer(session: Session, viewer: Officer, officer_id: str) -> Officer:
     return get_scoped(session, Officer, officer_id, viewer, what="officer")
+
+
+def certificate_history(session: Session, viewer: Officer, officer_id: str) -> list[OfficerCertificate]:
+    officer = get_scoped(session, Officer, officer_id, viewer, what="officer")
+    return list(session.scalars(select(OfficerCertificate).where(OfficerCertificate.officer_id == officer.id)
+                                .order_by(OfficerCertificate.id)))
 
 
 def find_by_username(session: Session, username: str) -> Officer | None:

@@ -134,7 +134,7 @@ def test_given_a_renewal_before_a_late_push_then_the_inspection_is_judged_on_its
 
 
 def test_given_an_officer_who_never_held_a_certificate_then_there_is_none_to_name(client, officers, db):
-    a, b, uncertified = officers.make(), officers.make(department="market"), officers.make(certified=False)
+    a, uncertified = officers.make(), officers.make(certified=False)
     _, _, iid = inspect(client, officers, [a, uncertified])
     with db.transaction() as s:
         assert "fewer_than_two_certified" in (s.get(Inspection, iid).flags or [])
@@ -155,3 +155,20 @@ def test_the_rule_prefers_a_valid_one_then_the_last_lapsed_then_the_next_to_come
     assert _chosen([old, lapsed, coming, later], day) == lapsed  # the last to lapse: "expired"
     assert _chosen([later, coming], day) == coming  # none had begun: the first to come, "not yet valid"
     assert _chosen([], day).cert_number is None
+
+
+def test_given_a_renewal_when_an_admin_asks_then_the_history_lists_both_and_another_district_sees_none(
+        client, officers):
+    admin, officer = officers.make(roles=("admin",)), officers.make()
+    elsewhere = officers.make(roles=("admin",), region="330102")
+    renew(client, officers.headers(admin), officer, "ZJ-SECOND-01", date.today() + timedelta(days=1),
+          date.today() + timedelta(days=700))
+
+    r = client.get(f"/api/v1/officers/{officer.id}/certificates", headers=officers.headers(admin))
+    assert r.status_code == 200, r.json
+    assert [(i["number"], i["recorded_by"]) for i in r.json["items"]] == [
+        (officer.cert_number, None), ("ZJ-SECOND-01", admin.id)]
+    assert r.json["items"][1]["valid_from"] == (date.today() + timedelta(days=1)).isoformat()
+    assert r.json["items"][1]["recorded_at"].endswith("Z")
+    hidden = client.get(f"/api/v1/officers/{officer.id}/certificates", headers=officers.headers(elsewhere))
+    assert hidden.status_code == 404 and hidden.json["code"] == 404

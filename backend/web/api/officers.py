@@ -9,7 +9,7 @@ from backend.core.models import ROLES
 from backend.web.api.auth import ProfileSchema
 from backend.web.api.blueprint import Blueprint
 from backend.web.api.context import authenticated, committed, current_officer, now, session, state
-from backend.web.api.schemas import PageArgs, StrictSchema, page_schema, paged
+from backend.web.api.schemas import Instant, PageArgs, StrictSchema, page_schema, paged
 
 blp = Blueprint("officers", __name__, url_prefix="/api/v1/officers", description="Officer accounts (admin)")
 
@@ -50,6 +50,18 @@ class OfficerListArgs(PageArgs):
 OfficerPage = page_schema(ProfileSchema, "OfficerPage")
 
 
+class CertificateEntrySchema(StrictSchema):
+    number = fields.String(attribute="cert_number")
+    valid_from = fields.Date(attribute="cert_valid_from", allow_none=True)
+    valid_until = fields.Date(attribute="cert_valid_until", allow_none=True)
+    recorded_at = Instant()
+    recorded_by = fields.String(allow_none=True)
+
+
+class CertificateHistorySchema(StrictSchema):
+    items = fields.List(fields.Nested(CertificateEntrySchema))
+
+
 @blp.get("")
 @authenticated("admin")
 @blp.arguments(OfficerListArgs, location="query")
@@ -80,6 +92,14 @@ def create_officer(args):
 def get_officer(officer_id):
     """One officer's profile, roles and certificate (admins, within their jurisdiction)."""
     return accounts.get_officer(session(), current_officer(), officer_id)
+
+
+@blp.get("/<officer_id>/certificates")
+@authenticated("admin")
+@blp.response(200, CertificateHistorySchema)
+def certificate_history(officer_id):
+    """Every certificate the officer has held, oldest first: the one of a past day judges that day."""
+    return {"items": accounts.certificate_history(session(), current_officer(), officer_id)}
 
 
 @blp.patch("/<officer_id>")
