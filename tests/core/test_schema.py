@@ -38,3 +38,37 @@ def test_reference_seeding_is_idempotent(fresh_database_url):
             assert session.scalar(select(func.count()).select_from(ViolationCategory)) == len(CATALOGUE)
     finally:
         db.dispose()
+
+
+def test_given_officers_with_certificates_when_0014_runs_then_their_certificates_begin_the_history(
+        fresh_database_url):
+    from alembic import command
+    from sqlalchemy import text
+
+    from backend.core.schema import alembic_config
+
+    db = Database(fresh_database_url())
+    try:
+        cfg = alembic_config(db.url)
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0013")
+        with db.transaction() as session:
+            seed(session)
+        with db.engine.begin() as conn:
+            for n, cert in enumerate(("ZJ-OLD-1", None)):
+                conn.execute(text(
+                    "INSERT INTO officers (id, username, name, password_hash, department_code, region_code, roles, "
+                    "cert_number, cert_valid_from, cert_valid_until, active, created_at, updated_at) VALUES "
+                    "(:id, :u, '警员', 'x', 'education', '330106', '[\"officer\"]', :c, :f, :t, true, :at, :at)"),
+                    {"id": f"ofc_{n}", "u": f"u{n}", "c": cert, "f": "2025-01-01" if cert else None,
+                     "t": "2027-12-31" if cert else None, "at": "2026-01-02 03:04:05"})
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0014")
+        with db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT officer_id, cert_number, cert_valid_until, recorded_by "
+                                     "FROM officer_certificates")).all()
+        assert [(r[0], r[1], str(r[2]), r[3]) for r in rows] == [("ofc_0", "ZJ-OLD-1", "2027-12-31", None)]
+    finally:
+        db.dispose()
