@@ -11,6 +11,7 @@ keys the 65-byte uncompressed point (`sm2`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,7 +33,11 @@ class Hasher(Protocol):
 
 
 class _Streaming:
-    """cryptography's Hash behind hashlib's two methods (its `finalize` may be called once; `digest` too)."""
+    """cryptography's Hash behind hashlib's two methods (its `finalize` may be called once; `digest` too).
+
+    SHA-256 is hashlib's (OpenSSL's too, and ~2.5× faster to start per call, which counts for Merkle nodes and
+    chain hashes); SM3 is cryptography's, which has it on every build, where hashlib has it only when the
+    interpreter's OpenSSL does."""
 
     __slots__ = ("_hash",)
 
@@ -75,18 +80,18 @@ class Suite:
     signature_name: str  # "Ed25519" or "SM2"
     jws_algs: tuple[str, ...]  # the record header `alg` values that mean this suite (docs/protocol.md)
     public_key_bytes: int
-    _hash: Callable[[], hashes.HashAlgorithm]
+    _hasher: Callable[[], Hasher]
     _sign: Callable[[bytes, bytes, bytes], bytes]
     _verify: Callable[[bytes, bytes, bytes], bool]
     _generate: Callable[[], tuple[bytes, bytes]]
 
     def hasher(self) -> Hasher:
-        return _Streaming(self._hash())
+        return self._hasher()
 
     def digest(self, data: bytes) -> bytes:
-        h = hashes.Hash(self._hash())
+        h = self._hasher()
         h.update(data)
-        return h.finalize()
+        return h.digest()
 
     def hexdigest(self, data: bytes) -> str:
         return self.digest(data).hex()
@@ -105,11 +110,11 @@ class Suite:
 
 
 INTL = Suite(name="intl", digest_name="sha256", signature_name="Ed25519", jws_algs=("EdDSA", "Ed25519"),
-             public_key_bytes=32, _hash=hashes.SHA256, _sign=_ed25519_sign, _verify=_ed25519_verify,
+             public_key_bytes=32, _hasher=hashlib.sha256, _sign=_ed25519_sign, _verify=_ed25519_verify,
              _generate=_ed25519_generate)
 SM = Suite(name="sm", digest_name="sm3", signature_name="SM2", jws_algs=("SM2SM3",),
-           public_key_bytes=sm2.PUBLIC_KEY_BYTES, _hash=hashes.SM3, _sign=sm2.sign, _verify=sm2.verify,
-           _generate=sm2.generate)
+           public_key_bytes=sm2.PUBLIC_KEY_BYTES, _hasher=lambda: _Streaming(hashes.SM3()), _sign=sm2.sign,
+           _verify=sm2.verify, _generate=sm2.generate)
 SUITES: dict[str, Suite] = {INTL.name: INTL, SM.name: SM}
 _BY_ALG = {alg: suite for suite in SUITES.values() for alg in suite.jws_algs}
 
