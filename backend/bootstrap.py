@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import socket
 from datetime import timedelta
 from typing import Any
 
@@ -19,15 +17,16 @@ from flask import Flask
 
 from backend.casework.apply import RecordApplier
 from backend.casework.system_audit.jobs import AUDIT_JOBS
-from backend.casework.tokens import TokenIssuer
+from backend.casework.tokens import TokenIssuer, algorithm_for
 from backend.core import jobs, logs
 from backend.core.build import build_info
 from backend.core.config import Settings
+from backend.core.crypto.data_keys import KeyRing
 from backend.core.db import Database
 from backend.core.jobs import InlineRunner, RQRunner
 from backend.core.observe import NO_OBSERVER, Observer
-from backend.core.schema import head_revision
-from backend.core.secret_files import read_secret, require_secrets
+from backend.core.schema import head_revision, known_revisions
+from backend.core.secret_files import kek_provider, read_secret, require_secrets
 from backend.core.times import Clock, system_clock
 from backend.core.uow import JobRunner, Services
 from backend.web import metrics_export
@@ -73,9 +72,15 @@ def _migrations_head() -> str | None:
     return head_revision("sqlite://")
 
 
+@functools.cache
+def _migrations_known() -> frozenset[str]:
+    """Every migration this release has: a schema at a revision outside them is a newer release's."""
+    return known_revisions("sqlite://")
+
+
 def readiness_for(settings: Settings, store: Store) -> Readiness:
     """What an API process needs to be given requests, each with its check (backend.web.readiness)."""
-    database = DatabaseProbe(settings.database_url, _migrations_head())
+    database = DatabaseProbe(settings.database_url, _migrations_head(), known=_migrations_known())
     checks = [Check("database", database, database.ok_detail)]
     if settings.jobs == "rq":
         checks.append(Check("redis", redis_probe(settings.redis_url), "answers"))
@@ -109,13 +114,19 @@ def database(settings: Settings, *, signing: bool = False, clock: Clock = system
     return Database(settings.database_url, services=services, **pool)
 
 
+def key_ring(settings: Settings) -> KeyRing:
+    """The data keys personal data is sealed under, unwrapped by the KEK file (FIELDCASE_KEK_FILE). A hardware
+    密码机 or a cloud KMS is given here instead of the file: any `backend.core.crypto.key_provider.KeyProvider`."""
+    return KeyRing(kek_provider(settings))
+
+
 def build_state(settings: Settings, *, clock: Clock = system_clock, observer: WebObserver | None = None) -> AppState:
     """What one API process serves with: every request, job and commit of it reads `clock`, and tells `observer`
     what it did (default: `api_observer`)."""
     require_secrets(settings)  # a shared database's hosts must be given their keys: none is made here
     observer = observer if observer is not None else api_observer(settings)
     secret = read_secret(settings, "jwt")
-    issuer = TokenIssuer(secret=secret, algorithm=settings.jwt_algorithm,
+    issuer = TokenIssuer(secret=secret, algorithm=algorithm_for(settings.token_suite, settings.jwt_algorithm),
                          access_ttl=settings.access_token_ttl, refresh_ttl=settings.refresh_token_ttl)
     signer = signer_for(settings)
     store = make_store(settings)
@@ -138,7 +149,7 @@ def build_state(settings: Settings, *, clock: Clock = system_clock, observer: We
         inline.context = JobContext(store=store, media=media, signer=signer, runner=inline, clock=clock, tsa=tsa,
                                     database=db)
     return AppState(settings=settings, db=db, issuer=issuer, store=store, media=media, signer=signer, runner=runner,
-                    applier=RecordApplier(), clock=clock,
+                    applier=RecordApplier(), clock=clock, keys=key_ring(settings),
                     admission=Admission.build(pushes=settings.max_concurrent_pushes,
                                               uploads=settings.max_concurrent_uploads,
                                               wait=settings.admission_wait, retry_after=settings.busy_retry_after),
@@ -161,7 +172,7 @@ def worker(settings: Settings, name: str | None = None, *, clock: Clock = system
     """What one `fieldcase worker` process runs jobs with: its own pool, store client, key and runner."""
     if settings.jobs != "rq":
         raise RuntimeError("workers need FIELDCASE_JOBS=rq and FIELDCASE_REDIS_URL")
-    name = name or f"{socket.gethostname()}.{os.getpid()}"
+    name = name or jobs.default_worker_name()  # host.<random>: a restart never meets its own old name
     require_secrets(settings)
     signer = signer_for(settings)
     # Its own metrics (job outcomes, enqueue failures, custody leaves) on a port of its own, when one is given. A port

@@ -13,8 +13,11 @@ from backend.core.config import Settings
 from backend.core.errors import DomainError
 from backend.core.models import ROLES, Officer
 from backend.core.times import LOCAL_TZ, Clock, system_clock
+from backend.deploy_cli import deploy_files_command
 from backend.evidence_cli import custody, retention, verify, verify_package
 from backend.jobs_cli import jobs, worker
+from backend.keys_cli import keys
+from backend.restore_cli import restore_check
 from backend.settings_cli import CheckedGroup, command_database, config, fail, init_secrets_command, start
 
 
@@ -36,15 +39,54 @@ main.add_command(init_secrets_command)
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int)
-@click.option("--threads", default=4, show_default=True, type=int)
-def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the API with gunicorn; an empty database is upgraded first."""
+@click.option("--host", help="the address to listen on  [default: the config file's bind]")
+@click.option("--port", type=int, help="the port  [default: the config file's bind]")
+@click.option("--workers", type=int, help="gunicorn worker processes  [default: the config file's]")
+@click.option("--threads", type=int, help="threads per worker  [default: the config file's]")
+@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="gunicorn's settings file  [default: the one in the package; `fieldcase deploy-files` writes it]")
+@click.option("--migrate/--no-migrate", default=None,
+              help="bring the schema to this release's first, or refuse to start on any other  [default: --migrate "
+                   "on SQLite; --no-migrate on a shared database, where `fieldcase migrate` is a release step]")
+def serve(host: str | None, port: int | None, workers: int | None, threads: int | None, config: Path | None,
+          migrate: bool | None) -> None:
+    """Serve the API with gunicorn (this process is its master)."""
+    from backend.core.schema import SchemaNotCurrent
+    from backend.server import GUNICORN_CONFIG
     from backend.server import serve as run
 
-    run(host=host, port=port, workers=workers, threads=threads)
+    try:
+        run(config=config or GUNICORN_CONFIG, migrate=migrate, host=host, port=port, workers=workers,
+            threads=threads)
+    except SchemaNotCurrent as exc:
+        fail(str(exc))
+
+
+@main.command("migrate")
+@click.option("--lock-timeout", metavar="DURATION",
+              help="how long a migration may wait for a table's lock before it gives up, rolled back whole (PostgreSQL;"
+                   " e.g. 500ms, 30s)  [default: 5s]")
+def migrate(lock_timeout: str | None) -> None:
+    """Bring the schema to this release's newest migration and load the reference data: a release step, run once
+    before the new release's processes start (the old ones keep serving meanwhile; docs/deployment.md)."""
+    from sqlalchemy.exc import OperationalError
+
+    from backend.core import schema
+
+    try:
+        schema.check_lock_timeout(lock_timeout)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lock-timeout") from None
+    database = command_database()
+    try:
+        schema.prepare(database, lock_timeout=lock_timeout)
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != schema.LOCK_NOT_AVAILABLE:
+            raise
+        fail(f"a migration waited longer than {lock_timeout or schema.DEFAULT_LOCK_TIMEOUT} for a lock on a table in "
+             "use and was rolled back whole (nothing changed): run `fieldcase migrate` again, at a quieter time or "
+             "with a longer --lock-timeout")
+    click.echo(f"database at revision {schema.current_revision(database.engine)}")
 
 
 @main.group()
@@ -52,14 +94,8 @@ def db() -> None:
     """Database schema."""
 
 
-@db.command("upgrade")
-def db_upgrade() -> None:
-    """Upgrade the schema to the newest migration and load the reference data."""
-    from backend.core.schema import current_revision, prepare
-
-    database = command_database()
-    prepare(database)
-    click.echo(f"database at revision {current_revision(database.engine)}")
+db.add_command(click.Command("upgrade", callback=migrate.callback, params=migrate.params,
+                             help="The same as `fieldcase migrate` (its earlier name)."))
 
 
 @main.command("seed-reference")
@@ -181,3 +217,6 @@ main.add_command(verify_package)
 main.add_command(retention)
 main.add_command(worker)
 main.add_command(jobs)
+main.add_command(deploy_files_command)
+main.add_command(restore_check)
+main.add_command(keys)

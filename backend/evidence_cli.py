@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import click
 from backend.core.config import Settings
 from backend.core.errors import DomainError
 from backend.core.times import Clock
-from backend.settings_cli import command_database, fail
+from backend.settings_cli import command_database, fail, finish_report
 
 
 @click.group()
@@ -21,13 +20,38 @@ def custody() -> None:
     """The custody log."""
 
 
+def _sm_keys(settings: Settings, given: tuple[str, ...]) -> dict[str, bytes] | None:
+    """The SM2 keys the SM tree's heads are checked against: those given (base64url of the 65-byte point), else
+    this server's current and retired ones when FIELDCASE_CUSTODY_SUITES has sm, else None (no SM tree kept)."""
+    from backend.core.crypto import sm2
+    from media.custody.keys import signer_for, sm_key_id_of
+    from sync.jws import canonical_b64decode
+
+    if given:
+        keys = {}
+        for text_ in given:
+            try:
+                raw = canonical_b64decode(text_.strip())
+                sm2.check_public_key(raw)
+            except ValueError as exc:
+                fail(f"--sm-public-key {text_}: not base64url of an SM2 public key (65-byte point): {exc}")
+            keys[sm_key_id_of(raw)] = raw
+        return keys
+    sm = signer_for(settings).sm
+    return sm.verification_keys() if sm is not None else None
+
+
 @custody.command("verify")
 @click.option("--public-key", "public_keys", multiple=True,
               help="base64url Ed25519 key to check tree heads against, repeatable (default: this server's current "
                    "key and the retired ones of FIELDCASE_CUSTODY_KEYRING)")
-def custody_verify(public_keys: tuple[str, ...]) -> None:
+@click.option("--sm-public-key", "sm_public_keys", multiple=True,
+              help="base64url SM2 key (the 65-byte point) to check the SM tree's heads against, repeatable (default, "
+                   "with FIELDCASE_CUSTODY_SUITES=intl,sm: the current SM2 key and FIELDCASE_CUSTODY_SM_KEYRING's)")
+def custody_verify(public_keys: tuple[str, ...], sm_public_keys: tuple[str, ...]) -> None:
     """Recompute the Merkle tree from the stored events; check every signed tree head and its RFC 3161 timestamp
-    (chained to FIELDCASE_TSA_CERT when set). Exit 1 on any problem."""
+    (chained to FIELDCASE_TSA_CERT when set); and the SM tree and its SM2 heads when it is kept. Exit 1 on any
+    problem."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     from media.custody.keys import key_id_of, signer_for
@@ -42,17 +66,53 @@ def custody_verify(public_keys: tuple[str, ...]) -> None:
     else:
         key = signer_for(settings).verification_keys()
     trust = load_trust(settings.tsa_cert_path.read_bytes()) if settings.tsa_cert_path else ()
+    sm_keys = _sm_keys(settings, sm_public_keys)
     database = command_database()
     with database.session() as session:
-        report = verify_log(session, key, tsa_trust=trust)
+        report = verify_log(session, key, tsa_trust=trust, sm_keys=sm_keys)
     for problem in report.problems:
         click.echo(f"PROBLEM {problem}", err=True)
     verdict = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     if report.timestamped or settings.tsa_url:
         click.echo(f"RFC 3161 timestamps: {report.timestamped} of {report.heads} tree heads hold"
                    f"{', chained to FIELDCASE_TSA_CERT' if trust else ''}")
+    if sm_keys is not None:
+        click.echo(f"SM tree (SM3, SM2 heads): {report.sm_leaves} leaves, {report.sm_heads} signed SM tree heads")
     click.echo(f"custody log: {report.leaves} leaves, {report.heads} signed tree heads: {verdict}")
     sys.exit(0 if report.ok else 1)
+
+
+@custody.command("build-sm-tree")
+@click.pass_obj
+def custody_build_sm_tree(clock: Clock) -> None:
+    """Build the SM tree (SM3, SM2-signed heads) over the leaves it does not hold yet, after FIELDCASE_CUSTODY_SUITES
+    gained sm; sign an SM head at the size of every tree head issued before; harmless twice. One transaction per
+    batch of leaves: pushes go on meanwhile, and the last batch leaves the SM tree in step, as every commit keeps it."""
+    from backend.bootstrap import database as script_database
+    from media.custody import sm_tree
+    from media.custody.keys import signer_for
+
+    settings = Settings.from_env()
+    if "sm" not in settings.custody_suites:
+        fail("FIELDCASE_CUSTODY_SUITES does not include sm: there is no SM tree to build")
+    signer = signer_for(settings)
+    database = script_database(settings, signing=True, clock=clock)
+    added = heads = 0
+    while True:
+        try:
+            with database.transaction() as session:
+                step = sm_tree.extend_sm_tree(session, signer, now=clock())
+        except DomainError as exc:
+            fail(exc.message)
+        added, heads = added + step.added, heads + step.heads
+        if step.added or step.heads:
+            click.echo(f"SM tree: {step.size} of {step.log_size} leaves, {heads} SM head(s) signed so far")
+        if step.done:
+            break
+    with database.transaction() as session:
+        head = sm_tree.latest_sm_head(session, signer, now=clock())
+    click.echo(f"SM tree built: {added} leaves added, {heads} SM heads signed for earlier tree heads; its head at "
+               f"size {head['tree_size']} is {head['root_hash']} (SM2 key {head['key_id']})")
 
 
 @custody.command("timestamp")
@@ -79,27 +139,36 @@ def custody_refresh_head(clock: Clock) -> None:
     """Sign a tree head for the log as it stands, unless one covers it already (cron, every quarter of
     FIELDCASE_HEAD_INTERVAL, when no job workers do it)."""
     from backend.bootstrap import database as script_database
-    from media.custody import log as custody_log
+    from media.custody import heads
     from media.custody.keys import signer_for
 
     settings = Settings.from_env()
     with script_database(settings, signing=True, clock=clock).transaction() as session:
-        head = custody_log.latest_head(session, signer_for(settings), now=clock())
+        head = heads.latest_head(session, signer_for(settings), now=clock())
     click.echo(f"tree head at size {head['tree_size']}, signed {head['timestamp']}")
 
 
 @custody.command("rotate-key")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@click.option("--suite", type=click.Choice(["intl", "sm"]), default="intl", show_default=True,
+              help="which key: intl, the Ed25519 key of the tree heads; sm, the SM2 key of the SM tree's heads")
 @click.pass_obj
-def custody_rotate_key(clock: Clock, yes: bool) -> None:
+def custody_rotate_key(clock: Clock, yes: bool, suite: str) -> None:
     """Make a new tree-head signing key; the old public key goes to the keyring so old heads stay verifiable.
 
     Every API process and worker keeps signing with the key it loaded until it is restarted (see
     docs/deployment.md, "Key rotation"): restart them all after copying the new key file to every host.
     """
-    from media.custody.keys import rotate_key
+    from media.custody.keys import rotate_key, rotate_sm_key
 
     settings = Settings.from_env()
+    if suite == "sm":
+        if not yes and not click.confirm(f"replace the SM2 signing key in {settings.custody_sm_key_path}?"):
+            fail("nothing changed")
+        old, new = rotate_sm_key(settings.custody_sm_key_path, settings.custody_sm_keyring_path, now=clock())
+        click.echo(f"SM2 custody signing key rotated: {old} -> {new}; retired public key kept in "
+                   f"{settings.custody_sm_keyring_path}")
+        return
     if not yes and not click.confirm(f"replace the signing key in {settings.custody_key_path}?"):
         fail("nothing changed")
     old, new = rotate_key(settings.custody_key_path, settings.custody_keyring_path, now=clock())
@@ -147,21 +216,16 @@ def verify(clock: Clock, as_json: bool, sample: int | None, seed: int | None, re
     database = command_database()
     with database.transaction() as session:
         try:
-            report = audit(session, store=make_store(settings), keys=signer_for(settings).verification_keys(),
-                           clock=clock, options=options_for(settings, sample=sample, seed=seed), progress=bar)
+            signer = signer_for(settings)
+            report = audit(session, store=make_store(settings), keys=signer.verification_keys(),
+                           clock=clock, options=options_for(settings, sample=sample, seed=seed), progress=bar,
+                           sm_keys=signer.sm.verification_keys() if signer.sm is not None else None)
         finally:
             if bar is not None:
                 bar.close()
         if record:
             record_run(session, report, trigger="command")
-    if as_json:
-        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=1))
-    else:
-        for problem in report.problems:
-            click.echo(problem.line())
-        for line in report.summary_lines():
-            click.echo(line)
-    sys.exit(0 if report.ok else 1)
+    finish_report(report, as_json)
 
 
 @click.command("verify-package")
@@ -172,7 +236,10 @@ def verify(clock: Clock, as_json: bool, sample: int | None, seed: int | None, re
               help="PEM certificate (the TSA's CA, or the TSA's own) that the tree head's RFC 3161 timestamp must "
                    "chain to (default: the token is checked with the certificate inside it, which only proves "
                    "self-consistency)")
-def verify_package(file: Path, public_key: str | None, tsa_cert: Path | None) -> None:
+@click.option("--sm-public-key", help="base64url SM2 custody key (65-byte point) to check the SM tree head against, "
+              "when the package carries one (default: the key inside the package, which only proves "
+              "self-consistency)")
+def verify_package(file: Path, public_key: str | None, tsa_cert: Path | None, sm_public_key: str | None) -> None:
     """Check an evidence package offline (signatures, chains, files, proofs, tree head and its timestamp). Exit 1 on
     any problem."""
     from backend.core.errors import TimestampFailed
@@ -183,7 +250,7 @@ def verify_package(file: Path, public_key: str | None, tsa_cert: Path | None) ->
         trust = load_trust(tsa_cert.read_bytes()) if tsa_cert else ()
     except TimestampFailed as exc:
         fail(f"--tsa-cert {tsa_cert}: {exc.message}")
-    report = verify(file, public_key, tsa_trust=trust)
+    report = verify(file, public_key, tsa_trust=trust, sm_public_key=sm_public_key)
     for note in report.notes:
         click.echo(note, err=note.startswith("WARNING"))
     for problem in report.problems:

@@ -24,10 +24,12 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(env: dict[str, str], *, workers: int = 2, port: int | None = None,
-                   log_path: Path | None = None, startup_timeout: float = 60.0) -> Iterator[str]:
+                   log_path: Path | None = None, startup_timeout: float = 60.0,
+                   args: tuple[str, ...] = ()) -> Iterator[str]:
+    """`fieldcase serve` (with `args`, e.g. `--migrate`) on `port` (default a free one), until it answers."""
     port = port or free_port()
     full_env = {**os.environ, **env}
-    cmd = [sys.executable, "-m", "backend", "serve", "--port", str(port), "--workers", str(workers)]
+    cmd = [sys.executable, "-m", "backend", "serve", "--port", str(port), "--workers", str(workers), *args]
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"

@@ -152,8 +152,29 @@ def init_secrets_command() -> None:
 
 
 def command_database() -> Database:
-    """The database a one-shot command works in, from the environment's settings (checked by `start`)."""
-    return Database(Settings.from_env().database_url)
+    """The database a one-shot command works in, from the environment's settings (checked by `start`).
+
+    Its pool is closed when the command ends, whichever way it ends (`sys.exit` included): a process that runs
+    commands in-process (tests, a scheduler) would otherwise keep each command's connections until the garbage
+    collector happens to find its engine, and run PostgreSQL out of connection slots."""
+    database = Database(Settings.from_env().database_url)
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(database.dispose)
+    return database
+
+
+def finish_report(report: Any, as_json: bool) -> None:
+    """An audit's report (`fieldcase verify`, `restore-check`) as JSON or one line per problem then its summary;
+    exit 1 on any problem, so cron and monitoring read the exit code."""
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=1))
+    else:
+        for problem in report.problems:
+            click.echo(problem.line())
+        for line in report.summary_lines():
+            click.echo(line)
+    sys.exit(0 if report.ok else 1)
 
 
 def fail(message: str) -> None:

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +186,7 @@ def make_officers(url: str, specs: list[dict[str, Any]]) -> list[dict[str, str]]
                     department=spec.get("department", "education"), region=spec.get("region", "330106"),
                     roles=spec.get("roles", ["officer"]), cert_number=f"ZJ-BENCH-{uuid.uuid4().hex[:10]}",
                     cert_valid_from=date(2025, 1, 1), cert_valid_until=date(2029, 12, 31),
-                    now=datetime.now(timezone.utc))
+                    now=datetime.now(UTC))
                 out.append({"id": officer.id, "username": username, "region": officer.region_code})
     finally:
         db.dispose()

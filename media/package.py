@@ -15,7 +15,7 @@ An item whose file retention deleted is still listed, with its hash and its
 (`exported`, with `purpose` and `package`) for every item. The package must
 prove the events it lists, including its own export, so the order is:
 record the export events (`record_export`) and the edge commits (they become
-leaves), *then* the edge takes a signed head (`custody.latest_head`, which
+leaves), *then* the edge takes a signed head (`heads.latest_head`, which
 therefore covers them) and commits it, *then* every proof is computed against
 that head (`prepare_package`), *then* the ZIP is written. Events appended
 after the head (a concurrent read) are left out: a package lists only what
@@ -60,10 +60,12 @@ from backend.core.models import (
 )
 from backend.core.times import utc_millis
 from media import evidence_list, package_index, verify_html
+from media.custody import heads, sm_tree, trees
 from media.custody import log as custody
 from media.custody.keys import Signer
 from media.package_scope import Scope, case_scope, chunked
 from media.store import CHUNK, Store, opened
+from sync.jws import device_alg
 
 FORMAT = "fieldcase-evidence-package"
 FORMAT_VERSION = 2  # 2: sealed by package-index.json, and device heads witnessed (PROTOCOL "Evidence packages")
@@ -181,7 +183,7 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, export: E
     inspections, evidence, findings, records = scope.inspections, scope.evidence, scope.findings, scope.records
     package_id, created_at = export.id, export.created_at
     size = head["tree_size"]
-    head = custody.stored_head(session, size)  # now with its RFC 3161 token, when that commit got one (inline TSA)
+    head = heads.stored_head(session, size)  # now with its RFC 3161 token, when that commit got one (inline TSA)
 
     case = session.get(Case, case_id)
     assert case is not None  # noqa: S101 - it was there a moment ago and cases are never deleted
@@ -198,14 +200,19 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, export: E
             name = f"files/{n:04d}_{item.id}{_extension(item.media_type)}"
             files.append(PackageFile(name, item.object_key, item.size, item.sha256))
         holder = holders.get(item.id)
-        events = []
+        events, declared_sm3 = [], False
         for event in custody.events_for(session, item.id):
             if event["leaf_index"] >= size:
                 continue  # appended after the head: this package cannot prove it
-            proof = custody.inclusion(session, event["leaf_index"], size)["proof"]
+            proof = trees.inclusion(session, event["leaf_index"], size)["proof"]
             events.append({"leaf_index": event["leaf_index"], "leaf": event["leaf"], "proof": proof})
+            declared_sm3 = declared_sm3 or (event.get("action") == "declared" and "sm3" in event)
         items.append({
-            "item": n, "id": item.id, "sha256": item.sha256, "size": item.size, "kind": item.kind,
+            # `sm3` only for an item whose phone declared one. Any other item is listed exactly as before SM3
+            # existed, as verify.html reads it; the SM3 the server computed of its file is in its proven `verified`
+            # custody event (and in the evidence list).
+            "item": n, "id": item.id, "sha256": item.sha256, **({"sm3": item.sm3} if declared_sm3 else {}),
+            "size": item.size, "kind": item.kind,
             "media_type": item.media_type, "captured_at": utc_millis(item.captured_at), "device": item.device_id,
             "officer": item.officer_id, "officer_name": _name(people, item.officer_id),
             "inspection_id": item.inspection_id, "status": item.status, "file": name,
@@ -252,6 +259,9 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, export: E
                     "algorithm": "Ed25519",
                     "leaf_hash": "SHA-256(0x00 || leaf)", "node_hash": "SHA-256(0x01 || left || right)"},
     }
+    sm_part = _sm_custody(session, signer, manifest, size)
+    if sm_part is not None:  # only where the SM tree is kept and reaches the head: else the manifest is as it was
+        manifest["custody"]["sm"] = sm_part
     stamp = created_at.strftime("%Y%m%dT%H%M%SZ")
     listing = evidence_list.build(session, viewer, manifest)
     documents = [(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1).encode("utf-8")),
@@ -263,6 +273,24 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, export: E
                                files=[(f.name, f.sha256, f.size) for f in files])
     return PreparedPackage(id=package_id, case_id=case_id, filename=f"case-{case_id}-{stamp}.zip",
                            manifest=manifest, documents=documents, index=index, created_at=created_at, files=files)
+
+
+def _sm_custody(session: Session, signer: Signer, manifest: dict[str, Any], size: int) -> dict[str, Any] | None:
+    """The SM tree's part of the custody section (FIELDCASE_CUSTODY_SUITES=intl,sm): its head at the package's tree
+    size, its SM2 key, and the SM3 inclusion proof of every leaf the package proves, by leaf index (the same leaves,
+    so each event is listed once, with its SHA-256 proof, and proven in both trees). None where no SM head exists at
+    that size (the SM tree is not kept, or not built over the log yet)."""
+    sm = getattr(signer, "sm", None)
+    head = sm_tree.session_sm_head(session, size) if sm is not None else None
+    if sm is None or head is None:
+        return None
+    proven = [e["leaf_index"] for item in manifest["evidence"] for e in item["custody_events"]]
+    proven += [e["leaf_index"] for e in manifest["case"]["custody_events"]]
+    proven += [d["head"]["leaf_index"] for d in manifest["devices"].values() if d["head"] is not None]
+    proofs = {str(i): trees.inclusion(session, i, size, "sm")["proof"] for i in sorted(set(proven))}
+    return {"tree_head": head, "public_key": sm.public_key_for(head["key_id"]) or sm.public_key,
+            "key_id": head["key_id"], "algorithm": "SM2", "user_id": "1234567812345678",
+            "leaf_hash": "SM3(0x00 || leaf)", "node_hash": "SM3(0x01 || left || right)", "proofs": proofs}
 
 
 def _name(people: dict[str, Officer], officer_id: str) -> str | None:
@@ -293,12 +321,13 @@ def _witness_case(session: Session, viewer: Officer, case: Case, now: datetime) 
 
 def _proven(session: Session, events: list[Any], size: int) -> list[dict[str, Any]]:
     return [{"leaf_index": e.leaf_index, "leaf": e.leaf,
-             "proof": custody.inclusion(session, e.leaf_index, size)["proof"]} for e in events]
+             "proof": trees.inclusion(session, e.leaf_index, size)["proof"]} for e in events]
 
 
 def _devices(session: Session, records: list[LedgerRecord], size: int) -> dict[str, Any]:
-    """Per device: key, the range from its first included record to its head as the custody log witnessed it
-    (with the proof of that leaf), the hashes of the other records inside it, and released gaps."""
+    """Per device: key and alg (what its records are signed and chained with), the range from its first included
+    record to its head as the custody log witnessed it (with the proof of that leaf), the hashes of the other
+    records inside it, and released gaps."""
     by_device: dict[str, list[LedgerRecord]] = {}
     for r in records:
         by_device.setdefault(r.device_id, []).append(r)
@@ -311,7 +340,7 @@ def _devices(session: Session, records: list[LedgerRecord], size: int) -> dict[s
         if witnessed is not None:
             last = max(last, json.loads(witnessed.leaf)["seq"])
             head = {"leaf_index": witnessed.leaf_index, "leaf": witnessed.leaf,
-                    "proof": custody.inclusion(session, witnessed.leaf_index, size)["proof"]}
+                    "proof": trees.inclusion(session, witnessed.leaf_index, size)["proof"]}
         included = {r.seq for r in rows}
         others = [{"seq": seq, "hash": digest} for seq, digest in session.execute(
             select(LedgerRecord.seq, LedgerRecord.hash).where(
@@ -321,6 +350,7 @@ def _devices(session: Session, records: list[LedgerRecord], size: int) -> dict[s
             ChainGap.device_id == device_id, ChainGap.first_seq <= last, ChainGap.last_seq >= first)
             .order_by(ChainGap.first_seq))]
         out[device_id] = {"public_key": device.public_key if device else None,
+                          "alg": device_alg(device.suite) if device else None,
                           "officer": device.officer_id if device else None,
                           "status": device.status if device else None,
                           "first_seq": first, "last_seq": last, "other_records": others, "gaps": gaps,

@@ -307,7 +307,8 @@ def _delete(session: Session, store: Store, custodian: Officer, evidence_id: str
     if still is None:
         kept = why_kept(session, custodian, evidence_id, cut)
         return PurgeItem(evidence_id, "skipped", reason=f"no longer expired and unlinked: {kept}")
-    lock_object(session, evidence.sha256)
+    if evidence.sha256 is not None:  # None: declared with SM3 only and never verified, so there is no object
+        lock_object(session, evidence.sha256)
     original, kept = evidence.object_key, []
     if original and session.scalar(select(exists().where(
             and_(Evidence.object_key == original, Evidence.id != evidence.id, Evidence.status == "verified")))):
@@ -329,7 +330,8 @@ def _delete(session: Session, store: Store, custodian: Officer, evidence_id: str
     for upload in open_uploads:
         upload.status, upload.open_key, upload.completed_at = "failed", None, now
     custody.record(session, "deleted", evidence.id, custodian.id, at=now, reason=reason, sha256=evidence.sha256,
-                   size=evidence.size, retention_days=retention_days, removed=item.removed, kept=kept or None)
+                   sm3=evidence.sm3, size=evidence.size, retention_days=retention_days, removed=item.removed,
+                   kept=kept or None)
     feed.emit(session, "evidence", evidence)
     session.flush()
     for upload in open_uploads:

@@ -40,7 +40,7 @@ class S3Store:
     def _staging(upload_id: str) -> str:
         return f"staging/{upload_id}"
 
-    def plan(self, upload_id: str, size: int, sha256: str, content_url: str,
+    def plan(self, upload_id: str, size: int, sha256: str | None, content_url: str,
              multipart_id: str | None = None) -> dict[str, Any]:
         key = self._staging(upload_id)
         if size <= self.multipart_threshold:
@@ -142,3 +142,18 @@ class S3Store:
             raise StoreError("unavailable", f"could not delete {key}: {exc.response['Error']['Code']}") from None
         except BotoCoreError as exc:
             raise StoreError("unavailable", f"could not delete {key}: {exc}") from None
+
+    def size_of(self, key: str) -> int | None:
+        """HeadObject: 404 is an object that is not there. A bucket policy without s3:ListBucket answers 403 for a
+        missing object too; that, like any other error, is the store not answering, not the object missing."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise StoreError("unavailable", f"the bucket answers HeadObject with {code or 'an error'}") from None
+        except BotoCoreError as exc:
+            raise StoreError("unavailable", f"the bucket's endpoint does not answer ({type(exc).__name__})") from None

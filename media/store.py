@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from backend.core.crypto import INTL, SM
+
 CHUNK = 1024 * 1024
 
 
@@ -36,30 +38,41 @@ class StoreError(Exception):
 
 @dataclass(frozen=True)
 class Digest:
+    """What a file's bytes hash to: SHA-256, size, and SM3 (None only where it was not computed)."""
+
     sha256: str
     size: int
+    sm3: str | None = None
+
+    def digests(self) -> dict[str, str | None]:
+        """By the names a declaration uses (`sync.records.EVIDENCE_DIGESTS`)."""
+        return {"sha256": self.sha256, "sm3": self.sm3}
 
 
 def hash_stream(stream: BinaryIO, chunk: int = CHUNK) -> Digest:
-    """SHA-256 and size in constant memory, whatever the size.
+    """SHA-256, SM3 and size in one pass, in constant memory, whatever the size.
 
-    Reading into one reused buffer (where the stream allows it) avoids a
-    fresh megabyte allocation per block: the loop then runs at hashlib's speed.
+    Every path that verifies evidence comes here (the local store, S3 single PUT and multipart, inline or in a
+    job worker), so each gives both digests of the same bytes. Reading into one reused buffer (where the stream
+    allows it) avoids a fresh megabyte allocation per block; SM3 (OpenSSL's) takes most of the time.
     """
-    h = hashlib.sha256()
+    sha256, sm3 = INTL.hasher(), SM.hasher()
     size = 0
     readinto = getattr(stream, "readinto", None)
     if readinto is not None:
         buf = bytearray(chunk)
         view = memoryview(buf)
         while n := readinto(buf):
-            h.update(view[:n])
+            block = view[:n]
+            sha256.update(block)
+            sm3.update(block)
             size += n
-        return Digest(h.hexdigest(), size)
-    while block := stream.read(chunk):
-        h.update(block)
-        size += len(block)
-    return Digest(h.hexdigest(), size)
+    else:
+        while block := stream.read(chunk):
+            sha256.update(block)
+            sm3.update(block)
+            size += len(block)
+    return Digest(sha256.digest().hex(), size, sm3.digest().hex())
 
 
 def _feed(h: Any, stream: BinaryIO, length: int, chunk: int = CHUNK) -> None:
@@ -88,7 +101,7 @@ def object_key(sha256: str) -> str:
 class Store(Protocol):
     kind: str
 
-    def plan(self, upload_id: str, size: int, sha256: str, content_url: str,
+    def plan(self, upload_id: str, size: int, sha256: str | None, content_url: str,
              multipart_id: str | None = None) -> dict[str, Any]:
         """The upload plan of PROTOCOL §6; asked again for an open upload, the same upload continues."""
 
@@ -116,6 +129,11 @@ class Store(Protocol):
     def remove(self, key: str) -> None:
         """Delete a stored file for good (every version of it); a missing one is no error, so retries are safe."""
 
+    def size_of(self, key: str) -> int | None:
+        """The stored size of an object, or None when there is none; no byte is read (a stat, a HEAD request), so a
+        restored store can be checked object by object in minutes (`fieldcase restore-check`). A store that does
+        not answer raises StoreError("unavailable")."""
+
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -140,7 +158,7 @@ class LocalStore:
             raise StoreError("bad_upload", "malformed upload id")
         return self.root / "staging" / upload_id
 
-    def plan(self, upload_id: str, size: int, sha256: str, content_url: str,
+    def plan(self, upload_id: str, size: int, sha256: str | None, content_url: str,
              multipart_id: str | None = None) -> dict[str, Any]:
         self._staged(upload_id).touch(exist_ok=True)
         return {"method": "PUT", "url": content_url, "headers": {"Content-Type": "application/octet-stream"}}
@@ -289,6 +307,14 @@ class LocalStore:
             _fsync_dir(path.parent)
         except OSError as exc:
             raise StoreError("unavailable", f"could not delete {key}: {exc.strerror or exc}") from None
+
+    def size_of(self, key: str) -> int | None:
+        try:
+            return self._inside(key).stat().st_size
+        except (StoreError, FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise StoreError("unavailable", f"the evidence folder cannot be read ({exc.strerror or exc})") from None
 
 
 @contextmanager

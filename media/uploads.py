@@ -28,8 +28,9 @@ from media import holders, retention
 from media.coverage import clip_data
 from media.custody import log as custody
 from media.settings import MediaSettings
-from media.store import LocalStore, Store, StoreError
+from media.store import Digest, LocalStore, Store, StoreError
 from sync import feed
+from sync.records import EVIDENCE_DIGESTS
 
 __all__ = ["MediaSettings"]
 
@@ -246,6 +247,16 @@ def complete(session: Session, store: Store, officer: Officer, evidence_id: str,
     return evidence  # the same object the job updated, when it ran inline
 
 
+def matches(evidence: Evidence, digest: Digest) -> bool:
+    """Whether bytes that hashed to `digest` are the declared file: its size, and every digest the phone declared
+    (`sha256`, `sm3` or both; docs/protocol.md §6). A digest not declared is not compared: the server only keeps
+    what the bytes hashed to. Before the bytes are verified, the item's digests are the declared ones."""
+    declared = {name: getattr(evidence, name) for name in EVIDENCE_DIGESTS if getattr(evidence, name) is not None}
+    received = digest.digests()
+    return bool(declared) and digest.size == evidence.size and all(
+        received[name] == value for name, value in declared.items())
+
+
 def verify_upload(session: Session, store: Store, upload_id: str, settings: MediaSettings, *, now: datetime,
                   verifier: str | None = None) -> Evidence:
     """Hash the stored bytes and give the verdict: `verified`, or `mismatch` with the bytes set apart.
@@ -264,18 +275,21 @@ def verify_upload(session: Session, store: Store, upload_id: str, settings: Medi
     except StoreError as exc:
         raise _store_error(exc) from None
     upload.received_sha256, upload.received_size, upload.completed_at = digest.sha256, digest.size, now
+    upload.received_sm3 = digest.sm3
     upload.open_key = None
-    if digest.sha256 == evidence.sha256 and digest.size == evidence.size:
+    if matches(evidence, digest):
         upload.status = "verified"
         retention.lock_object(session, digest.sha256)  # a purge must not drop the object we are about to share
         evidence.object_key = store.promote(upload.id, digest.sha256)
         evidence.status, evidence.verified_at = "verified", now
+        evidence.sha256, evidence.sm3 = digest.sha256, digest.sm3  # both kept, the declared and the other
         flags = list(evidence.flags or [])
         if now - evidence.captured_at > settings.upload_deadline and "late_upload" not in flags:
             flags.append("late_upload")
         evidence.flags = flags
         custody.record(session, "verified", evidence.id, upload.officer_id, at=now, upload=upload.id,
-                       sha256=digest.sha256, size=digest.size, object_key=evidence.object_key, verifier=verifier)
+                       sha256=digest.sha256, sm3=digest.sm3, size=digest.size, object_key=evidence.object_key,
+                       verifier=verifier)
         holders.take_first_custody(session, evidence, upload.officer_id, now=now)
     else:
         upload.status = "mismatch"
@@ -283,7 +297,8 @@ def verify_upload(session: Session, store: Store, upload_id: str, settings: Medi
         if evidence.status != "verified":
             evidence.status = "mismatch"
         custody.record(session, "mismatch", evidence.id, upload.officer_id, at=now, upload=upload.id,
-                       received_sha256=digest.sha256, received_size=digest.size, kept_at=upload.mismatch_key,
+                       received_sha256=digest.sha256, received_sm3=digest.sm3, received_size=digest.size,
+                       kept_at=upload.mismatch_key,
                        verifier=verifier)
     feed.emit(session, "evidence", evidence)
     session.flush()
@@ -302,7 +317,8 @@ def describe(session: Session, evidence: Evidence) -> dict[str, Any]:
         "media_info": evidence.media_info, "flags": evidence.flags or [],
         "has_thumbnail": evidence.thumbnail_key is not None,
         "uploads": [{"id": u.id, "status": u.status, "method": u.method, "received_sha256": u.received_sha256,
-                     "received_size": u.received_size, "created_at": u.created_at, "completed_at": u.completed_at}
+                     "received_sm3": u.received_sm3, "received_size": u.received_size, "created_at": u.created_at,
+                     "completed_at": u.completed_at}
                     for u in uploads],
     }
 

@@ -8,21 +8,30 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from backend.core.crypto import suite_for_alg
 from backend.core.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.core.jurisdiction import may_see_region
 from backend.core.models import ZERO_HASH, DeferredRecord, Device, Officer, new_id
-from sync.jws import load_public_key
+from sync.jws import RECORD_ALGS, device_alg, load_device_key
+
+ENROL_ALGS = RECORD_ALGS
+"""What a phone may enrol its key for (`alg`, PROTOCOL §2): `EdDSA` or `Ed25519` (an Ed25519 key, the default), or
+`SM2SM3` (an SM2 key). The device's records carry an alg of the same suite."""
 
 
-def enrol(session: Session, officer: Officer, public_key: str, label: str = "") -> Device:
+def enrol(session: Session, officer: Officer, public_key: str, label: str = "", alg: str = "EdDSA") -> Device:
+    suite = suite_for_alg(alg)
+    if suite is None:
+        message = f"alg must be one of {', '.join(ENROL_ALGS)}"
+        raise Invalid(message, errors={"alg": [message]})
     try:
-        load_public_key(public_key, canonical=True)
+        load_device_key(public_key, suite, canonical=True)
     except ValueError as exc:
         raise Invalid(str(exc), errors={"public_key": [str(exc)]}) from None
     if session.scalar(select(func.count()).where(Device.public_key == public_key)):
         raise Conflict("this public key is already enrolled", errors={"public_key": ["already enrolled"]})
-    device = Device(id=new_id("dev"), officer_id=officer.id, public_key=public_key, label=label, status="active",
-                    head_seq=0, head_hash=ZERO_HASH, quarantined_total=0)
+    device = Device(id=new_id("dev"), officer_id=officer.id, public_key=public_key, suite=suite.name, label=label,
+                    status="active", head_seq=0, head_hash=ZERO_HASH, quarantined_total=0)
     session.add(device)
     session.flush()
     return device
@@ -55,6 +64,7 @@ def describe(session: Session, device: Device) -> dict[str, Any]:
                                 .order_by(DeferredRecord.seq)))
     return {
         "id": device.id, "officer_id": device.officer_id, "label": device.label, "status": device.status,
+        "alg": device_alg(device.suite),
         "head": {"seq": device.head_seq, "hash": device.head_hash},
         "deferred": {"count": len(held), "missing": _ranges(held, device.head_seq)},
         "quarantined": device.quarantined_total,

@@ -64,8 +64,9 @@ def institution_data(i: Institution) -> dict[str, Any]:
 
 def evidence_data(e: Evidence) -> dict[str, Any]:
     # Deleted under retention: the server keeps no file, so neither need the phone.
+    # sha256 and sm3: as declared (null when not declared), both once verified (docs/protocol.md §6).
     return {"id": e.id, "status": e.status, "purge_allowed": e.status in ("verified", "deleted"), "sha256": e.sha256,
-            "size": e.size, "kind": e.kind, "inspection_id": e.inspection_id, "case_id": e.case_id}
+            "sm3": e.sm3, "size": e.size, "kind": e.kind, "inspection_id": e.inspection_id, "case_id": e.case_id}
 
 
 def conflict_data(c: CaseConflict) -> dict[str, Any]:

@@ -1,10 +1,15 @@
-"""Defensive parsing and verification of record JWS (compact serialization, EdDSA, RFC 7515/8037/9864)."""
+"""Defensive parsing and verification of record JWS (compact serialization, RFC 7515; EdDSA, RFC 8037/9864, or
+SM2SM3, docs/protocol.md §3).
+
+A record names its algorithm in its header; its device was enrolled with a key of one suite (`backend.core.crypto`):
+``intl`` (Ed25519, SHA-256) or ``sm`` (SM2 with SM3, SM3). The record's suite must be its device's, and both its
+signature and its chain hash are that suite's (`verify`, `record_hash`).
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import math
 import re
@@ -16,6 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jwt.algorithms import get_default_algorithms
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
+from backend.core.crypto import INTL, SM, SUITES, Suite, suite_for_alg, suite_named
+from backend.core.crypto.sm2 import InvalidKey as InvalidSm2Key
+from backend.core.crypto.sm2 import check_public_key as check_sm2_public_key
 from backend.core.json_text import is_unicode_text
 
 MAX_RECORD_BYTES = 256 * 1024
@@ -25,9 +33,10 @@ _B64URL = re.compile(r"^[A-Za-z0-9_-]*\Z")
 # A base64url text of 4k+2 (4k+3) characters ends in one that carries 4 (2) bits no byte uses; the
 # canonical spelling has them zero, i.e. the last character is one of these (RFC 4648 §3.5).
 _CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
-ALGS = ("EdDSA", "Ed25519")
-"""The record header's `alg`: EdDSA (RFC 8037) or its fully specified name Ed25519 (RFC 9864); one key type, one
-signature scheme."""
+RECORD_ALGS = tuple(alg for suite in SUITES.values() for alg in suite.jws_algs)
+"""Every `alg` a record may have: EdDSA (RFC 8037) or its fully specified name Ed25519 (RFC 9864) for an Ed25519
+device's, SM2SM3 (docs/protocol.md §3) for an SM2 device's; a record's must be its own device's suite's."""
+_ALG_RULE = "header alg must be EdDSA or Ed25519 (RFC 9864), or SM2SM3"
 _KID = re.compile(r"^[\x21-\x7e]{1,64}\Z")  # printable ASCII: a device id, nothing a database could refuse
 _EDDSA = get_default_algorithms()["EdDSA"]
 
@@ -52,10 +61,14 @@ class ParsedRecord:
     signing_input: bytes
     signature: bytes
     nul_escape: bool = True  # strict JSON holds U+0000 only as the escape `\\u0000`: False means none anywhere
+    suite: Suite = INTL  # what its header's alg names; `verify` holds it to its device's
 
 
-def record_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
+def record_hash(text: str, suite: Suite) -> str:
+    """A record's chain hash (PROTOCOL §3): its device suite's digest of the ASCII bytes of its compact JWS, in
+    lower-case hex: SHA-256 for an Ed25519 device, SM3 for an SM2 device. The one home of that rule: the ledger,
+    the chain, the audit and the package verifier all ask here."""
+    return suite.hexdigest(text.encode("ascii"))
 
 
 def _b64decode(part: str) -> bytes:
@@ -172,8 +185,9 @@ def parse(text: Any) -> ParsedRecord:
     except (ValueError, binascii.Error):
         raise RecordRejected("malformed", _b64_problem(parts)) from None
     header = _json_object(header_raw, "header")
-    if header.get("alg") not in ALGS:
-        raise RecordRejected("malformed", "header alg must be EdDSA or Ed25519 (RFC 9864)")
+    suite = suite_for_alg(header.get("alg"))
+    if suite is None:
+        raise RecordRejected("malformed", _ALG_RULE)
     if header.get("typ") != TYP:
         raise RecordRejected("malformed", f"header typ must be {TYP}")
     kid = header.get("kid")
@@ -182,20 +196,25 @@ def parse(text: Any) -> ParsedRecord:
     if set(header) - {"alg", "kid", "typ"}:
         raise RecordRejected("malformed", "header has fields other than alg, kid, typ")
     if len(signature) != 64:
-        raise RecordRejected("bad_signature", "an Ed25519 signature is 64 bytes")
-    return ParsedRecord(text=text, hash=record_hash(text), kid=kid, payload=_json_object(payload_raw, "payload"),
+        raise RecordRejected("bad_signature", f"an {suite.signature_name} signature is 64 bytes")
+    return ParsedRecord(text=text, hash=record_hash(text, suite), kid=kid,
+                        payload=_json_object(payload_raw, "payload"),
                         signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"), signature=signature,
-                        nul_escape=b"\\u0000" in payload_raw)
+                        nul_escape=b"\\u0000" in payload_raw, suite=suite)
+
+
+def _key_bytes(b64: str, canonical: bool) -> bytes:
+    try:
+        return canonical_b64decode(b64) if canonical else _b64decode(b64)
+    except (ValueError, binascii.Error) as exc:
+        raise ValueError(f"public_key is {exc}" if canonical else "public_key is not base64url") from None
 
 
 def load_public_key(b64: str, *, canonical: bool = False) -> Ed25519PublicKey:
     """The raw 32-byte key, base64url without padding; must be a valid curve point. `canonical` (at enrolment)
     also refuses a key whose unused trailing bits are set, so one key cannot be enrolled twice under two
     spellings; keys already stored load as they were enrolled."""
-    try:
-        raw = canonical_b64decode(b64) if canonical else _b64decode(b64)
-    except (ValueError, binascii.Error) as exc:
-        raise ValueError(f"public_key is {exc}" if canonical else "public_key is not base64url") from None
+    raw = _key_bytes(b64, canonical)
     if len(raw) != 32:
         raise ValueError("public_key must be 32 raw bytes")
     # OpenSSL loads any 32 bytes; libsodium checks the point is on the curve,
@@ -208,13 +227,71 @@ def load_public_key(b64: str, *, canonical: bool = False) -> Ed25519PublicKey:
         raise ValueError("public_key is not an Ed25519 point") from None
 
 
-def verify(record: ParsedRecord, key: Ed25519PublicKey) -> None:
-    """Check the signature with PyJWT's EdDSA algorithm, the only one accepted.
+@dataclass(frozen=True, slots=True)
+class DeviceKey:
+    """A device's enrolled key, loaded once (per push, per audit): its suite, and what checks a signature with it.
 
-    `parse` has already split and decoded the JWS strictly (and checked the
-    header's alg: `EdDSA`, or `Ed25519`, RFC 9864's name for the same Ed25519
-    signature over the same key), so PyJWT's own re-parse of every segment is skipped: at
-    push rates it cost more than the signature check itself.
+    An Ed25519 key is held loaded (`ed25519`), so its records verify exactly as before SM2: PyJWT's EdDSA with one
+    key object per device, nothing made per record. An SM2 key is held as its 65 bytes for the suite."""
+
+    suite: Suite
+    raw: bytes
+    ed25519: Ed25519PublicKey | None = None
+
+    @property
+    def alg(self) -> str:
+        return device_alg(self.suite.name)
+
+
+def load_device_key(b64: str, suite: Suite, *, canonical: bool = False) -> DeviceKey:
+    """An enrolled key of `suite`, base64url without padding (`canonical` as for `load_public_key`). ValueError
+    names what is wrong: the spelling, the length, or a point not on the curve."""
+    if suite is INTL:
+        key = load_public_key(b64, canonical=canonical)
+        return DeviceKey(INTL, key.public_bytes_raw(), key)
+    if suite is not SM:
+        raise ValueError(f"no device key is of suite {suite.name!r}")
+    raw = _key_bytes(b64, canonical)
+    if len(raw) != suite.public_key_bytes:
+        raise ValueError(f"public_key must be the {suite.public_key_bytes}-byte uncompressed SM2 point "
+                         f"(0x04 || x || y), not {len(raw)} bytes")
+    if raw[0] != 0x04:
+        raise ValueError("public_key must be the uncompressed SM2 point: its first byte is 0x04")
+    try:
+        check_sm2_public_key(raw)
+    except InvalidSm2Key:
+        raise ValueError("public_key is not a point on the SM2 curve") from None
+    return DeviceKey(suite, raw)
+
+
+def device_alg(suite: str) -> str:
+    """The `alg` that names a device's suite where the device is described (its status, a package's manifest):
+    `EdDSA` for an Ed25519 device (whose records may also say `Ed25519`), `SM2SM3` for an SM2 device."""
+    return suite_named(suite).jws_algs[0]
+
+
+def device_key(public_key: str, suite: str) -> DeviceKey:
+    """The key of an enrolled device, from its `public_key` and `suite` columns."""
+    return load_device_key(public_key, suite_named(suite))
+
+
+def verify(record: ParsedRecord, key: DeviceKey) -> None:
+    """Check the record's signature with its device's key, in its device's suite.
+
+    A record whose header names another suite than its device's (an `SM2SM3` record of an Ed25519 device, an
+    `EdDSA` one of an SM2 device) is `bad_signature`: no signature of it is the device's.
+
+    Ed25519 is checked with PyJWT's EdDSA algorithm. `parse` has already split and decoded the JWS strictly (and
+    checked the header's alg: `EdDSA`, or `Ed25519`, RFC 9864's name for the same Ed25519 signature over the same
+    key), so PyJWT's own re-parse of every segment is skipped: at push rates it cost more than the signature check
+    itself. SM2 is checked by the suite (GmSSL, user ID 1234567812345678, raw r ‖ s).
     """
-    if not _EDDSA.verify(record.signing_input, key, record.signature):
+    if record.suite is not key.suite:
+        raise RecordRejected("bad_signature", f"the record's alg is not its device's: the device enrolled an "
+                                              f"{key.suite.signature_name} key (alg {' or '.join(key.suite.jws_algs)})")
+    if key.ed25519 is not None:
+        good = _EDDSA.verify(record.signing_input, key.ed25519, record.signature)
+    else:
+        good = key.suite.verify(key.raw, record.signing_input, record.signature)
+    if not good:
         raise RecordRejected("bad_signature", "signature does not verify with the device key")

@@ -24,7 +24,7 @@ from backend.core.models import Device, Officer
 from sync.applier import Applier
 from sync.chain import DeviceWalk, Item, PushOutcome, PushSettings, result_entry
 from sync.devices import visible_device
-from sync.jws import RecordRejected, load_public_key, parse, verify
+from sync.jws import RecordRejected, device_key, parse, verify
 from sync.lookup import Lookup
 from sync.quarantine import Quarantine
 from sync.records import UUID_RE, ChainFields
@@ -87,7 +87,7 @@ def push(session: Session, officer: Officer, records: list[Any], *, applier: App
                                device_id=kid if device is not None else None, seq=it.seq, op=it.chain.op,
                                digest=it.record.hash)
             continue
-        key = load_public_key(device.public_key)
+        key = device_key(device.public_key, device.suite)  # once per device: its records verify in its suite
         good = []
         for it in items:
             try:

@@ -22,6 +22,8 @@ MIN_YEAR, MAX_YEAR = 1900, 2999
 INT32_MAX = 2**31 - 1
 
 KINDS = ("photo", "video", "audio", "document", "signature")
+# The digests an evidence.capture may declare of its file, each 64 lower-case hex digits; at least one.
+EVIDENCE_DIGESTS = ("sha256", "sm3")
 OUTCOMES = ("no_violation", "violation_found", "rectification_ordered", "not_inspected")
 CLUE_SOURCES = ("complaint", "hotline", "grid_worker", "social_supervisor", "transfer", "inspection",
                 "random_check", "media", "other")
@@ -190,11 +192,18 @@ class EvidenceCapture(Body):
     kind = fields.String(required=True, validate=validate.OneOf(KINDS))
     media_type = fields.String(required=True, validate=[validate.Length(max=100),
                                                         FullMatch(r"^[\w.+-]+/[\w.+-]+$")])
-    sha256 = Hex64(required=True)
+    # The file's digests: `sha256`, `sm3` or both, at least one (docs/protocol.md "evidence.capture, field by field").
+    sha256 = Hex64()
+    sm3 = Hex64()
     size = fields.Integer(required=True, strict=True, validate=validate.Range(min=0, max=2**50))
     captured_at = Timestamp(required=True)
     location = fields.Nested(LocationSchema, allow_none=True)
     clip = fields.Nested(ClipSchema, allow_none=True)
+
+    @validates_schema
+    def _a_digest(self, data, **kwargs):
+        if not any(name in data for name in EVIDENCE_DIGESTS):
+            raise ValidationError("declare the file's sha256, its sm3, or both", "sha256")
 
 
 class CaseUpdate(Body):

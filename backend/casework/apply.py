@@ -46,7 +46,7 @@ from sync.applier import Applied, Content, RecordContext
 from sync.certificate_history import CertificateBook
 from sync.certificates import certified_on
 from sync.lookup import Lookup
-from sync.records import ContentError
+from sync.records import EVIDENCE_DIGESTS, ContentError
 
 CLOCK_AHEAD_LIMIT = timedelta(minutes=10)
 LONG_INSPECTION = timedelta(hours=12)
@@ -76,7 +76,9 @@ def evidence_facts(body: dict[str, Any], device_id: str, officer_id: str, op: st
     clip = body.get("clip")
     return {"id": body["evidence_id"], "inspection_id": body.get("inspection_id"), "device_id": device_id,
             "officer_id": officer_id, "kind": body["kind"], "media_type": body["media_type"],
-            "sha256": body["sha256"], "size": body["size"], "captured_at": body["captured_at"],
+            # Only the digests declared: the server adds the other when it verifies the bytes.
+            **{name: body[name] for name in EVIDENCE_DIGESTS if name in body},
+            "size": body["size"], "captured_at": body["captured_at"],
             "location": body.get("location"), "clip": _jsonable(clip),
             "camera_serial": clip["camera_serial"] if clip else None,
             "clip_index": clip["clip_index"] if clip else None, "op": op}
@@ -233,12 +235,14 @@ def _evidence(ctx: RecordContext) -> Applied:
     if case is None and inspection is not None:
         case = ctx.lookup.get(Case, inspection.case_id)
     evidence = ctx.lookup.add_row(Evidence, {
+        **dict.fromkeys(EVIDENCE_DIGESTS),  # a digest not declared stays NULL until the bytes are verified
         **evidence_facts(body, ctx.device_id, ctx.officer.id, ctx.op), "case_id": case.id if case else None,
         "region_code": case.region_code if case else ctx.officer.region_code, "status": "declared",
         "declared_at": ctx.received_at})
     feed.emit(s, "evidence", evidence)
     custody.record(s, "declared", evidence.id, ctx.officer.id, at=ctx.received_at, op=ctx.op,
-                   record_hash=ctx.record_hash, device=ctx.device_id, sha256=evidence.sha256, size=evidence.size,
+                   record_hash=ctx.record_hash, device=ctx.device_id, sha256=evidence.sha256, sm3=evidence.sm3,
+                   size=evidence.size,
                    kind=evidence.kind, captured_at=utc_millis(evidence.captured_at))
     if case is not None:
         out.refs["case_id"] = case.id

@@ -10,10 +10,16 @@ ends as a case (through the phones' merge rule), closed with a reason, or
 transferred to the judiciary (backend.casework.joint).
 
 Complainants get a tracking code; `public_status` is all that code reveals.
+
+What a complainant gives of themselves (name, phone, email, address) is sealed in their clue's row with SM4-GCM
+under a data key of the key ring the caller passes (`COMPLAINANT`, backend.core.crypto), opened only for those who
+handle the clue, and their phone number is findable by exact match through an HMAC-SM3 blind index
+(`clues_by_complainant_phone`), never by reading it in clear.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from datetime import datetime
@@ -23,6 +29,8 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
 from backend.casework.merge import desk_case, resolve_institution
+from backend.core.crypto.data_keys import KeyRing
+from backend.core.crypto.sealed_fields import BlindIndex, SealedField, phone_digits
 from backend.core.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.core.jurisdiction import get_scoped, may_see_region, scope
 from backend.core.models import (
@@ -50,6 +58,10 @@ CLOSING_OUTCOMES = ("no_violation", "rectified", "not_within_remit", "insufficie
 CASE_OUTCOME = "case_opened"
 JUDICIARY_OUTCOME = "transferred_to_judiciary"
 
+# The complainant's personal data, sealed in the clue's row, and the blind index of their phone number.
+COMPLAINANT = SealedField("clues", "complainant")
+COMPLAINANT_PHONE = BlindIndex("clues", "complainant.phone", phone_digits)
+
 # No 0/O, 1/I/L or U: read out over a hotline, a code survives. 30**12 is about 2**59.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_GROUPS, CODE_GROUP_LEN = 3, 4
@@ -66,6 +78,33 @@ def normalise_tracking_code(text: str) -> str | None:
     if len(symbols) != CODE_GROUPS * CODE_GROUP_LEN or any(ch not in CODE_ALPHABET for ch in symbols):
         return None
     return "-".join(symbols[i:i + CODE_GROUP_LEN] for i in range(0, len(symbols), CODE_GROUP_LEN))
+
+
+def seal_complainant(session: Session, keys: KeyRing, clue: Clue, complainant: dict[str, Any] | None, *,
+                     now: datetime) -> None:
+    """Store what the complainant gave sealed to this clue's row (JSON, keys sorted), and its phone's blind index."""
+    if not complainant:
+        clue.complainant_sealed = clue.complainant_phone_index = None
+        return
+    clue.complainant_sealed = keys.seal(session, COMPLAINANT, clue.id, complainant_text(complainant), now=now)
+    clue.complainant_phone_index = keys.index(session, COMPLAINANT_PHONE, complainant_phone(complainant), now=now)
+
+
+def complainant_text(complainant: dict[str, Any]) -> bytes:
+    """What is sealed: the complainant's fields as JSON, keys sorted (migration 0018 seals the old rows so too)."""
+    return json.dumps(complainant, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def complainant_phone(complainant: dict[str, Any]) -> str | None:
+    phone = complainant.get("phone")
+    return phone if isinstance(phone, str) else None
+
+
+def complainant_of(session: Session, keys: KeyRing, clue: Clue) -> dict[str, Any] | None:
+    """What the complainant gave, opened from the clue's row; the caller decides who may see it."""
+    if clue.complainant_sealed is None:
+        return None
+    return json.loads(keys.open(session, COMPLAINANT, clue.id, clue.complainant_sealed))
 
 
 def lead_department(session: Session) -> str:
@@ -116,7 +155,8 @@ def file_clue(session: Session, clue: Clue, *, now: datetime) -> Clue:
 
 def intake(session: Session, actor: Officer, *, source: str, institution: dict[str, Any], description: str,
            category: str | None = None, attachments: list[dict[str, Any]] | None = None,
-           complainant: dict[str, Any] | None = None, reported_at: datetime | None = None, now: datetime) -> Clue:
+           complainant: dict[str, Any] | None = None, reported_at: datetime | None = None, keys: KeyRing,
+           now: datetime) -> Clue:
     """A clue taken at the desk; hotline staff are officers, so any officer or admin may take one."""
     if not actor.has_role("officer", "admin"):
         raise Forbidden("only officers and admins take clues")
@@ -137,8 +177,8 @@ def intake(session: Session, actor: Officer, *, source: str, institution: dict[s
         raise Invalid(exc.detail, errors={"institution": [exc.code]}) from None
     clue = Clue(id=str(uuid.uuid4()), source=source, institution_id=inst.id,
                 region_code=inst.region_code, description=description, reported_by=actor.id,
-                reported_at=reported_at or now, category=category, attachments=attachments or [],
-                complainant=complainant or None)
+                reported_at=reported_at or now, category=category, attachments=attachments or [])
+    seal_complainant(session, keys, clue, complainant, now=now)
     file_clue(session, clue, now=now)
     session.add(clue)
     session.flush()
@@ -228,7 +268,7 @@ def triage(session: Session, actor: Officer, clue_id: str, *, category: str,
     return clue
 
 
-def convert(session: Session, actor: Officer, clue_id: str, *, summary: str | None = None,
+def convert(session: Session, actor: Officer, clue_id: str, *, summary: str | None = None, keys: KeyRing,
             now: datetime) -> dict[str, Any]:
     """The clue becomes a case of its department, or joins that department's open case on the institution."""
     clue = handling(session, actor, clue_id)
@@ -237,7 +277,7 @@ def convert(session: Session, actor: Officer, clue_id: str, *, summary: str | No
     case, existed = desk_case(session, institution, clue.department_code or lead_department(session), actor.id,
                               summary or f"线索 {clue.id}", now)
     touch(session, family(session, clue), now, status="case", case_id=case.id, outcome=CASE_OUTCOME)
-    return {"clue": describe(session, actor, clue), "case": feed.case_data(case), "existing": existed}
+    return {"clue": describe(session, actor, clue, keys=keys), "case": feed.case_data(case), "existing": existed}
 
 
 def close(session: Session, actor: Officer, clue_id: str, *, outcome: str, reason: str, now: datetime) -> Clue:
@@ -263,7 +303,7 @@ def list_clues(session: Session, viewer: Officer, *, status: str | None = None, 
     return [feed.clue_data(c) for c in rows], total
 
 
-def describe(session: Session, viewer: Officer, clue: Clue) -> dict[str, Any]:
+def describe(session: Session, viewer: Officer, clue: Clue, *, keys: KeyRing) -> dict[str, Any]:
     """The clue with its duplicates and transfers; the complainant only for those who handle it."""
     duplicates = session.scalars(select(Clue.id).where(Clue.duplicate_of == clue.id)
                                  .order_by(Clue.reported_at, Clue.id))
@@ -272,11 +312,23 @@ def describe(session: Session, viewer: Officer, clue: Clue) -> dict[str, Any]:
                                 .order_by(Transfer.requested_at, Transfer.id))
     return {**feed.clue_data(clue), "duplicates": list(duplicates),
             "transfers": [feed.transfer_data(t) for t in transfers],
-            "complainant": clue.complainant if may_handle(session, viewer, clue) else None}
+            "complainant": complainant_of(session, keys, clue) if may_handle(session, viewer, clue) else None}
 
 
-def get_clue(session: Session, viewer: Officer, clue_id: str) -> dict[str, Any]:
-    return describe(session, viewer, get_scoped(session, Clue, clue_id, viewer, what="clue"))
+def get_clue(session: Session, viewer: Officer, clue_id: str, *, keys: KeyRing) -> dict[str, Any]:
+    return describe(session, viewer, get_scoped(session, Clue, clue_id, viewer, what="clue"), keys=keys)
+
+
+def clues_by_complainant_phone(session: Session, viewer: Officer, phone: str, *, keys: KeyRing) -> list[dict[str, Any]]:
+    """The clues, within the viewer's jurisdiction and that the viewer may handle, whose complainant gave this phone
+    number (written any way: only its digits count), oldest first. An exact match through the blind index: the
+    number is never compared, or stored, in clear."""
+    wanted = keys.index(session, COMPLAINANT_PHONE, phone)
+    if wanted is None:
+        return []
+    stmt = scope(select(Clue), Clue.region_code, viewer).where(Clue.complainant_phone_index == wanted)
+    found = session.scalars(stmt.order_by(Clue.reported_at, Clue.id))
+    return [feed.clue_data(c) for c in found if may_handle(session, viewer, c)]
 
 
 def public_status(session: Session, code: str) -> dict[str, Any]:

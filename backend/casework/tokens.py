@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,11 +13,22 @@ import jwt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from backend.core.crypto.jwt_sm3 import HSM3, codec
 from backend.core.errors import Unauthorized
 from backend.core.models import Officer, RefreshToken, new_id
 
-# HMAC for the tokens we mint ourselves; the list is what decoding accepts, nothing else.
-ALLOWED_ALGORITHMS = ("HS256", "HS384", "HS512")
+# HMAC for the tokens we mint ourselves; the list is what decoding accepts, nothing else. HSM3 is HMAC-SM3, the
+# `sm` suite's (FIELDCASE_TOKEN_SUITE=sm: backend.core.crypto.jwt_sm3).
+ALLOWED_ALGORITHMS = ("HS256", "HS384", "HS512", HSM3)
+
+
+def algorithm_for(suite: str, intl_algorithm: str = "HS256") -> str:
+    """The token algorithm of a suite: `intl_algorithm` (HS256) for intl, HMAC-SM3 for sm."""
+    if suite == "sm":
+        return HSM3
+    if suite == "intl":
+        return intl_algorithm
+    raise ValueError(f"unknown token suite {suite!r}: intl or sm")
 
 
 @dataclass(frozen=True)
@@ -27,12 +38,15 @@ class TokenIssuer:
     access_ttl: int = 900
     refresh_ttl: int = 30 * 24 * 3600
     issuer: str = "fieldcase"
+    # Signs and verifies with `algorithm` alone (HSM3 registered on it, not on PyJWT's global codec).
+    _codec: jwt.PyJWT = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALLOWED_ALGORITHMS:
             raise ValueError(f"unsupported token algorithm {self.algorithm!r}")
         if len(self.secret) < 32:
             raise ValueError("token secret must be at least 32 bytes")
+        object.__setattr__(self, "_codec", codec(self.algorithm))
 
     def access_token(self, officer: Officer, *, now: datetime) -> str:
         claims = {
@@ -43,13 +57,13 @@ class TokenIssuer:
             "exp": int((now + timedelta(seconds=self.access_ttl)).timestamp()),
             "jti": uuid.uuid4().hex,
         }
-        return jwt.encode(claims, self.secret, algorithm=self.algorithm, headers={"typ": "JWT"})
+        return self._codec.encode(claims, self.secret, algorithm=self.algorithm, headers={"typ": "JWT"})
 
     def decode_access(self, token: str, *, now: datetime) -> dict[str, Any]:
         """The claims of a token we minted that is valid at `now`. The times are judged here, against the
         caller's clock, not by PyJWT against the wall clock."""
         try:
-            claims = jwt.decode(
+            claims = self._codec.decode(
                 token, self.secret, algorithms=[self.algorithm], issuer=self.issuer,
                 options={"require": ["exp", "iat", "sub", "jti", "iss"], "verify_exp": False, "verify_iat": False,
                          "verify_nbf": False},

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from backend.core.passwords import PASSWORD_KDF, check_kdf
-from backend.core.variables import SettingsError, combination_problems, read
+from backend.core.variables import SettingsError, combination_problems, custody_suites, read
 
 
 def _normalise_db_url(url: str) -> str:
@@ -28,6 +28,9 @@ class Settings:
     access_token_ttl: int = 900
     refresh_token_ttl: int = 30 * 24 * 3600
     jwt_algorithm: str = "HS256"
+    # The suite access tokens are signed in: intl (HMAC-SHA-256, `jwt_algorithm`) or sm (HMAC-SM3, "HSM3":
+    # backend.core.crypto.jwt_sm3).
+    token_suite: str = "intl"  # noqa: S105 - a suite's name, not a secret
     # The login throttle (backend.web.auth): per username and address, free failures, then a wait of
     # delay·2^k after each further one (capped), for failures remembered `login_memory_seconds`; per address,
     # across usernames, a ceiling of failures in `login_window_seconds`.
@@ -65,6 +68,7 @@ class Settings:
     redis_url: str = ""
     job_queue: str = "fieldcase"
     jwt_secret_file: str = ""
+    kek_file: str = ""  # the key-encryption key of sealed personal data (backend.core.crypto.key_provider)
     custody_key_file: str = ""
     custody_keyring_file: str = ""
     # The custody log's checkpoint origin (c2sp.org/tlog-checkpoint), also its note key name; empty: derived from
@@ -72,6 +76,11 @@ class Settings:
     password_kdf: str = PASSWORD_KDF  # backend.core.passwords
     custody_origin: str = ""
     witness_keys: tuple[str, ...] = ()
+    # The suites the custody log is kept in (backend.core.variables.custody_suites): ("intl",), or ("intl", "sm")
+    # for a second tree in SM3 with SM2-signed heads, whose key and keyring are these (empty: in the instance folder).
+    custody_suites: tuple[str, ...] = ("intl",)
+    custody_sm_key_file: str = ""
+    custody_sm_keyring_file: str = ""
     # The RFC 3161 Time-Stamping Authority that timestamps every signed tree head (empty: none), the PEM
     # certificate its signing certificate must chain to (empty: tokens are checked but not anchored), and how long
     # to wait for its answer (media.custody.timestamps).
@@ -85,6 +94,9 @@ class Settings:
     head_interval_seconds: int = 3600
     audit_interval_seconds: int = 24 * 3600
     audit_sample: int = 1000
+    # The job workers' sweep (backend.core.job_worker): every `sweep_interval_seconds` one worker queues again the
+    # work whose result the database says is missing and Redis does not hold (0: only `fieldcase jobs sweep`).
+    sweep_interval_seconds: int = 300
     # Prometheus metrics (backend/web/metrics.py, docs/operations.md): `fieldcase serve` exports them on
     # `metrics_port` of `metrics_host` (0: no metrics at all; never on the API port), its gunicorn workers sharing
     # `metrics_dir` (empty: a fresh private folder); each `fieldcase worker` on `worker_metrics_port` (0: none).
@@ -114,12 +126,20 @@ class Settings:
         if problems:
             raise SettingsError(problems)
         check_kdf(self.password_kdf)
-        return replace(self, instance_dir=instance, database_url=_normalise_db_url(url), jobs=jobs)
+        suites = self.custody_suites
+        suites = custody_suites(suites if isinstance(suites, str) else ",".join(suites))  # checked just above
+        return replace(self, instance_dir=instance, database_url=_normalise_db_url(url), jobs=jobs,
+                       custody_suites=suites)
 
     @property
     def jwt_secret_path(self) -> Path:
         """The access-token key: every API process of a deployment must read the same one."""
         return Path(self.jwt_secret_file) if self.jwt_secret_file else self.instance_dir / "jwt-secret.key"
+
+    @property
+    def kek_path(self) -> Path:
+        """The key-encryption key (16 bytes, mode 0600) that wraps the data keys personal data is sealed under."""
+        return Path(self.kek_file) if self.kek_file else self.instance_dir / "data-kek.key"
 
     @property
     def custody_key_path(self) -> Path:
@@ -132,6 +152,21 @@ class Settings:
         if self.custody_keyring_file:
             return Path(self.custody_keyring_file)
         return self.instance_dir / "custody-keyring.json"
+
+    @property
+    def custody_sm_key_path(self) -> Path:
+        """The SM tree's head signing key (FIELDCASE_CUSTODY_SUITES=intl,sm): an SM2 key pair, private then public
+        (media.custody.keys.SmSigner), shared by API processes and workers like the Ed25519 one."""
+        if self.custody_sm_key_file:
+            return Path(self.custody_sm_key_file)
+        return self.instance_dir / "custody-sm2-signing.key"
+
+    @property
+    def custody_sm_keyring_path(self) -> Path:
+        """Public keys of retired SM2 custody keys, so SM heads they signed stay verifiable after a rotation."""
+        if self.custody_sm_keyring_file:
+            return Path(self.custody_sm_keyring_file)
+        return self.instance_dir / "custody-sm2-keyring.json"
 
     @property
     def tsa_cert_path(self) -> Path | None:
@@ -155,12 +190,15 @@ def instance_secret(instance_dir: Path, name: str, nbytes: int = 32, *, create: 
     return secret_file(instance_dir / name, nbytes, create=create)
 
 
-def secret_file(path: Path, nbytes: int = 32, *, create: bool = True) -> bytes:
+def secret_file(path: Path, nbytes: int = 32, *, create: bool = True,
+                make: Callable[[], bytes] | None = None) -> bytes:
     """Read a secret file, creating it (0600) on first use when `create` (who may: backend.core.secret_files).
 
     Secrets never live in the repository. The new file is written aside and
     hard-linked into place, so processes starting together all end up with
-    the one secret that won, never a half-written one.
+    the one secret that won, never a half-written one. Its bytes are `nbytes`
+    random ones, or what `make` gives (a key pair that is not just random
+    bytes: the SM2 custody key).
     """
     path = Path(path)
     if not create and not path.exists():
@@ -171,7 +209,7 @@ def secret_file(path: Path, nbytes: int = 32, *, create: bool = True) -> bytes:
         tmp = path.parent / f".{name}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(nbytes))
+            fh.write(make() if make is not None else secrets.token_bytes(nbytes))
             fh.flush()
             os.fsync(fh.fileno())
         try:

@@ -30,11 +30,20 @@ canvas would be configuration to get right with nothing here that uses them.
 Jobs travel as JSON (RQ's JSONSerializer, not pickle): what sits in Redis is
 a job's name in the table and a few strings or numbers, and a worker runs
 nothing that is not in its table.
+
+Redis holds only the queue, so anything in it can be lost (a restart without
+persistence, a job queued while Redis was down). Every kind of job therefore
+has a path back from the database (`backend.core.job_status.enqueue_missing`,
+driven by `fieldcase jobs sweep` and by the workers on a schedule), and the
+worker process itself (`backend.core.job_worker`) survives Redis outages and
+finds jobs whose worker died within seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,11 +64,34 @@ log = logging.getLogger("fieldcase.jobs")
 _PENDING = "fieldcase.pending_jobs"
 
 # A job that fails is tried again after these many seconds (a store or database hiccup passes), then it is
-# left in the failed-job registry for a person to look at. An hour is enough to hash the largest clips.
+# left in the failed-job registry for a person to look at. A job whose worker died is tried again the same way.
 RETRY_INTERVALS = (5, 30, 120, 600)
+# The time limit of a job that declares none (`limited`): RQ stops it then (SIGALRM) and it is retried. A dead
+# worker's job is not waited for this long: workers' heartbeats show it dead in seconds (backend.core.job_worker).
 JOB_TIMEOUT = 3600
 
 Job = Callable[..., None]  # job(context, session, *args)
+
+
+def limited(seconds: int) -> Callable[[Job], Job]:
+    """Declare a job's time limit next to it: what the slowest honest run needs (the largest file hashed, a TSA's
+    timeout), so that a run stuck on a dead connection is stopped and retried rather than held for an hour."""
+
+    def declare(job: Job) -> Job:
+        job.timeout_seconds = seconds  # type: ignore[attr-defined]
+        return job
+
+    return declare
+
+
+def timeout_of(table: Mapping[str, Job], name: str) -> int:
+    return int(getattr(lookup(table, name), "timeout_seconds", JOB_TIMEOUT))
+
+
+def describe(name: str, args: list[str | int] | tuple[str | int, ...]) -> str:
+    """A queued job's description in RQ, `name(args…)`: what `jobs status` shows, and how the sweep recognises work
+    that is already waiting in Redis (the same kind with the same ids)."""
+    return f"{name}{tuple(args)!r}"
 
 
 def lookup(table: Mapping[str, Job], name: str) -> Job:
@@ -96,7 +128,9 @@ class RQRunner:
 
         self.table = table
         self.observer = observer  # hears of jobs that could not be queued
-        self.connection = Redis.from_url(redis_url)
+        # Bounded waits: a Redis that is down, or unreachable, costs a committed request (or a worker) seconds and
+        # one log line, never a thread hung on a connect (a worker raises the read timeout above its blocking pop).
+        self.connection = Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=10)
         self.queue = Queue(queue, connection=self.connection, serializer=JSONSerializer)
 
     def submit(self, session: Session, name: str, *args: str | int) -> None:
@@ -104,37 +138,55 @@ class RQRunner:
         commit_queue.enqueue(session, _PENDING, (self, name, list(args)))
 
     def enqueue_now(self, name: str, args: list[str | int]) -> Any:
-        from rq import Retry
+        return self.queue.enqueue(perform, name, *args, retry=_retry(), job_timeout=timeout_of(self.table, name),
+                                  description=describe(name, args))
 
-        return self.queue.enqueue(perform, name, *args, retry=Retry(max=len(RETRY_INTERVALS),
-                                                                    interval=list(RETRY_INTERVALS)),
-                                  job_timeout=JOB_TIMEOUT, description=f"{name}{tuple(args)!r}")
+    def enqueue_many(self, calls: list[tuple[str, list[str | int]]]) -> int:
+        """Queue many jobs in one round trip (a sweep's catch-up can be thousands)."""
+        data = [self.queue.prepare_data(perform, args=(name, *args), timeout=timeout_of(self.table, name),
+                                        retry=_retry(), description=describe(name, args)) for name, args in calls]
+        for start in range(0, len(data), 500):
+            self.queue.enqueue_many(data[start:start + 500])
+        return len(data)
 
     def enqueue_at(self, when: datetime, name: str, args: list[str | int], *, job_id: str) -> Any:
         """Run a job at `when` (RQ's scheduler, in every long-running worker, queues it then). A periodic job
         names each run by its time slot: the same `job_id` scheduled twice is still one run."""
-        lookup(self.table, name)
-        return self.queue.enqueue_at(when, perform, name, *args, job_id=job_id, job_timeout=JOB_TIMEOUT,
-                                     description=f"{name}{tuple(args)!r}")
+        return self.queue.enqueue_at(when, perform, name, *args, job_id=job_id,
+                                     job_timeout=timeout_of(self.table, name), description=describe(name, args))
+
+
+def _retry() -> Any:
+    from rq import Retry
+
+    return Retry(max=len(RETRY_INTERVALS), interval=list(RETRY_INTERVALS))
 
 
 @event.listens_for(Session, "after_commit")
 def _send_queued(session: Session) -> None:
     """Hand the committed transaction's jobs to Redis. A failure here must not turn a done request into an error:
-    the rows say what is still to do (an upload stays `verifying`), and a phone's next `complete` or
-    `fieldcase jobs sweep` queues it again."""
+    the rows say what is still to do (an upload stays `verifying`, a photo without its metadata), and the sweep
+    (`media.jobs.unfinished`) or a phone's next `complete` queues it again."""
     if session.in_nested_transaction():
         return
     for runner, name, args in commit_queue.take(session, _PENDING):
         try:
             runner.enqueue_now(name, args)
         except Exception as exc:  # noqa: BLE001 - one line, not Redis's traceback: the rows keep what is to do
-            log.warning("could not queue job %s; `fieldcase jobs sweep` queues unfinished work again", name,
+            log.warning("could not queue job %s; the next sweep queues it again (a worker's, within "
+                        "FIELDCASE_SWEEP_INTERVAL, or `fieldcase jobs sweep`)", name,
                         extra={"job": name, "job_args": args, "error": logs.exception_summary(exc)})
             runner.observer.enqueue_failed(name)
 
 
 # ---------------------------------------------------------------------------------------------- worker side
+
+
+def default_worker_name() -> str:
+    """`host.<8 hex>`: the host for people, and a random part so that a restart never meets its own previous
+    registration (`host.pid` did: a container restarts as pid 1 every time, and RQ refused the name for up to an
+    hour after a `kill -9`)."""
+    return f"{socket.gethostname()}.{secrets.token_hex(4)}"
 
 
 @dataclass
@@ -149,6 +201,12 @@ class Worker:
 
 
 _worker: Worker | None = None
+
+
+def install(worker: Worker | None) -> None:
+    """Make `worker` the one this process's `perform` runs jobs for (`backend.core.job_worker.work`; None: none)."""
+    global _worker
+    _worker = worker
 
 
 def timed(observer: Observer, name: str, run: Callable[[], Any]) -> Any:
@@ -167,7 +225,7 @@ def perform(name: str, *args: str | int) -> str:
     """What RQ runs: one job of the worker's table in one transaction of its own (committed, or rolled back and
     retried). RQ imports this function by its path, so the worker it runs for is this process's."""
     if _worker is None:
-        raise RuntimeError("no worker in this process: jobs run under `fieldcase worker` (backend.core.jobs.work)")
+        raise RuntimeError("no worker in this process: jobs run under `fieldcase worker` (job_worker.work)")
     worker = _worker
     job = lookup(worker.runner.table, name)
 
@@ -178,73 +236,3 @@ def perform(name: str, *args: str | int) -> str:
     with logs.bound(job=name):  # every line the job logs says which job it was
         timed(worker.observer, name, run)
     return "done"
-
-
-def work(worker: Worker, *, burst: bool = False, log_level: str = "INFO") -> bool:
-    """Work the queue until stopped (SIGTERM: finish the current job, then exit) or, with `burst`, until empty.
-
-    A SimpleWorker runs jobs in this process rather than forking one per job,
-    so the database pool, the S3 client and the key are made once, not per job.
-    A burst worker works what is queued now and exits: it starts no scheduler
-    (a retry waiting for its time is left for a long-running worker), so it
-    neither forks one nor waits, up to a minute, for it to stop.
-    """
-    from rq.serializers import JSONSerializer
-
-    global _worker
-    _worker = worker
-    rq_worker = _worker_class()([worker.runner.queue], connection=worker.runner.connection, name=worker.name,
-                                serializer=JSONSerializer)
-    return rq_worker.work(burst=burst, with_scheduler=not burst, logging_level=log_level)
-
-
-def _worker_class() -> type:
-    """RQ's SimpleWorker, whose command listener wakes every second instead of every minute: a worker that is
-    done closes that listener's connection, which waits for the listener, so with RQ's 60 s a burst worker could
-    take a minute to exit after its last job."""
-    from rq import SimpleWorker
-
-    class Worker(SimpleWorker):
-        def subscribe(self) -> None:
-            self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
-            self.pubsub = self.connection.pubsub()
-            self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
-            self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=1, daemon=True,
-                                                           exception_handler=self._pubsub_exception_handler)
-
-        def handle_exception(self, job: Any, *exc_info: Any) -> None:
-            """A failed job is one log line (its id, what it was, the exception as backend.core.logs gives it:
-            class and one-field trace), not RQ's message with the whole traceback, whose text can quote a row.
-            Then RQ's exception handlers, as RQ runs them (one returning a falsy value other than None stops)."""
-            self.log.error("job failed", exc_info=exc_info, extra={"job_id": job.id, "job": job.description})
-            for handler in self._exc_handlers:
-                go_on = handler(job, *exc_info)
-                if go_on is not None and not go_on:
-                    break
-
-    return Worker
-
-
-def queue_report(runner: RQRunner, limit: int = 20) -> dict[str, Any]:
-    """Queue lengths and the newest failed jobs (the dead letters) with the last line of their error."""
-    from rq.job import Job as RQJob
-    from rq.serializers import JSONSerializer
-
-    queue = runner.queue
-    failed_ids = queue.failed_job_registry.get_job_ids()
-    failed = []
-    for job_id in failed_ids[-limit:]:
-        job = RQJob.fetch(job_id, connection=runner.connection, serializer=JSONSerializer)
-        error = (job.latest_result().exc_string if job.latest_result() else "") or ""
-        failed.append({"id": job_id, "job": job.description, "ended_at": job.ended_at,
-                       "error": error.strip().splitlines()[-1] if error.strip() else ""})
-    return {"queue": queue.name, "queued": queue.count, "started": queue.started_job_registry.count,
-            "scheduled": queue.scheduled_job_registry.count, "failed": len(failed_ids), "failed_jobs": failed}
-
-
-def requeue_failed(runner: RQRunner) -> int:
-    registry = runner.queue.failed_job_registry
-    ids = registry.get_job_ids()
-    for job_id in ids:
-        registry.requeue(job_id)
-    return len(ids)

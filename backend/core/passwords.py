@@ -6,6 +6,7 @@ Stored hashes carry their own algorithm and parameters (werkzeug's `method$salt$
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -17,11 +18,13 @@ if TYPE_CHECKING:
 
 # The cost unless a deployment says otherwise: scrypt with N = 2^15, r = 8, p = 1 (~100 ms here; werkzeug's own).
 PASSWORD_KDF = "scrypt:32768:8:1"  # noqa: S105 - the name and cost of a KDF, not a password
-_KDF = re.compile(r"scrypt:(?P<n>\d+):(?P<r>\d+):(?P<p>\d+)|pbkdf2:sha256:(?P<iterations>\d+)")
+_KDF = re.compile(r"scrypt:(?P<n>\d+):(?P<r>\d+):(?P<p>\d+)|pbkdf2:(?P<hash>sha256|sm3):(?P<iterations>\d+)")
 
 
 def check_kdf(method: str) -> str:
-    """An allowed KDF, spelled as werkzeug reads it: scrypt:N:r:p (N a power of two) or pbkdf2:sha256:ITERATIONS."""
+    """An allowed KDF, spelled as werkzeug reads it: scrypt:N:r:p (N a power of two), pbkdf2:sha256:ITERATIONS, or
+    pbkdf2:sm3:ITERATIONS (PBKDF2 with HMAC-SM3, for a 密评: docs/crypto.md), which needs an interpreter whose
+    OpenSSL has SM3 (hashlib computes it), checked here rather than at the first login."""
     match = _KDF.fullmatch(method)
     ok = match is not None
     if ok and match["n"]:
@@ -29,9 +32,11 @@ def check_kdf(method: str) -> str:
         ok = n >= 2 and not n & (n - 1) and int(match["r"]) > 0 and int(match["p"]) > 0
     elif ok:
         ok = int(match["iterations"]) > 0
+        if ok and match["hash"] == "sm3" and "sm3" not in hashlib.algorithms_available:
+            raise ValueError("FIELDCASE_PASSWORD_KDF pbkdf2:sm3 needs SM3 in this Python's OpenSSL, which lacks it")
     if not ok:
-        raise ValueError("FIELDCASE_PASSWORD_KDF must be scrypt:N:r:p (N a power of two) or "
-                         f"pbkdf2:sha256:ITERATIONS, not {method!r}")
+        raise ValueError("FIELDCASE_PASSWORD_KDF must be scrypt:N:r:p (N a power of two), pbkdf2:sha256:ITERATIONS "
+                         f"or pbkdf2:sm3:ITERATIONS, not {method!r}")
     return method
 
 

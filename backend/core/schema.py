@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,18 @@ log = logging.getLogger("fieldcase.schema")
 
 SCHEMA_LOCK_KEY = 0x6663_7363_686D  # "fcschm"
 
+# How long a migration may wait for a table's lock (migrations/env.py sets it for every migration transaction on
+# PostgreSQL; docs/deployment.md, "Rolling upgrades"), in PostgreSQL's syntax: milliseconds, or with a unit.
+DEFAULT_LOCK_TIMEOUT = "5s"
+LOCK_TIMEOUT_FORMAT = re.compile(r"\d+(ms|s|min)?")
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout ran out
+
+
+def check_lock_timeout(value: str | None) -> None:
+    """SET takes no bound parameter, so the value is written into the statement: only PostgreSQL's own syntax."""
+    if value is not None and not LOCK_TIMEOUT_FORMAT.fullmatch(value):
+        raise ValueError(f"{value!r}: give milliseconds, or a number with ms, s or min (e.g. 30s)")
+
 
 def alembic_config(url: str) -> Config:
     cfg = Config()
@@ -38,18 +51,52 @@ def head_revision(url: str) -> str | None:
     return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
 
 
-def upgrade(db: Database) -> bool:
-    """Upgrade to head; returns whether anything had to be done."""
+def known_revisions(url: str) -> frozenset[str]:
+    return frozenset(r.revision for r in ScriptDirectory.from_config(alembic_config(url)).walk_revisions())
+
+
+def upgrade(db: Database, *, lock_timeout: str | None = None) -> bool:
+    """Upgrade to head, in one transaction; returns whether anything had to be done. `lock_timeout` (PostgreSQL's
+    syntax: `5s`, `500ms`) replaces migrations/env.py's default wait for a table's lock."""
     before = current_revision(db.engine)
     head = head_revision(db.url)
     if before == head:
         return False
     log.info("upgrading database schema from %s to %s", before or "empty", head)
     cfg = alembic_config(db.url)
+    if lock_timeout:
+        cfg.attributes["lock_timeout"] = lock_timeout
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     return True
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database's schema is not the one this release was written for; the message says what to run."""
+
+
+def migrates_on_start(url: str) -> bool:
+    """Whether `fieldcase serve` migrates before serving when not told: only on the embedded SQLite default, where
+    it is the one process of its release. On a shared database the release's `fieldcase migrate` step does it:
+    the first new process must not change the schema under the old release's processes while they serve."""
+    return url.startswith("sqlite")
+
+
+def require_current(db: Database) -> None:
+    """Refuse (SchemaNotCurrent) a schema that is not at this release's newest migration: code serving a schema it
+    was not written for fails at its first query of a new column, or writes what an older schema cannot hold."""
+    current = current_revision(db.engine)
+    script = ScriptDirectory.from_config(alembic_config(db.url))
+    head = script.get_current_head()
+    if current == head:
+        return
+    known = current is None or any(rev.revision == current for rev in script.walk_revisions())
+    if not known:
+        raise SchemaNotCurrent(f"the database schema is at revision {current}, which this release does not know "
+                               f"(a newer release migrated it; this one needs {head}): run the newer release")
+    raise SchemaNotCurrent(f"the database schema is at revision {current or 'none (an empty database)'}, this "
+                           f"release needs {head}: run `fieldcase migrate`, then start again")
 
 
 @contextmanager
@@ -73,10 +120,10 @@ def schema_lock(db: Database) -> Iterator[None]:
             conn.commit()
 
 
-def prepare(db: Database) -> None:
-    """What `serve` and `demo` do before taking requests: schema to head, reference data loaded."""
+def prepare(db: Database, *, lock_timeout: str | None = None) -> None:
+    """What `fieldcase migrate` does (and `serve` on SQLite, and `demo`): schema to head, reference data loaded."""
     with schema_lock(db):
-        upgrade(db)
+        upgrade(db, lock_timeout=lock_timeout)
         with db.transaction() as session:
             seed(session)
             seed_benchmarks(session)

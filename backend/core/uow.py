@@ -19,7 +19,7 @@ must be durable before the rest runs, the domain offers the parts as separate
 functions and the edge commits between them:
 - an export (`media.package.record_export`) is committed, so its events are
   custody leaves, before the signed head that proves them is taken
-  (`media.custody.log.latest_head`) and the package is gathered;
+  (`media.custody.heads.latest_head`) and the package is gathered;
 - a retention purge is planned (`media.retention.plan_purge`), then each
   item is deleted in a transaction of its own (`commit_each` here), so one
   failure never rolls back the items already deleted;

@@ -37,6 +37,7 @@ MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("auto", "json", "text")
 JOB_MODES = ("inline", "rq")
+TOKEN_SUITES = ("intl", "sm")  # access tokens signed with HMAC-SHA-256 (HS256) or HMAC-SM3 (HSM3)
 
 
 class SettingsError(ValueError):
@@ -90,6 +91,21 @@ def directory(value: str) -> Path:
 
 def words(value: str) -> tuple[str, ...]:
     return tuple(w.strip() for w in value.split(",") if w.strip())
+
+
+CUSTODY_SUITES = ("intl", "sm")  # the algorithm suites a custody log can be kept in (backend.core.crypto)
+
+
+def custody_suites(value: str) -> tuple[str, ...]:
+    """FIELDCASE_CUSTODY_SUITES: `intl` (always: the SHA-256 tree with Ed25519 heads every package and phone
+    relies on), and `sm` for a second tree in SM3 with SM2 heads; in that order, each once."""
+    named = tuple(w.strip().lower() for w in value.split(",") if w.strip())
+    unknown = [w for w in named if w not in CUSTODY_SUITES]
+    if unknown:
+        raise ValueError(f"unknown suite {unknown[0]!r}: the suites are " + ", ".join(CUSTODY_SUITES))
+    if "intl" not in named:
+        raise ValueError("must include intl (the SHA-256 tree with Ed25519 heads is always kept): intl or intl,sm")
+    return tuple(suite for suite in CUSTODY_SUITES if suite in named)
 
 
 def choice(*options: str, upper: bool = False) -> Callable[[str], str]:
@@ -221,9 +237,14 @@ VARIABLES: tuple[Variable, ...] = (
     V("FIELDCASE_REDIS_URL", "redis_url", url("redis", "rediss", "unix"), "URL", secret=True),
     V("FIELDCASE_JOB_QUEUE", "job_queue", queue_name, "name"),
     V("FIELDCASE_JWT_SECRET_FILE", "jwt_secret_file", text, "path"),
+    V("FIELDCASE_TOKEN_SUITE", "token_suite", choice(*TOKEN_SUITES), "|".join(TOKEN_SUITES)),
+    V("FIELDCASE_KEK_FILE", "kek_file", text, "path"),
     V("FIELDCASE_CUSTODY_KEY_FILE", "custody_key_file", text, "path"),
     V("FIELDCASE_CUSTODY_KEYRING", "custody_keyring_file", text, "path"),
     V("FIELDCASE_CUSTODY_ORIGIN", "custody_origin", text, "text"),
+    V("FIELDCASE_CUSTODY_SUITES", "custody_suites", custody_suites, "intl or intl,sm"),
+    V("FIELDCASE_CUSTODY_SM_KEY_FILE", "custody_sm_key_file", text, "path"),
+    V("FIELDCASE_CUSTODY_SM_KEYRING", "custody_sm_keyring_file", text, "path"),
     V("FIELDCASE_WITNESS_KEYS", "witness_keys", words, "comma-separated vkeys"),
     V("FIELDCASE_TSA_URL", "tsa_url", url("http", "https"), "URL", secret=True),
     V("FIELDCASE_TSA_CERT", "tsa_cert_file", text, "path"),
@@ -231,6 +252,7 @@ VARIABLES: tuple[Variable, ...] = (
     V("FIELDCASE_HEAD_INTERVAL", "head_interval_seconds", integer, "seconds", 1),
     V("FIELDCASE_AUDIT_INTERVAL", "audit_interval_seconds", integer, "seconds", 0),
     V("FIELDCASE_AUDIT_SAMPLE", "audit_sample", integer, "integer", 0),
+    V("FIELDCASE_SWEEP_INTERVAL", "sweep_interval_seconds", integer, "seconds", 0),
     V("FIELDCASE_METRICS_PORT", "metrics_port", integer, "port", 0, 65535),
     V("FIELDCASE_METRICS_HOST", "metrics_host", text, "host"),
     V("FIELDCASE_METRICS_DIR", "metrics_dir", text, "path"),
@@ -306,6 +328,12 @@ def combination_problems(values: Mapping[str, Any]) -> list[str]:
         problems.append(f"FIELDCASE_JOBS={values['jobs']}: must be one of " + ", ".join(JOB_MODES))
     elif values["jobs"] == "rq" and not values["redis_url"]:
         problems.append("FIELDCASE_JOBS=rq: needs FIELDCASE_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+    suites = values.get("custody_suites", ("intl",))
+    spelled = suites if isinstance(suites, str) else ",".join(map(str, suites))
+    try:
+        custody_suites(spelled)
+    except ValueError as exc:
+        problems.append(f"FIELDCASE_CUSTODY_SUITES={spelled}: {exc}")
     return problems
 
 

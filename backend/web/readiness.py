@@ -4,7 +4,10 @@
 dependency answers and 503 naming the ones that do not. The checks, each bounded by a short timeout:
 
 - `database`: `SELECT 1`, and the schema's Alembic revision is the head of this release's migrations (a process
-  of a new release on an old schema, or the reverse, would fail on the first query that needs a column);
+  of a new release on an old schema would fail on the first query that needs a column). A revision this release
+  does not know is a newer release's, migrated while this process still serves: a rolling upgrade
+  (docs/deployment.md, "Rolling upgrades") runs only expand migrations then, which an older process works with,
+  so it stays ready and says so; the contract step waits for a later release, when no older process is left;
 - `redis` (only with FIELDCASE_JOBS=rq): `PING` (without it, completed uploads wait until a sweep);
 - `store`: the bucket answers `HeadBucket`, or the local folder is there and writable (`media.store_probe`);
 - `jwt_secret`, `custody_key`: the key files can be read, whole (the process holds its keys in memory, but a
@@ -118,8 +121,11 @@ class Readiness:
 class DatabaseProbe:
     """`SELECT 1` and the schema revision, on a connection of its own (see the module's docstring)."""
 
-    def __init__(self, url: str, head: str | None, *, timeout: float = TIMEOUT) -> None:
+    def __init__(self, url: str, head: str | None, *, known: frozenset[str],
+                 timeout: float = TIMEOUT) -> None:
         self.head = head
+        self.known = known | ({head} if head else set())
+        self.newer = False
         self.current: str | None = None
         self.timeout_ms = int(timeout * 1000)
         backend = make_url(url).get_backend_name()
@@ -148,13 +154,17 @@ class DatabaseProbe:
             log.warning("readiness: the database does not answer (%s)", type(exc).__name__)
             return f"the database does not answer ({type(getattr(exc, 'orig', None) or exc).__name__})"
         if self.current is None:
-            return f"the schema has no revision, this release needs {self.head}: run `fieldcase db upgrade`"
-        if self.current != self.head:
+            return f"the schema has no revision, this release needs {self.head}: run `fieldcase migrate`"
+        self.newer = self.current not in self.known
+        if self.current != self.head and not self.newer:
             return (f"the schema is at revision {self.current}, this release needs {self.head}: "
-                    "run `fieldcase db upgrade` (or this process is older than the schema)")
+                    "run `fieldcase migrate`")
         return None
 
     def ok_detail(self) -> str:
+        if self.newer:
+            return (f"schema at revision {self.current}, newer than this release's {self.head}: serving through a "
+                    "rolling upgrade; replace this process")
         return f"schema at revision {self.current}"
 
     def dispose(self) -> None:

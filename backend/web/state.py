@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from backend.casework.tokens import TokenIssuer
 from backend.core.build import BuildInfo
 from backend.core.config import Settings
+from backend.core.crypto.data_keys import KeyRing
 from backend.core.db import Database
 from backend.core.times import Clock
 from backend.core.uow import JobRunner
@@ -31,6 +32,7 @@ class AppState:
     runner: JobRunner
     applier: Applier
     clock: Clock  # read once per request (`backend.web.api.context.now`) and passed down as `now`
+    keys: KeyRing  # the data keys personal data is sealed under: given to the domain functions that seal or open
     # Health and metrics (backend/web/api/health.py, backend/web/metrics.py): the dependency checks, what hears of
     # requests, pushes and 503s, and the running build.
     readiness: Readiness = field(default_factory=lambda: Readiness(()))

@@ -14,6 +14,13 @@ adds the line `— <witness> base64(key ID || T as 8 bytes big-endian || signatu
 SHA-256(witness || 0x0A || 0x04 || public key)[:4]. Cosignatures are accepted only from the witness keys
 configured (FIELDCASE_WITNESS_KEYS), only over exactly the checkpoint of a head this log issued, and stored
 so that the checkpoint is served with them.
+
+The SM tree (FIELDCASE_CUSTODY_SUITES=intl,sm) has a checkpoint of its own, a log of its own for any note reader:
+origin `<origin>/sm` (never the intl origin, whose root at the same size differs: a witness would see a fork), its
+SM3 root, signed with the SM2 key. signed-note assigns no SM2 type, so the line uses type 0xff followed by the
+identifier `sm2-sm3/v1` (the spec's way for types it does not assign): key ID = SM3(name || 0x0A || 0xff ||
+"sm2-sm3/v1" || 65-byte point)[:4], signature raw r || s (64 bytes), SM2 with SM3 and user ID 1234567812345678
+over the note text. No witness cosigns it (no cosignature type in SM2 exists): none is accepted or served.
 """
 
 from __future__ import annotations
@@ -32,13 +39,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.core.crypto import SM
 from backend.core.errors import Invalid
 from backend.core.models import TreeHead, WitnessCosignature
-from media.custody.keys import Signer
-from media.custody.log import issued_head, latest_head
+from media.custody.heads import issued_head, latest_head
+from media.custody.keys import Signer, SmSigner
+from media.custody.sm_tree import issued_sm_head, latest_sm_head, sm_key
 
 ED25519 = 0x01  # signed-note signature type: Ed25519 over the note text
 COSIGNATURE_V1 = 0x04  # tlog-cosignature: timestamped Ed25519 over "cosignature/v1\ntime T\n" || note text
+SM2_SM3 = b"\xff" + b"sm2-sm3/v1"  # the SM tree's note signature type: 0xff, then our identifier (signed-note)
+SM_ORIGIN_SUFFIX = "/sm"  # the SM tree's origin is the log's origin followed by this
 EM_DASH = "\u2014"
 MAX_NAME_BYTES = 255  # github.com/transparency-dev/formats refuses longer key names
 MAX_NOTE_BYTES = 64 * 1024
@@ -81,6 +92,33 @@ def origin_for(settings: Any, signer: Signer) -> str:
         raise RuntimeError(f"FIELDCASE_CUSTODY_ORIGIN {origin!r} is not a valid checkpoint origin: it must be "
                            "1-255 bytes with no spaces, control characters or '+'")
     return origin
+
+
+def sm_origin_for(settings: Any, signer: Signer) -> str:
+    """The SM tree's checkpoint origin (and note key name): the log's origin followed by `/sm`."""
+    origin = origin_for(settings, signer) + SM_ORIGIN_SUFFIX
+    if not valid_name(origin):
+        raise RuntimeError(f"FIELDCASE_CUSTODY_ORIGIN: {origin!r}, the SM tree's origin, is longer than "
+                           f"{MAX_NAME_BYTES} bytes")
+    return origin
+
+
+def sm_key_id(name: str, public_point: bytes) -> bytes:
+    """The SM tree's note key ID: SM3(name || 0x0A || 0xff || "sm2-sm3/v1" || 65-byte point)[:4]."""
+    return SM.digest(name.encode("utf-8") + b"\n" + SM2_SM3 + public_point)[:4]
+
+
+def sm_verifier_key(settings: Any, signer: Signer) -> str:
+    """The SM checkpoint's vkey: `<origin>/sm+<hex key ID>+<base64(0xff || "sm2-sm3/v1" || point)>`."""
+    sm = sm_key(signer)
+    name = sm_origin_for(settings, signer)
+    return f"{name}+{sm_key_id(name, sm.public_raw).hex()}+{base64.b64encode(SM2_SM3 + sm.public_raw).decode()}"
+
+
+def sm_signature_line(sm: SmSigner, name: str, body: str) -> str:
+    """The SM tree's signature of its checkpoint: key ID, then SM2's raw r || s over the note text."""
+    return signature_line(name, sm_key_id(name, sm.public_raw) + SM.sign(sm.private_key, sm.public_raw,
+                                                                           body.encode()))
 
 
 def log_verifier_key(settings: Any, signer: Signer) -> str:
@@ -171,9 +209,12 @@ def _cosignatures(session: Session, origin: str, tree_size: int) -> list[Witness
 
 
 def checkpoint_note(session: Session, signer: Signer, settings: Any, tree_size: int | None = None, *,
-                    now: datetime) -> str:
+                    now: datetime, suite: str = "intl") -> str:
     """The signed checkpoint of the tree as it is now (its head issued and stored on request, as for
-    `GET /custody/tree-head`), or of the stored head at `tree_size`, with every witness cosignature received for it."""
+    `GET /custody/tree-head`), or of the stored head at `tree_size`, with every witness cosignature received for it.
+    `suite="sm"`: the SM tree's, under its own origin, SM2-signed, with no cosignature."""
+    if suite == "sm":
+        return _sm_checkpoint_note(session, signer, settings, tree_size, now=now)
     origin = origin_for(settings, signer)
     if tree_size is None:
         head = latest_head(session, signer, now=now)
@@ -185,6 +226,20 @@ def checkpoint_note(session: Session, signer: Signer, settings: Any, tree_size: 
     lines = [log_signature_line(signer, origin, body)]
     lines += [_cosignature_line(row) for row in _cosignatures(session, origin, size)]
     return body + "\n" + "".join(lines)
+
+
+def _sm_checkpoint_note(session: Session, signer: Signer, settings: Any, tree_size: int | None, *,
+                        now: datetime) -> str:
+    sm = sm_key(signer)
+    name = sm_origin_for(settings, signer)
+    if tree_size is None:
+        head = latest_sm_head(session, signer, now=now)
+        size, root = head["tree_size"], head["root_hash"]
+    else:
+        stored = issued_sm_head(session, tree_size)
+        size, root = stored.tree_size, stored.root_hash
+    body = checkpoint_body(name, size, root)
+    return body + "\n" + sm_signature_line(sm, name, body)
 
 
 # -- receiving cosignatures ---------------------------------------------------------------------------------------
@@ -257,7 +312,8 @@ def _own_keys(signer: Signer, origin: str) -> dict[bytes, Ed25519PublicKey]:
     return own
 
 
-def _verifies(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+def signature_holds(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    """A note's or a cosignature's Ed25519 signature, as a yes or no (the caller names what failed)."""
     try:
         key.verify(signature, message)
         return True
@@ -270,7 +326,7 @@ def _check_line(name: str, signature: bytes, text_: str, origin: str, own: dict[
     """(problem or "", the witness, its timestamp, its Ed25519 signature) for one signature line."""
     kid, rest = signature[:4], signature[4:]
     if name == origin and kid in own:  # the log's own signature, as served: checked, not stored
-        ok = len(rest) == 64 and _verifies(own[kid], rest, text_.encode())
+        ok = len(rest) == 64 and signature_holds(own[kid], rest, text_.encode())
         return ("" if ok else f"the signature of {name} (this log) does not verify"), None, 0, b""
     witness = witnesses.get((name, kid))
     if witness is None:
@@ -282,7 +338,7 @@ def _check_line(name: str, signature: bytes, text_: str, origin: str, own: dict[
     timestamp, ed25519 = int.from_bytes(rest[:8], "big"), rest[8:]
     if timestamp > INT64_MAX:
         return f"the cosignature of {name} has a timestamp above 2^63 - 1", None, 0, b""
-    if not _verifies(witness.public_key, ed25519, cosignature_message(text_, timestamp)):
+    if not signature_holds(witness.public_key, ed25519, cosignature_message(text_, timestamp)):
         return f"the cosignature of {name} does not verify over this checkpoint", None, 0, b""
     return "", witness, timestamp, ed25519
 

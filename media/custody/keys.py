@@ -2,6 +2,10 @@
 
 One key signs every tree head a deployment issues; every API process and worker loads the same key file. A
 rotation keeps the retired public keys on a keyring so that heads signed before it stay verifiable.
+
+With FIELDCASE_CUSTODY_SUITES=intl,sm the signer also holds an SM2 key (`SmSigner`, `Signer.sm`), which signs the
+heads of the SM tree (SM3 nodes): its own key file (private key then public point, 97 bytes, 0600, made by
+`fieldcase init-secrets`), key id and keyring, rotated the same way (`fieldcase custody rotate-key --suite sm`).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import hashlib
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from backend.core.config import secret_file
-from backend.core.secret_files import generates_secrets
+from backend.core.crypto import SM
+from backend.core.secret_files import SM2_KEY_BYTES, generates_secrets, new_sm2_key
 from backend.core.times import utc_millis
 from media.custody.encoding import b64url, canonical
 
@@ -34,16 +39,64 @@ def _public_from_b64(text_: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(text_ + "=" * (-len(text_) % 4)))
 
 
+def sm_key_id_of(public_point: bytes) -> str:
+    """An SM2 key's id: the first 16 hex digits of SM3 of its 65-byte uncompressed point (PROTOCOL "Custody log in
+    the national algorithms")."""
+    return SM.hexdigest(public_point)[:16]
+
+
+def _b64d(text_: str) -> bytes:
+    return base64.urlsafe_b64decode(text_ + "=" * (-len(text_) % 4))
+
+
+@dataclass(frozen=True)
+class SmSigner:
+    """The SM tree's head key (SM2 with SM3, user ID 1234567812345678: backend.core.crypto.sm2), and the public
+    points of the SM2 keys it replaced (`retired`: key id, base64url of the 65-byte point)."""
+
+    private_key: bytes  # 32 bytes
+    public_raw: bytes  # the uncompressed point, 65 bytes
+    retired: tuple[tuple[str, str], ...] = ()
+
+    algorithm = "SM2"
+
+    @property
+    def key_id(self) -> str:
+        return sm_key_id_of(self.public_raw)
+
+    @property
+    def public_key(self) -> str:
+        return b64url(self.public_raw)
+
+    def sign(self, data: bytes) -> str:
+        """base64url of the raw r ‖ s SM2 signature (64 bytes) of `data`."""
+        return b64url(SM.sign(self.private_key, self.public_raw, data))
+
+    def public_keys(self) -> dict[str, str]:
+        """Every SM2 key id this deployment has signed SM heads with, to its base64url point (current last)."""
+        return {**dict(self.retired), self.key_id: self.public_key}
+
+    def public_key_for(self, key_id: str) -> str | None:
+        return self.public_keys().get(key_id)
+
+    def verification_keys(self) -> dict[str, bytes]:
+        """Key id to the raw 65-byte point, for `verify_sm_head`."""
+        return {kid: _b64d(pub) for kid, pub in self.public_keys().items()}
+
+
 @dataclass(frozen=True)
 class Signer:
     """The current tree-head key, and the public halves of the keys it replaced (`retired`: key id, base64url).
 
     Heads are stored with the id of the key that signed them; after a rotation
-    the old heads stay verifiable with the retired public keys.
+    the old heads stay verifiable with the retired public keys. `sm` is the SM
+    tree's key when the deployment keeps one (FIELDCASE_CUSTODY_SUITES=intl,sm):
+    whoever appends leaves with this signer then appends them to both trees.
     """
 
     private_key: Ed25519PrivateKey
     retired: tuple[tuple[str, str], ...] = ()
+    sm: SmSigner | None = None
 
     @property
     def public_raw(self) -> bytes:
@@ -106,9 +159,49 @@ def load_signer(instance_dir: Path | None = None, *, key_file: Path | None = Non
 
 def signer_for(settings: Any) -> Signer:
     """The signer a process of this deployment uses (backend.core.config.Settings); its key is made on first use
-    only on SQLite (backend.core.secret_files: hosts sharing a database must share one key)."""
-    return load_signer(key_file=settings.custody_key_path, keyring_file=settings.custody_keyring_path,
-                       create=generates_secrets(settings))
+    only on SQLite (backend.core.secret_files: hosts sharing a database must share one key). With the `sm` suite
+    it carries the SM2 key too."""
+    signer = load_signer(key_file=settings.custody_key_path, keyring_file=settings.custody_keyring_path,
+                         create=generates_secrets(settings))
+    if "sm" in getattr(settings, "custody_suites", ("intl",)):
+        signer = replace(signer, sm=load_sm_signer(settings.custody_sm_key_path, settings.custody_sm_keyring_path,
+                                                   create=generates_secrets(settings)))
+    return signer
+
+
+def read_sm_keyring(path: Path | None) -> list[dict[str, str]]:
+    """The retired SM2 public keys kept at `path`, as `read_keyring` (each a 65-byte point, id by SM3)."""
+    if path is None or not Path(path).exists():
+        return []
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    keys = data.get("keys", []) if isinstance(data, dict) else []
+    for entry in keys:
+        raw = _b64d(entry["public_key"])
+        if len(raw) != 65 or sm_key_id_of(raw) != entry["key_id"]:
+            raise RuntimeError(f"SM2 custody keyring {path}: entry {entry.get('key_id')!r} does not match its key")
+    return keys
+
+
+def load_sm_signer(key_file: Path, keyring_file: Path | None = None, *, create: bool = True) -> SmSigner:
+    """The SM tree's head key (generated, 0600, on first use when `create`), with the retired keys of its keyring.
+
+    The file is the 32-byte private key followed by the 65-byte public point (GmSSL derives no public key from
+    a private one); the pair is checked by a signature, so a file whose halves do not match is refused here.
+    """
+    data = secret_file(Path(key_file), SM2_KEY_BYTES, create=create, make=new_sm2_key)
+    if len(data) != SM2_KEY_BYTES:
+        raise RuntimeError(f"SM2 custody key {key_file}: {len(data)} bytes, not the {SM2_KEY_BYTES} of a private key "
+                           "and its public point")
+    private, public = data[:32], data[32:]
+    probe = b"fieldcase custody key check"
+    try:
+        matched = SM.verify(public, probe, SM.sign(private, public, probe))
+    except Exception:  # noqa: BLE001 - a key GmSSL cannot sign with is a key that does not match
+        matched = False
+    if not matched:
+        raise RuntimeError(f"SM2 custody key {key_file}: its private key and public point do not match")
+    retired = tuple((k["key_id"], k["public_key"]) for k in read_sm_keyring(keyring_file))
+    return SmSigner(private_key=private, public_raw=public, retired=retired)
 
 
 def _write_atomically(path: Path, data: bytes, mode: int) -> None:
@@ -124,6 +217,19 @@ def _write_atomically(path: Path, data: bytes, mode: int) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def rotate_sm_key(key_file: Path, keyring_file: Path, *, now: datetime) -> tuple[str, str]:
+    """`rotate_key` for the SM tree's SM2 key: the old public point goes to its keyring first."""
+    key_file, keyring_file = Path(key_file), Path(keyring_file)
+    old = load_sm_signer(key_file, keyring_file, create=False)
+    keys = read_sm_keyring(keyring_file)
+    if old.key_id not in {k["key_id"] for k in keys}:
+        keys.append({"key_id": old.key_id, "public_key": old.public_key, "retired_at": utc_millis(now)})
+    keyring_file.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(keyring_file, json.dumps({"keys": keys}, indent=2).encode() + b"\n", 0o644)
+    _write_atomically(key_file, new_sm2_key(), 0o600)
+    return old.key_id, load_sm_signer(key_file, keyring_file, create=False).key_id
 
 
 def rotate_key(key_file: Path, keyring_file: Path, *, now: datetime) -> tuple[str, str]:
@@ -148,6 +254,17 @@ def rotate_key(key_file: Path, keyring_file: Path, *, now: datetime) -> tuple[st
 
 def head_payload(tree_size: int, root_hash: str, timestamp: str) -> bytes:
     return canonical({"tree_size": tree_size, "root_hash": root_hash, "timestamp": timestamp})
+
+
+def verify_sm_head(public_point: bytes, head: dict[str, Any]) -> bool:
+    """Whether an SM tree head's `signature` (base64url of raw r ‖ s) is SM2 by `public_point` over the same
+    canonical JSON as an intl head's (`head_payload`)."""
+    try:
+        signature = _b64d(head["signature"])
+        return SM.verify(public_point, head_payload(head["tree_size"], head["root_hash"], head["timestamp"]),
+                         signature)
+    except Exception:  # noqa: BLE001 - any failure to verify is a failed verification
+        return False
 
 
 def verify_head(public_key: Ed25519PublicKey, head: dict[str, Any]) -> bool:

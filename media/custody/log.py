@@ -6,32 +6,34 @@ for the append itself (a transaction-level advisory lock on PostgreSQL;
 SQLite serialises writers), so two requests never share an index and a
 failed transaction leaves no hole. The tree is stored as the hashes of its
 complete subtrees (media.custody.merkle), so a root or a proof is O(log n) reads.
+
+This module holds the leaves: their kinds, the writers that queue them, the reads of them, and the hook that appends
+them at commit, to the stored trees (media.custody.trees) and, with FIELDCASE_CUSTODY_SUITES=intl,sm, to the SM tree
+too (media.custody.sm_tree), signing a head at every multiple of HEAD_EVERY it reaches (media.custody.heads).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from backend.core import commit_queue
 from backend.core.bulk import insert_rows
-from backend.core.errors import Invalid, NotFound
-from backend.core.models import Case, CustodyEvent, MerkleNode, TreeHead
+from backend.core.models import Case, CustodyEvent, MerkleNode
 from backend.core.times import utc_millis
 from backend.core.uow import Services
-from media.custody import head_stamps, merkle
+from media.custody import merkle
 from media.custody.encoding import canonical, fact_digest
-from media.custody.keys import Signer, head_payload
-from media.custody.timestamps import encode_token
+from media.custody.heads import issue
+from media.custody.sm_tree import append_sm
+from media.custody.trees import CUSTODY_LOCK_KEY, getter, log_size, read_nodes
 
 PENDING = "fieldcase.pending_custody"
 APPENDED = "fieldcase.custody_appended"  # leaves appended, told to the observer once committed
-CUSTODY_LOCK_KEY = 0x6663_6375_7374  # "fccust"
 HEAD_EVERY = 256
 ISSUE_HEAD_JOB = "issue_tree_head"
 DEVICE_HEAD = "device_head"  # a leaf naming where a device's chain ends: {device, seq, record_hash}
@@ -113,31 +115,6 @@ def latest_device_head(session: Session, device_id: str, below: int | None = Non
     return session.scalars(stmt.order_by(CustodyEvent.leaf_index.desc()).limit(1)).first()
 
 
-def _size(session: Session) -> int:
-    last = session.scalar(select(func.max(CustodyEvent.leaf_index)))
-    return 0 if last is None else last + 1
-
-
-def _nodes(session: Session, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    keys = sorted(set(keys))
-    found: dict[tuple[int, int], bytes] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
-        rows = session.execute(select(MerkleNode.level, MerkleNode.index, MerkleNode.hash)
-                               .where(tuple_(MerkleNode.level, MerkleNode.index).in_(chunk)))
-        found.update({(r.level, r.index): bytes(r.hash) for r in rows})
-    return found
-
-
-def _getter(nodes: dict[tuple[int, int], bytes]):
-    def get(level: int, index: int) -> bytes:
-        try:
-            return nodes[(level, index)]
-        except KeyError:
-            raise LookupError(f"merkle node ({level}, {index}) is missing from the store") from None
-    return get
-
-
 @commit_queue.on_commit(order=10)  # before the feed (20): one lock order in every process
 def _append(session: Session, services: Services) -> None:
     leaves = commit_queue.take(session, PENDING)
@@ -145,10 +122,10 @@ def _append(session: Session, services: Services) -> None:
         return
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CUSTODY_LOCK_KEY})
-    start = _size(session)
+    start = log_size(session)
     needed = set().union(*(merkle.nodes_needed_for_append(i) for i in range(start, start + len(leaves))))
-    nodes = _nodes(session, needed)
-    get = _getter(nodes)
+    nodes = read_nodes(session, needed)
+    get = getter(nodes)
     event_rows, node_rows = [], []
     for offset, (leaf, text_) in enumerate(leaves):
         index = start + offset
@@ -162,6 +139,8 @@ def _append(session: Session, services: Services) -> None:
                            "leaf": text_})
     insert_rows(session, CustodyEvent, event_rows)
     insert_rows(session, MerkleNode, node_rows)
+    sm = getattr(services.signer, "sm", None)
+    sm_nodes = append_sm(session, sm, start, [t for _, t in leaves], services) if sm is not None else None
     commit_queue.enqueue(session, APPENDED, len(leaves))
     end = start + len(leaves)
     # A head at every multiple of HEAD_EVERY the append reached, at exactly that size however many leaves one
@@ -173,7 +152,7 @@ def _append(session: Session, services: Services) -> None:
             # size needs are complete subtrees, stored for good, so the head can be made after the commit.
             runner.submit(session, ISSUE_HEAD_JOB, size)
         elif signer is not None:
-            _issue(session, signer, size, services.clock(), nodes)
+            issue(session, signer, size, services.clock(), nodes, sm_nodes)
 
 
 @commit_queue.after_commit(APPENDED)
@@ -181,109 +160,6 @@ def _appended(counts: list[int], database: commit_queue.Database) -> None:
     """Count leaves once their transaction has committed: a push that lost a race appends again when it runs
     again, and only the run that committed is counted."""
     database.services.observer.custody_leaves(sum(counts))
-
-
-def _issue(session: Session, signer: Signer, size: int, now: datetime,
-           nodes: dict[tuple[int, int], bytes] | None = None) -> TreeHead:
-    """The head at `size`, signed as of `now`, unless one exists."""
-    existing = session.get(TreeHead, size)
-    if existing is not None:
-        return existing
-    if size == 0:
-        root = merkle.EMPTY_ROOT
-    else:
-        have = nodes or {}
-        missing = merkle.nodes_needed_for_root(size) - set(have)
-        have = {**have, **_nodes(session, missing)}
-        root = merkle.tree_root(size, _getter(have))
-    timestamp = utc_millis(now)
-    head = TreeHead(tree_size=size, root_hash=root.hex(), timestamp=timestamp, key_id=signer.key_id,
-                    signature=signer.sign(head_payload(size, root.hex(), timestamp)))
-    session.add(head)
-    session.flush()
-    head_stamps.issued(session, size)  # its RFC 3161 timestamp is asked for once this transaction commits
-    return head
-
-
-def head_dict(head: TreeHead, token: bytes | None = None) -> dict[str, Any]:
-    """A head as served: its signed fields, and its RFC 3161 token (`timestamp_token`, standard base64 of the
-    DER) once it has one."""
-    served = {"tree_size": head.tree_size, "root_hash": head.root_hash, "timestamp": head.timestamp,
-              "signature": head.signature, "key_id": head.key_id}
-    if token is not None:
-        served["timestamp_token"] = encode_token(token)
-    return served
-
-
-def _served(session: Session, head: TreeHead) -> dict[str, Any]:
-    return head_dict(head, head_stamps.token_of(session, head.tree_size))
-
-
-def issue_head(session: Session, signer: Signer, size: int, *, now: datetime) -> dict[str, Any]:
-    """Issue (and store) the head at `size` unless one exists; what the periodic tree-head job runs."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CUSTODY_LOCK_KEY})
-    if not 0 <= size <= _size(session):
-        raise Invalid(f"no tree of size {size} yet", errors={"tree_size": ["out of range"]})
-    return _served(session, _issue(session, signer, size, now))
-
-
-def latest_head(session: Session, signer: Signer, *, now: datetime) -> dict[str, Any]:
-    """Issue (and store) a head for the tree as it is now, unless one exists for this size."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CUSTODY_LOCK_KEY})
-    return _served(session, _issue(session, signer, _size(session), now))
-
-
-def issued_head(session: Session, tree_size: int) -> TreeHead:
-    """The head issued at exactly `tree_size`, or a 404 that says where the issued ones are.
-
-    Heads are issued at the sizes asked for (`latest_head`), at every multiple of HEAD_EVERY and by the periodic
-    job, never for an arbitrary past size on request: each head is kept for good and timestamped by the TSA, so
-    one per size asked for would let any caller grow both without bound. A client needs no head of its own choosing
-    anyway: it checks a head it was given, and proves any two issued heads consistent (`consistency`). So the
-    answer names the nearest issued sizes below and above (`errors.nearest_issued`), the ones to ask for instead.
-    """
-    head = session.get(TreeHead, tree_size)
-    if head is not None:
-        return head
-    below = session.scalar(select(func.max(TreeHead.tree_size)).where(TreeHead.tree_size < tree_size))
-    above = session.scalar(select(func.min(TreeHead.tree_size)).where(TreeHead.tree_size > tree_size))
-    nearest = [size for size in (below, above) if size is not None]
-    current = _size(session)
-    why = (f"the tree has {current} leaves" if tree_size > current
-           else "heads are issued only at the sizes they were asked for and at every multiple of 256")
-    hint = (f"; the nearest issued sizes are {' and '.join(map(str, nearest))}" if nearest else "")
-    raise NotFound(f"no tree head was issued at size {tree_size} ({why}){hint}",
-                   errors={"tree_size": ["no head was issued at this size"], "nearest_issued": nearest})
-
-
-def stored_head(session: Session, tree_size: int) -> dict[str, Any]:
-    return _served(session, issued_head(session, tree_size))
-
-
-def _check_size(session: Session, size: int, what: str) -> None:
-    current = _size(session)
-    if size < 1 or size > current:
-        raise Invalid(f"{what} must be between 1 and the tree's size, {current}", errors={what: ["out of range"]})
-
-
-def inclusion(session: Session, leaf_index: int, tree_size: int) -> dict[str, Any]:
-    _check_size(session, tree_size, "tree_size")
-    if not 0 <= leaf_index < tree_size:
-        raise Invalid("leaf_index must be below tree_size", errors={"leaf_index": ["out of range"]})
-    nodes = _nodes(session, merkle.nodes_needed_for_inclusion(leaf_index, tree_size))
-    proof = merkle.inclusion_proof(leaf_index, tree_size, _getter(nodes))
-    return {"leaf_index": leaf_index, "tree_size": tree_size, "proof": [p.hex() for p in proof]}
-
-
-def consistency(session: Session, first: int, second: int) -> dict[str, Any]:
-    _check_size(session, second, "second")
-    if not 1 <= first <= second:
-        raise Invalid("first must be between 1 and second", errors={"first": ["out of range"]})
-    nodes = _nodes(session, merkle.nodes_needed_for_consistency(first, second))
-    proof = merkle.consistency_proof(first, second, _getter(nodes))
-    return {"first": first, "second": second, "proof": [p.hex() for p in proof]}
 
 
 def event_dict(row: CustodyEvent) -> dict[str, Any]:

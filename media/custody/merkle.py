@@ -28,12 +28,20 @@ Storage design, chosen so that nothing ever scans the log:
 
 Nothing here touches the database or Flask: it is plain arithmetic, testable
 exhaustively and reusable by the offline package verifier.
+
+The same shape serves the custody log's second tree (FIELDCASE_CUSTODY_SUITES=intl,sm; PROTOCOL "Custody log in
+the national algorithms"): every function that hashes takes `tree`, the `TreeHashing` to use, SHA-256 (the RFC's,
+the default) or `SM3_TREE`, which is RFC 6962 with SM3 (GB/T 32905) in place of SHA-256: leaf
+`SM3(0x00 || leaf)`, node `SM3(0x01 || left || right)`, the empty tree `SM3("")`. Both digests are 32 bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from backend.core.crypto import SM
 
 HASH_SIZE = 32
 """Every hash is a SHA-256 digest; anything else in a proof or the store is corruption."""
@@ -70,7 +78,33 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(NODE_PREFIX + bytes(left) + bytes(right)).digest()
 
 
-def root(leaf_hashes: Sequence[bytes]) -> bytes:
+def _sm3_leaf_hash(leaf: bytes) -> bytes:
+    return SM.digest(LEAF_PREFIX + bytes(leaf))
+
+
+def _sm3_node_hash(left: bytes, right: bytes) -> bytes:
+    _check_hash(left, "left child")
+    _check_hash(right, "right child")
+    return SM.digest(NODE_PREFIX + bytes(left) + bytes(right))
+
+
+@dataclass(frozen=True)
+class TreeHashing:
+    """The hash a tree is made of: RFC 6962's shape (the 0x00 / 0x01 prefixes, the split rule) over one digest."""
+
+    suite: str  # the algorithm suite whose digest it is (backend.core.crypto): "intl" or "sm"
+    digest_name: str  # "sha256" or "sm3", as packages spell it
+    leaf_hash: Callable[[bytes], bytes]
+    node_hash: Callable[[bytes, bytes], bytes]
+    empty_root: bytes
+
+
+SHA256_TREE = TreeHashing("intl", "sha256", leaf_hash, node_hash, EMPTY_ROOT)
+SM3_TREE = TreeHashing("sm", "sm3", _sm3_leaf_hash, _sm3_node_hash, SM.digest(b""))
+TREES = {t.suite: t for t in (SHA256_TREE, SM3_TREE)}
+
+
+def root(leaf_hashes: Sequence[bytes], *, tree: TreeHashing = SHA256_TREE) -> bytes:
     """MTH of a tree given all its leaf hashes, in memory, in O(n) time and O(log n) space.
 
     For callers that hold the leaves anyway (tests, the offline package
@@ -83,21 +117,22 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
         _check_hash(hashed, f"leaf hash {index}")
         current, position = bytes(hashed), index
         while position & 1:  # the leaf completes the aligned subtree whose left half is on the stack
-            current = node_hash(stack.pop(), current)
+            current = tree.node_hash(stack.pop(), current)
             position >>= 1
         stack.append(current)
     if not stack:
-        return EMPTY_ROOT
+        return tree.empty_root
     current = stack.pop()
     while stack:
-        current = node_hash(stack.pop(), current)
+        current = tree.node_hash(stack.pop(), current)
     return current
 
 
 # --- storage -------------------------------------------------------------------------------------------------------
 
 
-def new_nodes(index: int, leaf_hash: bytes, get: NodeGetter) -> list[tuple[int, int, bytes]]:
+def new_nodes(index: int, leaf_hash: bytes, get: NodeGetter, *,
+              tree: TreeHashing = SHA256_TREE) -> list[tuple[int, int, bytes]]:
     """The rows (level, index, hash) to store when appending leaf number `index` to a tree of `index` leaves.
 
     The leaf itself is (0, index). If `index` is odd, the leaf completes node
@@ -110,7 +145,7 @@ def new_nodes(index: int, leaf_hash: bytes, get: NodeGetter) -> list[tuple[int, 
     rows = [(0, index, bytes(leaf_hash))]
     current, level, position = bytes(leaf_hash), 0, index
     while position & 1:
-        current = node_hash(_read(get, level, position - 1), current)
+        current = tree.node_hash(_read(get, level, position - 1), current)
         level += 1
         position >>= 1
         rows.append((level, position, current))
@@ -138,7 +173,7 @@ def stored_node_count(size: int) -> int:
 # --- subtree hashes ------------------------------------------------------------------------------------------------
 
 
-def subtree_hash(start: int, end: int, get: NodeGetter) -> bytes:
+def subtree_hash(start: int, end: int, get: NodeGetter, *, tree: TreeHashing = SHA256_TREE) -> bytes:
     """MTH(D[start:end]) from stored nodes, reading exactly `_subtree_keys(start, end)`.
 
     Valid for every range that occurs in the RFC's recursion for any tree size
@@ -152,16 +187,16 @@ def subtree_hash(start: int, end: int, get: NodeGetter) -> bytes:
     keys = _subtree_keys(start, end)
     current = _read(get, *keys[-1])
     for level, position in reversed(keys[:-1]):
-        current = node_hash(_read(get, level, position), current)
+        current = tree.node_hash(_read(get, level, position), current)
     return current
 
 
-def tree_root(size: int, get: NodeGetter) -> bytes:
+def tree_root(size: int, get: NodeGetter, *, tree: TreeHashing = SHA256_TREE) -> bytes:
     """MTH(D[0:size]) from stored nodes: one read per 1-bit of `size` (EMPTY_ROOT for size 0)."""
     _check_index(size, "size")
     if size == 0:
-        return EMPTY_ROOT
-    return subtree_hash(0, size, get)
+        return tree.empty_root
+    return subtree_hash(0, size, get, tree=tree)
 
 
 def nodes_needed_for_root(size: int) -> set[NodeKey]:
@@ -173,13 +208,13 @@ def nodes_needed_for_root(size: int) -> set[NodeKey]:
 # --- inclusion proofs (RFC 6962 §2.1.1) ----------------------------------------------------------------------------
 
 
-def inclusion_proof(index: int, size: int, get: NodeGetter) -> list[bytes]:
+def inclusion_proof(index: int, size: int, get: NodeGetter, *, tree: TreeHashing = SHA256_TREE) -> list[bytes]:
     """PATH(index, D[0:size]): the audit path proving leaf `index` is in the tree of `size` leaves.
 
     Ordered as the RFC builds it, the sibling nearest the leaf first and the
     top-level sibling last; its length is the leaf's depth, <= ceil(log2 size).
     """
-    return [subtree_hash(start, end, get) for start, end in _inclusion_ranges(index, size)]
+    return [subtree_hash(start, end, get, tree=tree) for start, end in _inclusion_ranges(index, size)]
 
 
 def nodes_needed_for_inclusion(index: int, size: int) -> set[NodeKey]:
@@ -222,7 +257,8 @@ def _inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
 # --- consistency proofs (RFC 6962 §2.1.2) --------------------------------------------------------------------------
 
 
-def consistency_proof(first: int, second: int, get: NodeGetter) -> list[bytes]:
+def consistency_proof(first: int, second: int, get: NodeGetter, *,
+                      tree: TreeHashing = SHA256_TREE) -> list[bytes]:
     """PROOF(first, D[0:second]): proves the tree of `first` leaves is a prefix of the tree of `second` leaves.
 
     Requires 1 <= first <= second. The RFC defines PROOF for 0 < m < n; for
@@ -232,7 +268,7 @@ def consistency_proof(first: int, second: int, get: NodeGetter) -> list[bytes]:
     empty tree is a prefix of everything, there is nothing to prove. Length
     <= ceil(log2 second) + 1.
     """
-    return [subtree_hash(start, end, get) for start, end in _consistency_ranges(first, second)]
+    return [subtree_hash(start, end, get, tree=tree) for start, end in _consistency_ranges(first, second)]
 
 
 def nodes_needed_for_consistency(first: int, second: int) -> set[NodeKey]:

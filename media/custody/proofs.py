@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from media.custody.merkle import SHA256_TREE, TreeHashing
 
 HASH_SIZE = 32
+_DIGEST_NAMES = {"sha256": "SHA-256", "sm3": "SM3"}
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 """MTH({}) = SHA-256 of the empty string (RFC 6962 §2.1): the only root a tree of size 0 has."""
 
@@ -75,8 +78,16 @@ def consistency_proof_length(first: int, second: int) -> int:
     return inclusion_proof_length(first - 1, second) - shift + (first != 1 << shift)
 
 
-def check_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> str | None:
-    """Why the inclusion proof is refused, or None when it holds (RFC 9162 §2.1.3.2)."""
+def _node_of(tree: TreeHashing) -> Callable[[bytes, bytes], bytes]:
+    """The unchecked node hash of `tree` (the lengths are checked before the walk): SHA-256's own, fast."""
+    return _node if tree is SHA256_TREE else tree.node_hash
+
+
+def check_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes, *,
+                    tree: TreeHashing = SHA256_TREE) -> str | None:
+    """Why the inclusion proof is refused, or None when it holds (RFC 9162 §2.1.3.2); `tree` is the digest the
+    tree is made of (SHA-256, or SM3 for the custody log's SM tree)."""
+    node = _node_of(tree)
     if not isinstance(proof, Sequence) or isinstance(proof, bytes | bytearray | str):
         return "the proof is not a list of hashes"
     if problem := _hashes_problem(proof, (leaf_hash, "the leaf hash"), (root, "the root hash")):
@@ -93,13 +104,13 @@ def check_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[byt
         if sn == 0:
             return "the proof is longer than the path"  # unreachable after the length check; kept as the RFC's step
         if fn & 1 or fn == sn:
-            r = _node(bytes(p), r)
+            r = node(bytes(p), r)
             if not fn & 1:
                 while fn and not fn & 1:
                     fn >>= 1
                     sn >>= 1
         else:
-            r = _node(r, bytes(p))
+            r = node(r, bytes(p))
         fn >>= 1
         sn >>= 1
     if sn != 0 or not hmac.compare_digest(r, bytes(root)):
@@ -107,19 +118,21 @@ def check_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[byt
     return None
 
 
-def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:
-    return check_inclusion(leaf_hash, index, size, proof, root) is None
+def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes, *,
+                     tree: TreeHashing = SHA256_TREE) -> bool:
+    return check_inclusion(leaf_hash, index, size, proof, root, tree=tree) is None
 
 
 def check_consistency(first: int, second: int, first_root: bytes, second_root: bytes,
-                      proof: Sequence[bytes]) -> str | None:
+                      proof: Sequence[bytes], *, tree: TreeHashing = SHA256_TREE) -> str | None:
     """Why the consistency proof is refused, or None when it holds (RFC 9162 §2.1.4.2).
 
     The RFC's algorithm covers 0 < first < second. Its edges, as RFC 6962's PROOF and common verifiers
     define them: from size 0 (the empty tree is a prefix of every tree) and between equal sizes
     (SUBPROOF(n, D[n], true) = {}) the proof is empty; for equal sizes the roots are equal; a size-0
-    root is SHA-256 of nothing. first > second is refused.
+    root is SHA-256 of nothing (SM3 of nothing in the SM tree). first > second is refused.
     """
+    node = _node_of(tree)
     if not isinstance(proof, Sequence) or isinstance(proof, bytes | bytearray | str):
         return "the proof is not a list of hashes"
     if problem := _hashes_problem(proof, (first_root, "the first root hash"), (second_root, "the second root hash")):
@@ -128,8 +141,9 @@ def check_consistency(first: int, second: int, first_root: bytes, second_root: b
         return "tree sizes must be non-negative integers"
     if first > second:
         return f"the first tree ({first} leaves) is larger than the second ({second})"
-    if first == 0 and not hmac.compare_digest(bytes(first_root), EMPTY_ROOT):
-        return "the first root hash is not the empty tree's (SHA-256 of nothing) though the first tree is empty"
+    if first == 0 and not hmac.compare_digest(bytes(first_root), tree.empty_root):
+        return (f"the first root hash is not the empty tree's ({_DIGEST_NAMES.get(tree.digest_name, tree.digest_name)}"
+                " of nothing) though the first tree is empty")
     if first == second or first == 0:
         if proof:
             why = "of equal sizes" if first == second else "from the empty tree"
@@ -152,14 +166,14 @@ def check_consistency(first: int, second: int, first_root: bytes, second_root: b
         if sn == 0:
             return "the proof is longer than the path"  # unreachable after the length check; kept as the RFC's step
         if fn & 1 or fn == sn:
-            fr = _node(c, fr)
-            sr = _node(c, sr)
+            fr = node(c, fr)
+            sr = node(c, sr)
             if not fn & 1:
                 while fn and not fn & 1:
                     fn >>= 1
                     sn >>= 1
         else:
-            sr = _node(sr, c)
+            sr = node(sr, c)
         fn >>= 1
         sn >>= 1
     if sn != 0:
@@ -172,5 +186,5 @@ def check_consistency(first: int, second: int, first_root: bytes, second_root: b
 
 
 def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes,
-                       proof: Sequence[bytes]) -> bool:
-    return check_consistency(first, second, first_root, second_root, proof) is None
+                       proof: Sequence[bytes], *, tree: TreeHashing = SHA256_TREE) -> bool:
+    return check_consistency(first, second, first_root, second_root, proof, tree=tree) is None

@@ -40,7 +40,8 @@ DETAILS = (("purpose", "用途 purpose"), ("reason", "理由 reason"), ("from", 
            ("note", "备注 note"), ("package", "包 package"))
 
 ITEM_COLUMNS: tuple[Label, ...] = (
-    ("序号", "Item"), ("类型", "Kind"), ("文件名", "File"), ("SHA-256", ""), ("大小(字节)", "Size (bytes)"),
+    ("序号", "Item"), ("类型", "Kind"), ("文件名", "File"), ("SHA-256", ""), ("SM3", ""),
+    ("大小(字节)", "Size (bytes)"),
     ("采集时间", "Captured at"), ("采集地点", "Place (lat, lon, accuracy)"), ("采集设备", "Device"),
     ("采集人及执法证", "Captured by, certificate"), ("开始上传", "Upload started"), ("接收完成", "Upload received"),
     ("核验时间", "Verified at"), ("状态", "Status"), ("保管人", "Custody holder"),
@@ -57,10 +58,24 @@ INSPECTION_COLUMNS: tuple[Label, ...] = (
 CUSTODY_COLUMNS: tuple[Label, ...] = (("时间", "Time"), ("操作人", "Actor"), ("操作", "Action"),
                                       ("用途/理由", "Purpose / reason"))
 NOTE = ("核验：fieldcase verify-package 文件 --public-key 公钥（服务器公钥见 GET /api/v1/custody/public-key）；"
-        "每个文件的 SHA-256 亦可用任何工具（如 sha256sum）核对。"
+        "每个文件的 SHA-256 亦可用任何工具（如 sha256sum）核对，SM3 可用 openssl dgst -sm3 核对。"
         " To verify offline: fieldcase verify-package FILE --public-key KEY; each file's SHA-256 can also be "
-        "checked with any tool, e.g. sha256sum.")
+        "checked with any tool, e.g. sha256sum, and its SM3 with openssl dgst -sm3.")
 _IN_CHUNK = 500
+
+
+def _digest(value: str | None) -> str:
+    """A digest of the file, or why there is none: not declared (the phone declared the other one) and not yet
+    computed (the bytes were never verified), or an item verified before the server computed SM3."""
+    return value or "（未计算 not computed）"
+
+
+def _sm3(item: dict[str, Any], events: list[dict[str, Any]]) -> str | None:
+    """The file's SM3: the item's, when its phone declared one; else the one the server computed when it verified
+    the bytes, as the item's `verified` custody event in the package records it (none for an item verified before
+    the server computed SM3)."""
+    return item.get("sm3") or next((e["sm3"] for e in events if e.get("action") == "verified" and e.get("sm3")),
+                                   None)
 
 
 def _say(table: dict[str, Label], code: str | None) -> str:
@@ -220,7 +235,8 @@ def build(session: Session, viewer: Officer, manifest: dict[str, Any], *,
                     for k, label in DETAILS if leaf.get(k)]
             custody.append([local(leaf["at"]), name(leaf["actor"]), _say(ACTIONS, leaf["action"]), "; ".join(said)])
         listed.append({"crew": crews.get(i.get("inspection_id") or "", ""), "custody": custody, "row": [
-            str(i["item"]), f"{_say(KINDS, i['kind'])} · {i['media_type']}", file, i["sha256"], str(i["size"]),
+            str(i["item"]), f"{_say(KINDS, i['kind'])} · {i['media_type']}", file, _digest(i.get("sha256")),
+            _digest(_sm3(i, leaves[i["id"]])), str(i["size"]),
             local(i["captured_at"]), _place(row.location if row else None), i["device"],
             certified(i["officer"], _day(i["captured_at"])),
             local(upload.created_at) if upload else "", local(upload.completed_at) if upload else "",

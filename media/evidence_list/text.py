@@ -56,7 +56,7 @@ def to_html(listing: dict[str, Any]) -> str:
         return f"<{tag}>{e(lab[0])}" + (f"<br><span class=en>{e(lab[1])}</span>" if lab[1] else "") + f"</{tag}>"
 
     def cell(value: str, lab: Label | None = None) -> str:
-        mono = ' class="mono"' if lab and lab[0] == "SHA-256" else ""
+        mono = ' class="mono"' if lab and lab[0] in ("SHA-256", "SM3") else ""
         return f"<td{mono}>{e(value).replace(chr(10), '<br>')}</td>"
 
     parts = []

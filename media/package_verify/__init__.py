@@ -8,8 +8,9 @@ given by the person verifying:
 - every device chain: each `seq` between the first and last included record
   is either included or listed by hash, and each included record's `prev` is
   the hash of the one before (released gaps excepted);
-- each evidence item against its signed `evidence.capture` declaration, and
-  each file's SHA-256 and size against the item;
+- each evidence item against its signed `evidence.capture` declaration (each
+  digest it declares, `sha256`, `sm3` or both), and each file's SHA-256 (and
+  SM3, when the item carries one, from the same read) and size against the item;
 - that every file the custody log shows verified is in the package, unless
   the log also proves its deletion under retention (a `deleted` event with the
   item's hash): the manifest's own `status` is not signed, so only a proven
@@ -18,6 +19,9 @@ given by the person verifying:
   the head's signature. A key from the package itself proves only that the
   package is self-consistent (whoever forged it could have made the key),
   so the report says which key was used;
+- the SM tree, when the package carries one (`sm_tree.py`): its SM2-signed
+  head at the tree head's size, and an SM3 inclusion proof of every leaf
+  proven above, against its root;
 - the head's RFC 3161 timestamp token, when it has one (`timestamp.py`): over
   the head's signed bytes, signed by a timeStamping certificate, chained to
   the TSA anchor given (`--tsa-cert`); the report names the TSA and its time.
@@ -50,6 +54,7 @@ from media.package_verify.members import Members
 from media.package_verify.records import check_records, device_keys
 from media.package_verify.report import PackageReport
 from media.package_verify.server_facts import check_case_facts
+from media.package_verify.sm_tree import check_sm_tree
 from media.package_verify.spelling import key_id, load_key
 from media.package_verify.timestamp import check_head_timestamp
 
@@ -57,8 +62,9 @@ __all__ = ["PackageReport", "key_id", "load_key", "verify_package"]
 
 
 def verify_package(source: str | Path | IO[bytes], public_key: str | None = None, *,
-                   tsa_trust: Sequence[x509.Certificate] = ()) -> PackageReport:
-    """Check a package; `tsa_trust` are the anchors its tree head's RFC 3161 timestamp must chain to."""
+                   tsa_trust: Sequence[x509.Certificate] = (), sm_public_key: str | None = None) -> PackageReport:
+    """Check a package; `tsa_trust` are the anchors its tree head's RFC 3161 timestamp must chain to,
+    `sm_public_key` the SM2 key its SM tree head must be signed with (when it carries one)."""
     report = PackageReport()
     try:
         zf = zipfile.ZipFile(source)
@@ -78,14 +84,14 @@ def verify_package(source: str | Path | IO[bytes], public_key: str | None = None
             report.problems.append("manifest.json is not a fieldcase evidence package manifest")
             return report
         try:
-            _verify(zf, manifest, public_key, tsa_trust, report)
+            _verify(zf, manifest, public_key, tsa_trust, report, sm_public_key)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             report.problems.append(f"the manifest is malformed ({type(exc).__name__}: {exc})")
     return report
 
 
 def _verify(zf: zipfile.ZipFile, manifest: dict[str, Any], public_key: str | None,
-            tsa_trust: Sequence[x509.Certificate], report: PackageReport) -> None:
+            tsa_trust: Sequence[x509.Certificate], report: PackageReport, sm_public_key: str | None = None) -> None:
     members = Members(zf)
     key = custody_key(manifest, public_key, report)
     keys = device_keys(manifest["devices"], report)
@@ -98,5 +104,6 @@ def _verify(zf: zipfile.ZipFile, manifest: dict[str, Any], public_key: str | Non
     check_institution(manifest, signed, report, corrected)
     check_case_facts(manifest, tree, report)
     check_tree_head(manifest, key, bool(public_key), report)
+    check_sm_tree(manifest, sm_public_key, report)
     check_head_timestamp(manifest, tsa_trust, report)
     check_index(members, manifest, key, report)

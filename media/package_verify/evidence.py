@@ -1,5 +1,9 @@
 """The evidence of a package: each item against its signed declaration, each file's bytes, and each custody
 event's inclusion proof against the signed tree head. Files are read in chunks: memory does not grow with them.
+
+Digests: a declaration names `sha256`, `sm3` or both. Each one it names must be the item's; a file is hashed with
+SHA-256, and with SM3 too (in the same read) when its item carries an `sm3`. An item without `sm3` is checked
+exactly as before SM3 existed.
 """
 
 from __future__ import annotations
@@ -12,6 +16,21 @@ from media.package_verify.heads import inclusion_holds
 from media.package_verify.members import Damaged, Members
 from media.package_verify.report import PackageReport
 from media.package_verify.server_facts import check_item_facts
+from sync.records import EVIDENCE_DIGESTS as DIGESTS
+
+
+def _declares(body: dict[str, Any], name: str) -> bool:
+    """Whether a signed evidence.capture names this digest. A body naming neither is held to `sha256`, as every
+    declaration was before `sm3`."""
+    return name in body or (name == "sha256" and "sm3" not in body)
+
+
+def _same_digests(leaf: dict[str, Any], item: dict[str, Any]) -> bool:
+    """Whether a custody leaf's digests are the item's: each one the leaf names and the item lists (`sha256`
+    always; `sm3` where the item has one: a `deleted` event also names the SM3 the server computed of a file declared
+    by SHA-256 alone, which the item does not list), or `sha256` when there is no such one."""
+    named = [name for name in DIGESTS if name in leaf and (name == "sha256" or name in item)] or ["sha256"]
+    return all(leaf.get(name) == (item["sha256"] if name == "sha256" else item.get(name)) for name in named)
 
 
 def check_evidence(members: Members, manifest: dict[str, Any], signed: Signed,
@@ -27,9 +46,12 @@ def check_evidence(members: Members, manifest: dict[str, Any], signed: Signed,
             report.problems.append(f"{where}: its signed evidence.capture record is not in the package")
         else:
             device_id, body = declared["device"], declared["body"]
-            for name in ("sha256", "size", "kind", "media_type"):
-                if body.get(name) != item[name]:
-                    report.problems.append(f"{where}: {name} {item[name]!r} differs from the signed declaration "
+            for name in ("sha256", "sm3", "size", "kind", "media_type"):
+                if name in DIGESTS and not _declares(body, name):
+                    continue  # a digest the phone did not declare: the server's own, held against the file below
+                said = item.get(name) if name == "sm3" else item[name]  # an item may lack sm3, never the rest
+                if body.get(name) != said:
+                    report.problems.append(f"{where}: {name} {said!r} differs from the signed declaration "
                                            f"({body.get(name)!r})")
             if device_id != item["device"]:
                 report.problems.append(f"{where}: declared by device {device_id}, not {item['device']}")
@@ -60,8 +82,12 @@ def check_evidence(members: Members, manifest: dict[str, Any], signed: Signed,
 
 def check_file(members: Members, item: dict[str, Any], where: str, report: PackageReport) -> None:
     name = item["file"]
+    sm3 = None
     try:
-        digest, n = members.digest(name)
+        if item.get("sm3") is not None:
+            digest, n, sm3 = members.digests(name)  # both from one read
+        else:
+            digest, n = members.digest(name)
     except KeyError:
         report.problems.append(f"{where}: its file {name} is missing from the package")
         return
@@ -72,6 +98,9 @@ def check_file(members: Members, item: dict[str, Any], where: str, report: Packa
     if digest != item["sha256"]:
         report.problems.append(f"{where}: file {name} has SHA-256 {digest}, not the declared "
                                f"{item['sha256']}: the file was altered")
+    if sm3 is not None and sm3 != item["sm3"]:
+        report.problems.append(f"{where}: file {name} has SM3 {sm3}, not the declared {item['sm3']}: the file was "
+                               "altered")
     if n != item["size"]:
         report.problems.append(f"{where}: file {name} is {n} bytes, not the declared {item['size']}")
 
@@ -81,7 +110,7 @@ def check_deleted(item: dict[str, Any], where: str, leaf: dict[str, Any], report
         report.problems.append(f"{where}: the custody log records the deletion of its file, but it is listed as "
                                f"{item['status']!r}")
         return
-    if leaf.get("sha256") != item["sha256"] or leaf.get("size") != item["size"]:
+    if not _same_digests(leaf, item) or leaf.get("size") != item["size"]:
         report.problems.append(f"{where}: its 'deleted' custody event records another hash or size")
         return
     report.deleted += 1
@@ -105,7 +134,7 @@ def check_events(item: dict[str, Any], where: str, tree: tuple[int, bytes] | Non
             proven.append(leaf)
         if leaf.get("action") == "declared":
             declared = True
-            if leaf.get("sha256") != item["sha256"] or leaf.get("size") != item["size"]:
+            if not _same_digests(leaf, item) or leaf.get("size") != item["size"]:
                 report.problems.append(f"{where}: its custody 'declared' event records another hash or size")
         if leaf.get("action") == "exported" and leaf.get("package") == package_id:
             exported = True

@@ -1,40 +1,66 @@
-"""The records of a package: every signature with its device's key, and every device's hash chain."""
+"""The records of a package: every signature with its device's key, and every device's hash chain.
+
+Each device is listed with its `alg` (PROTOCOL "Evidence packages, as built"): `EdDSA` for an Ed25519 device (also
+when the field is absent, as in packages made before SM2 devices), `SM2SM3` for an SM2 device. Its records must
+carry an alg of that suite, their signatures are checked in it, and their chain hashes are its digest of the JWS
+(`sync.jws.record_hash`: SHA-256, or SM3).
+"""
 
 from __future__ import annotations
 
 import binascii
-import hashlib
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from backend.core.crypto import INTL, Suite, suite_for_alg
 from media.package_verify.facts import ALL, SUBJECTS, Signed
 from media.package_verify.heads import inclusion_holds
 from media.package_verify.report import PackageReport
 from media.package_verify.spelling import Refused, b64d, json_object, load_key
-from sync.jws import ALGS
+from sync.jws import RECORD_ALGS, DeviceKey, load_device_key, record_hash
 
 ZERO_HASH = "0" * 64
 
 
-def device_keys(devices: dict[str, Any], report: PackageReport) -> dict[str, Ed25519PublicKey]:
+def device_suite(device: Any) -> Suite | None:
+    """The suite a manifest's device names by its `alg`; Ed25519's when it names none; None for an unknown alg."""
+    alg = device.get("alg") if isinstance(device, dict) else None
+    return INTL if alg is None else suite_for_alg(alg)
+
+
+def _load(device: dict[str, Any], suite: Suite) -> DeviceKey:
+    if suite is INTL:
+        key = load_key(device["public_key"])
+        return DeviceKey(INTL, key.public_bytes_raw(), key)
+    text = device["public_key"]
+    b64d(text)  # Refused, saying why, unless canonical base64url
+    return load_device_key(text, suite, canonical=True)
+
+
+def device_keys(devices: dict[str, Any], report: PackageReport) -> dict[str, DeviceKey]:
     keys = {}
     report.devices = len(devices)
     for device_id, device in devices.items():
+        suite = device_suite(device)
+        if suite is None:
+            report.problems.append(f"device {device_id}: its alg {device.get('alg')!r} is not one the protocol "
+                                   f"defines ({', '.join(RECORD_ALGS)}), so none of its records can be checked")
+            continue
         try:
-            keys[device_id] = load_key(device["public_key"])
+            keys[device_id] = _load(device, suite)
         except (ValueError, TypeError, binascii.Error) as exc:
-            report.problems.append(f"device {device_id}: its public key is not a valid Ed25519 key ({exc})")
+            report.problems.append(f"device {device_id}: its public key is not a valid {suite.signature_name} key "
+                                   f"({str(exc).removeprefix('public_key ')})")
     return keys
 
 
-def verify_jws(text: object, key: Ed25519PublicKey) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and payload of a compact JWS whose EdDSA signature holds.
+def verify_jws(text: object, key: DeviceKey) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and payload of a compact JWS whose signature holds with its device's key, in its device's suite.
 
-    Refused when the JWS is not spelled as PROTOCOL §3 allows (three canonical base64url parts, a JSON
-    object header whose `alg` is EdDSA or Ed25519, a 64-byte signature): its signature is then not checked.
-    ValueError when the signature does not hold.
+    Refused when the JWS is not spelled as PROTOCOL §3 allows for its device (three canonical base64url parts, a
+    JSON object header whose `alg` is one of the device's suite: EdDSA or Ed25519, or SM2SM3; a 64-byte
+    signature): its signature is then not checked. ValueError when the signature does not hold.
     """
     if not isinstance(text, str) or not text.isascii():
         raise Refused("a compact JWS is an ASCII string")
@@ -49,18 +75,24 @@ def verify_jws(text: object, key: Ed25519PublicKey) -> tuple[dict[str, Any], dic
             raise Refused(f"its {name} is {exc}") from None
     header_raw, payload_raw, signature = raw
     header, payload = json_object(header_raw, "header"), json_object(payload_raw, "payload")
-    if header.get("alg") not in ALGS:
-        raise Refused(f"header alg is {header.get('alg')!r}, not EdDSA or Ed25519")
+    suite = key.suite
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in suite.jws_algs:
+        raise Refused(f"header alg is {alg!r}, not {' or '.join(suite.jws_algs)}")
     if len(signature) != 64:
-        raise Refused(f"its signature is {len(signature)} bytes, not the 64 of Ed25519")
-    try:
-        key.verify(signature, f"{parts[0]}.{parts[1]}".encode("ascii"))
-    except InvalidSignature:
-        raise ValueError("bad signature") from None
+        raise Refused(f"its signature is {len(signature)} bytes, not the 64 of {suite.signature_name}")
+    signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
+    if key.ed25519 is not None:
+        try:
+            key.ed25519.verify(signature, signing_input)
+        except InvalidSignature:
+            raise ValueError("bad signature") from None
+    elif not suite.verify(key.raw, signing_input, signature):
+        raise ValueError("bad signature")
     return header, payload
 
 
-def check_records(records: list[dict[str, Any]], devices: dict[str, Any], keys: dict[str, Ed25519PublicKey],
+def check_records(records: list[dict[str, Any]], devices: dict[str, Any], keys: dict[str, DeviceKey],
                   tree: tuple[int, bytes] | None, report: PackageReport) -> Signed:
     """Check each record and each device chain; answer what the records whose signatures hold say, by type and
     subject (the inspection, finding or evidence item each is about: `facts.SUBJECTS`)."""
@@ -71,7 +103,8 @@ def check_records(records: list[dict[str, Any]], devices: dict[str, Any], keys: 
     for rec in records:
         device_id, seq, text = rec["device"], rec["seq"], rec["jws"]
         where = f"record {device_id}#{seq}"
-        digest = hashlib.sha256(text.encode("ascii", "replace")).hexdigest()
+        ascii_text = text.encode("ascii", "replace").decode("ascii")
+        digest = record_hash(ascii_text, device_suite(devices.get(device_id)) or INTL)
         if digest != rec["hash"]:
             report.problems.append(f"{where}: its JWS does not hash to the listed hash (the record was altered)")
         if device_id not in devices:

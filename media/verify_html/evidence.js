@@ -1,6 +1,24 @@
 /* The evidence of a package (media/package_verify/evidence.py): each item against its signed declaration, each
  * file's bytes, and each custody event's inclusion proof against the signed tree head.
+ *
+ * Digests: a declaration names `sha256`, `sm3` or both. Each one it names must be the item's; a file is hashed with
+ * SHA-256, and with SM3 too (in the same read) when its item carries an `sm3`. An item without `sm3` is checked
+ * exactly as before SM3 existed.
  */
+
+/* Whether a signed evidence.capture names this digest. A body naming neither is held to `sha256`, as every
+ * declaration was before `sm3`. */
+function declares(body, name) {
+  return has(body, name) || (name === "sha256" && !has(body, "sm3"));
+}
+
+/* Whether a custody leaf's digests are the item's: each one the leaf names and the item lists (`sha256` always;
+ * `sm3` where the item has one), or `sha256` when there is no such one. */
+function sameDigests(leaf, item) {
+  let named = CONSTANTS.evidenceDigests.filter((name) => has(leaf, name) && (name === "sha256" || has(item, name)));
+  if (named.length === 0) { named = ["sha256"]; }
+  return named.every((name) => pyEq(get(leaf, name), name === "sha256" ? req(item, "sha256") : get(item, name)));
+}
 
 /* json.loads of a leaf the manifest carries as text. */
 function jsonLoads(text) {
@@ -33,12 +51,16 @@ async function checkEvidence(members, manifest, signed, tree, report) {
       report.problem(T(where.zh + "：其已签名的 evidence.capture 记录不在证据包中",
                        where.en + ": its signed evidence.capture record is not in the package"));
     } else {
-      for (const name of ["sha256", "size", "kind", "media_type"]) {
-        const said = get(declared.body, name);
-        if (!pyEq(said, req(item, name))) {
-          report.problem(T(where.zh + "：" + name + " " + pyrepr(item[name]) + " 与已签名的声明（" + pyrepr(said) + "）不同",
-                           where.en + ": " + name + " " + pyrepr(item[name]) + " differs from the signed declaration (" +
-                           pyrepr(said) + ")"));
+      for (const name of ["sha256", "sm3", "size", "kind", "media_type"]) {
+        if (CONSTANTS.evidenceDigests.includes(name) && !declares(declared.body, name)) {
+          continue;  // a digest the phone did not declare: the server's own, held against the file below
+        }
+        const listed = name === "sm3" ? get(item, name) : req(item, name);  // an item may lack sm3, never the rest
+        const signedValue = get(declared.body, name);
+        if (!pyEq(signedValue, listed)) {
+          report.problem(T(where.zh + "：" + name + " " + pyrepr(listed) + " 与已签名的声明（" + pyrepr(signedValue) + "）不同",
+                           where.en + ": " + name + " " + pyrepr(listed) + " differs from the signed declaration (" +
+                           pyrepr(signedValue) + ")"));
         }
       }
       if (!pyEq(declared.device, req(item, "device"))) {
@@ -83,9 +105,13 @@ async function checkEvidence(members, manifest, signed, tree, report) {
 
 async function checkFile(members, item, where, report) {
   const name = item.file;
-  let digest, size;
+  let digest, size, sm3Digest = null;
   try {
-    [digest, size] = await members.digest(name);
+    if (get(item, "sm3") !== null) {
+      [digest, size, sm3Digest] = await members.digests(name);  // both from one read
+    } else {
+      [digest, size] = await members.digest(name);
+    }
   } catch (error) {
     if (error instanceof NoMember) {
       report.problem(T(where.zh + "：其文件 " + pystr(name) + " 不在证据包中", where.en + ": its file " + pystr(name) +
@@ -105,6 +131,11 @@ async function checkFile(members, item, where, report) {
                      where.en + ": file " + name + " has SHA-256 " + digest + ", not the declared " + pystr(item.sha256) +
                      ": the file was altered"));
   }
+  if (sm3Digest !== null && sm3Digest !== item.sm3) {
+    report.problem(T(where.zh + "：文件 " + name + " 的 SM3 是 " + sm3Digest + "，不是声明的 " + pystr(item.sm3) + "：文件被改动过",
+                     where.en + ": file " + name + " has SM3 " + sm3Digest + ", not the declared " + pystr(item.sm3) +
+                     ": the file was altered"));
+  }
   if (!pyEq(size, req(item, "size"))) {
     report.problem(T(where.zh + "：文件 " + name + " 有 " + size + " 字节，而不是声明的 " + pystr(item.size) + " 字节",
                      where.en + ": file " + name + " is " + size + " bytes, not the declared " + pystr(item.size)));
@@ -118,7 +149,7 @@ function checkDeleted(item, where, leaf, report) {
                      pyrepr(item.status)));
     return;
   }
-  if (!pyEq(get(leaf, "sha256"), req(item, "sha256")) || !pyEq(get(leaf, "size"), req(item, "size"))) {
+  if (!sameDigests(leaf, item) || !pyEq(get(leaf, "size"), req(item, "size"))) {
     report.problem(T(where.zh + "：其 'deleted' 监管事件记录的哈希值或大小不同",
                      where.en + ": its 'deleted' custody event records another hash or size"));
     return;
@@ -147,7 +178,7 @@ async function checkEvents(item, where, tree, packageId, report) {
     if (holds && pyEq(get(leaf, "evidence_id"), item.id)) { proven.push(leaf); }
     if (get(leaf, "action") === "declared") {
       declared = true;
-      if (!pyEq(get(leaf, "sha256"), req(item, "sha256")) || !pyEq(get(leaf, "size"), req(item, "size"))) {
+      if (!sameDigests(leaf, item) || !pyEq(get(leaf, "size"), req(item, "size"))) {
         report.problem(T(where.zh + "：其监管 'declared' 事件记录的哈希值或大小不同",
                          where.en + ": its custody 'declared' event records another hash or size"));
       }

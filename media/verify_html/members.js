@@ -1,6 +1,6 @@
 /* The ZIP's members, each read once (media/package_verify/members.py): its SHA-256 and size, for the sealed index
- * and the evidence files alike. A member whose bytes fail the ZIP's CRC is Damaged; a name the ZIP does not hold
- * is NoMember (Python's KeyError).
+ * and the evidence files alike, and the SM3 of an evidence file whose item carries one, in the same pass. A member
+ * whose bytes fail the ZIP's CRC is Damaged; a name the ZIP does not hold is NoMember (Python's KeyError).
  */
 
 class NoMember extends Error {}
@@ -10,7 +10,7 @@ class Members {
     this.file = file;
     this.entries = entries;
     this.byName = new Map(entries.map((e) => [e.name, e]));  // the last of a name, as zipfile's getinfo
-    this.digests = new Map();
+    this.hashes = new Map();  // name -> [SHA-256 hex, size, SM3 hex or null], or Damaged
     this.progress = progress;
     this.streamAbove = STREAM_ABOVE;
   }
@@ -26,9 +26,21 @@ class Members {
 
   /* [SHA-256 hex, size] of a member. */
   async digest(name) {
-    if (!this.digests.has(name)) {
+    const [sha, size] = await this.hashed(name, false);
+    return [sha, size];
+  }
+
+  /* [SHA-256 hex, size, SM3 hex] of a member, both hashes from one read; as `digest` otherwise. */
+  async digests(name) {
+    return this.hashed(name, true);
+  }
+
+  async hashed(name, withSm3) {
+    let found = this.hashes.get(name);
+    if (found === undefined || (withSm3 && !(found instanceof Damaged) && found[2] === null)) {
       const entry = this.entry(name);
-      const hash = new MemberHash(this.streamAbove, entry.fileSize);  // readMember stops at the declared size
+      // readMember stops at the declared size
+      const hash = new MemberHash(this.streamAbove, entry.fileSize, withSm3);
       let done = 0;
       try {
         await readMember(this.file, entry, (chunk) => {
@@ -36,13 +48,14 @@ class Members {
           done += chunk.length;
           this.progress(name, done, entry.fileSize);
         });
-        this.digests.set(name, [hex(await hash.digest()), hash.size]);
+        const [sha, sm] = await hash.digest();
+        found = [hex(sha), hash.size, sm ? hex(sm) : null];
       } catch (error) {
         if (!(error instanceof Damaged)) { throw error; }
-        this.digests.set(name, error);
+        found = error;
       }
+      this.hashes.set(name, found);
     }
-    const found = this.digests.get(name);
     if (found instanceof Damaged) { throw found; }
     return found;
   }

@@ -1,6 +1,7 @@
 /* RFC 9162 §2.1.3.2 inclusion proofs, strict as media/custody/proofs.py: every hash 32 bytes, 0 <= index < size,
  * and exactly the number of hashes the RFC's PATH has for that leaf. Leaf hash SHA-256(0x00 || leaf), node hash
- * SHA-256(0x01 || left || right). Sizes are BigInt inside, so trees past 2^31 leaves stay exact.
+ * SHA-256(0x01 || left || right); in the SM custody tree (media/custody/merkle.py `SM3_TREE`) the same with SM3.
+ * Sizes are BigInt inside, so trees past 2^31 leaves stay exact.
  */
 
 function concatBytes(parts) {
@@ -17,6 +18,13 @@ function leafHash(text) {
 function nodeHash(left, right) {
   return sha256(concatBytes([new Uint8Array([1]), left, right]));
 }
+
+/* The hash a tree is made of: RFC 6962's over SHA-256 (the custody tree), or over SM3 (the SM custody tree). */
+const SHA256_TREE = { leaf: leafHash, node: nodeHash };
+const SM3_TREE = {
+  leaf: async (text) => sm3(concatBytes([new Uint8Array([0]), utf8(text)])),
+  node: async (left, right) => sm3(concatBytes([new Uint8Array([1]), left, right])),
+};
 
 function bitLength(n) {
   return n === 0n ? 0 : n.toString(2).length;
@@ -37,7 +45,10 @@ function sameBytes(a, b) {
 }
 
 /* Why the inclusion proof is refused (bilingual), or null when it holds. */
-async function checkInclusion(hash, leafIndex, treeSize, proof, root) {
+async function checkInclusion(hash, leafIndex, treeSize, proof, root, tree = SHA256_TREE) {
+  if (!isInt(leafIndex) || leafIndex < 0 || !isInt(treeSize) || treeSize < 0) {
+    return T("叶子序号和树的大小必须是非负整数", "the leaf index and the tree size must be non-negative integers");
+  }
   const index = BigInt(leafIndex), size = BigInt(treeSize);
   if (index >= size) {
     return T("叶子序号 " + leafIndex + " 不在一棵 " + treeSize + " 个叶子的树中（leaf_index >= tree_size）",
@@ -52,12 +63,12 @@ async function checkInclusion(hash, leafIndex, treeSize, proof, root) {
   let fn = index, sn = size - 1n, r = hash;
   for (const p of proof) {
     if (fn & 1n || fn === sn) {
-      r = await nodeHash(p, r);
+      r = await tree.node(p, r);
       if (!(fn & 1n)) {
         while (fn && !(fn & 1n)) { fn >>= 1n; sn >>= 1n; }
       }
     } else {
-      r = await nodeHash(r, p);
+      r = await tree.node(r, p);
     }
     fn >>= 1n;
     sn >>= 1n;

@@ -1,4 +1,5 @@
-/* The page: pick a package (and, to prove who issued it, enter the custody key), see the verdict, each problem in
+/* The page: pick a package (and, to prove who issued it, enter the custody key, and the SM2 one for a package with
+ * an SM tree), see the verdict, each problem in
  * Chinese with English below it, the notes and a summary. `#verdict` carries data-verdict="ok" or "fail" once
  * the checks are done (none while they run).
  */
@@ -52,6 +53,10 @@ function showSummary(report, file) {
     const head = isDict(m.custody) && isDict(m.custody.tree_head) ? m.custody.tree_head : {};
     fact(T("监管树头", "Custody tree head"), "size " + pystr(head.tree_size) + " · " + pystr(head.timestamp) +
          (report.timestamped ? " · RFC 3161 " + report.timestamped : ""));
+    const sm = isDict(m.custody) && isDict(m.custody.sm) && isDict(m.custody.sm.tree_head) ? m.custody.sm.tree_head : null;
+    if (sm) {
+      fact(T("SM 树头（SM3、SM2）", "SM tree head (SM3, SM2)"), "size " + pystr(sm.tree_size) + " · " + pystr(sm.timestamp));
+    }
   }
   const checked = report.summary();
   fact(T("已核验", "Checked"), checked.zh + " / " + checked.en);
@@ -60,6 +65,13 @@ function showSummary(report, file) {
   } else if (report.keySource === "package") {
     fact(T("所用公钥", "Key used"), "证据包自带的公钥 the key inside the package (key_id " + report.keyId + "): " +
          "只证明自身一致 proves self-consistency only");
+  }
+  if (report.smKeySource === "entered") {
+    fact(T("所用 SM2 公钥", "SM2 key used"), "本页输入的 SM2 监管公钥 the SM2 custody key entered on this page (key_id " +
+         report.smKeyId + ")");
+  } else if (report.smKeySource === "package" && report.smKeyId) {
+    fact(T("所用 SM2 公钥", "SM2 key used"), "证据包自带的 SM2 公钥 the SM2 key inside the package (key_id " + report.smKeyId +
+         "): 只证明自身一致 proves self-consistency only");
   }
 }
 
@@ -117,7 +129,8 @@ async function run() {
       report.problem(unable);
     } else {
       const limit = document.documentElement.dataset.streamAbove;
-      report = await verifyPackage(file, $("key").value, progress, limit ? Number(limit) : undefined);
+      report = await verifyPackage(file, { key: $("key").value, smKey: $("sm-key").value }, progress,
+                                   limit ? Number(limit) : undefined);
     }
   } catch (error) {
     report.problem(T("核验中断：" + (error && error.message ? error.message : String(error)),

@@ -1,28 +1,60 @@
-/* The records of a package (media/package_verify/records.py): every record's EdDSA signature with its device's
- * key, every device's hash chain, and where the custody log witnessed each chain end (its device_head leaf).
+/* The records of a package (media/package_verify/records.py): every record's signature with its device's key, in
+ * its device's suite (`alg`: EdDSA for an Ed25519 device, also when absent as in packages made before SM2 devices;
+ * SM2SM3 for an SM2 device), every device's hash chain (SHA-256, or SM3, of each JWS), and where the custody log
+ * witnessed each chain end (its device_head leaf).
  */
 
 const ZERO_HASH = "0".repeat(64);
 const ASCII = /^[\x00-\x7f]*$/;
+
+/* The suite (a key of CONSTANTS.suites) a JWS header's or a device's `alg` names, or null: an explicit list. */
+function suiteForAlg(alg) {
+  if (typeof alg !== "string") { return null; }
+  const found = Object.entries(CONSTANTS.suites).find(([, suite]) => suite.algs.includes(alg));
+  return found ? found[0] : null;
+}
+
+/* The suite a manifest's device names by its `alg`; Ed25519's when it names none; null for an unknown alg. */
+function deviceSuite(device) {
+  const alg = isDict(device) ? get(device, "alg") : null;
+  return alg === null ? "intl" : suiteForAlg(alg);
+}
+
+/* A device's key in its suite: {suite, ed25519} (a Web Crypto key) or {suite, raw} (an SM2 point). */
+async function deviceKey(device, suite) {
+  const text = req(device, "public_key");
+  if (suite === "intl") { return { suite: suite, ed25519: await ed25519Key(keyBytes(text)) }; }
+  return { suite: suite, raw: sm2DeviceKey(b64d(text)) };
+}
 
 async function deviceKeys(devices, report) {
   const keys = new Map();
   const entries = items(devices);
   report.devices = entries.length;
   for (const [deviceId, device] of entries) {
+    const suite = deviceSuite(device);
+    if (suite === null) {
+      const alg = pyrepr(get(device, "alg")), algs = CONSTANTS.recordAlgs.join(", ");
+      report.problem(T("设备 " + deviceId + "：其 alg " + alg + " 不是协议规定的算法（" + algs + "），因此它的记录都无法核验",
+                       "device " + deviceId + ": its alg " + alg + " is not one the protocol defines (" + algs + "), " +
+                       "so none of its records can be checked"));
+      continue;
+    }
     try {
-      keys.set(deviceId, await ed25519Key(keyBytes(req(device, "public_key"))));
+      keys.set(deviceId, await deviceKey(device, suite));
     } catch (error) {
       if (!(error instanceof Refused)) { throw error; }
-      report.problem(T("设备 " + deviceId + "：其公钥不是有效的 Ed25519 公钥（" + error.why.zh + "）",
-                       "device " + deviceId + ": its public key is not a valid Ed25519 key (" + error.why.en + ")"));
+      const name = CONSTANTS.suites[suite].signature;
+      report.problem(T("设备 " + deviceId + "：其公钥不是有效的 " + name + " 公钥（" + error.why.zh + "）",
+                       "device " + deviceId + ": its public key is not a valid " + name + " key (" + error.why.en + ")"));
     }
   }
   return keys;
 }
 
-/* [header, payload] of a compact JWS whose EdDSA signature holds; Refused when it is not spelled as the protocol
- * allows (its signature then unchecked); null when the signature does not hold. */
+/* [header, payload] of a compact JWS whose signature holds with its device's key, in its device's suite; Refused
+ * when it is not spelled as the protocol allows for that device (its signature then unchecked); null when the
+ * signature does not hold. */
 async function verifyJws(text, key) {
   if (typeof text !== "string" || !ASCII.test(text)) {
     throw new Refused(T("紧凑 JWS 应是 ASCII 字符串", "a compact JWS is an ASCII string"));
@@ -41,17 +73,20 @@ async function verifyJws(text, key) {
     }
   });
   const header = jsonObject(raw[0], names[0]), payload = jsonObject(raw[1], names[1]);
+  const suite = CONSTANTS.suites[key.suite];
   const alg = get(header, "alg");
-  if (!CONSTANTS.algs.includes(alg)) {
-    throw new Refused(T("头部 alg 是 " + pyrepr(alg) + "，不是 EdDSA 或 Ed25519",
-                        "header alg is " + pyrepr(alg) + ", not EdDSA or Ed25519"));
+  if (typeof alg !== "string" || !suite.algs.includes(alg)) {
+    throw new Refused(T("头部 alg 是 " + pyrepr(alg) + "，不是 " + suite.algs.join(" 或 "),
+                        "header alg is " + pyrepr(alg) + ", not " + suite.algs.join(" or ")));
   }
   if (raw[2].length !== 64) {
-    throw new Refused(T("其签名是 " + raw[2].length + " 字节，而 Ed25519 签名是 64 字节",
-                        "its signature is " + raw[2].length + " bytes, not the 64 of Ed25519"));
+    throw new Refused(T("其签名是 " + raw[2].length + " 字节，而 " + suite.signature + " 签名是 64 字节",
+                        "its signature is " + raw[2].length + " bytes, not the 64 of " + suite.signature));
   }
-  if (!(await ed25519Verify(key, raw[2], utf8(parts[0] + "." + parts[1])))) { return null; }
-  return [header, payload];
+  const signingInput = utf8(parts[0] + "." + parts[1]);
+  const holds = key.ed25519 ? await ed25519Verify(key.ed25519, raw[2], signingInput)
+                            : sm2Verify(key.raw, signingInput, raw[2]);
+  return holds ? [header, payload] : null;
 }
 
 function asciiReplaced(text) {
@@ -76,7 +111,8 @@ async function checkRecords(records, devices, keys, tree, report) {
     if (typeof text !== "string") {
       throw new Malformed("AttributeError", "'" + pytype(text) + "' object has no attribute 'encode'");
     }
-    const digest = hex(await sha256(asciiReplaced(text)));
+    const suite = deviceSuite(has(devices, deviceId) ? devices[deviceId] : null) || "intl";
+    const digest = hex(await suiteDigest(suite, asciiReplaced(text)));  // sync/jws.py `record_hash`
     if (digest !== req(rec, "hash")) {
       report.problem(T(where.zh + "：其 JWS 的哈希值与所列哈希值不符（记录被改动过）",
                        where.en + ": its JWS does not hash to the listed hash (the record was altered)"));

@@ -1,9 +1,10 @@
-/* SHA-256 of a member read in chunks.
+/* SHA-256 (and SM3) of a member read in chunks.
  *
- * Web Crypto's digest is not incremental: it needs the whole member in one buffer. Members up to STREAM_ABOVE
- * bytes (256 MiB) are gathered and hashed by Web Crypto; a larger one (a long video clip) is hashed as it is
- * read by the small FIPS 180-4 implementation below, so memory stays at one chunk whatever the file's size.
- * The page's `data-stream-above` attribute lowers the limit (the tests hash every member both ways).
+ * Web Crypto's digest is not incremental: it needs the whole member in one buffer, and so does the vendored SM3.
+ * Members up to STREAM_ABOVE bytes (256 MiB) are gathered and hashed by them; a larger one (a long video clip) is
+ * hashed as it is read by the small FIPS 180-4 implementation below (and GB/T 32905's, sm3.js), so memory stays at
+ * one chunk whatever the file's size. The page's `data-stream-above` attribute lowers the limit (the tests hash
+ * every member both ways).
  */
 
 const STREAM_ABOVE = 256 * 1024 * 1024;
@@ -19,37 +20,14 @@ const SHA256_K = new Uint32Array([
   0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 ]);
 
-class Sha256 {
-  constructor() {
-    this.h = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                              0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
-    this.w = new Uint32Array(64);
+/* A Merkle-Damgard hash of 64-byte blocks and a 64-bit big-endian bit length (SHA-256, SM3: sm3.js), fed as the
+ * bytes are read; a subclass holds the state `h` (eight 32-bit words) and compresses one block into it. */
+class BlockHash {
+  constructor(initial) {
+    this.h = new Uint32Array(initial);
     this.block = new Uint8Array(64);
     this.used = 0;
     this.length = 0;
-  }
-
-  compress(bytes, at) {
-    const w = this.w, h = this.h;
-    for (let i = 0; i < 16; i++) {
-      const j = at + i * 4;
-      w[i] = (bytes[j] << 24) | (bytes[j + 1] << 16) | (bytes[j + 2] << 8) | bytes[j + 3];
-    }
-    for (let i = 16; i < 64; i++) {
-      const a = w[i - 15], b = w[i - 2];
-      const s0 = ((a >>> 7) | (a << 25)) ^ ((a >>> 18) | (a << 14)) ^ (a >>> 3);
-      const s1 = ((b >>> 17) | (b << 15)) ^ ((b >>> 19) | (b << 13)) ^ (b >>> 10);
-      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
-    }
-    let a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
-    for (let i = 0; i < 64; i++) {
-      const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-      const t1 = (k + S1 + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i]) | 0;
-      const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
-      const t2 = (S0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
-      k = g; g = f; f = e; e = (d + t1) | 0; d = c; c = b; b = a; a = (t1 + t2) | 0;
-    }
-    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
   }
 
   update(bytes) {
@@ -84,24 +62,61 @@ class Sha256 {
   }
 }
 
-/* A member's SHA-256: Web Crypto over one buffer of its declared size when that is at most `limit` bytes (the
- * buffer is allocated once, so memory is the member and one chunk), else the incremental hash above. */
+class Sha256 extends BlockHash {
+  constructor() {
+    super([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+    this.w = new Uint32Array(64);
+  }
+
+  compress(bytes, at) {
+    const w = this.w, h = this.h;
+    for (let i = 0; i < 16; i++) {
+      const j = at + i * 4;
+      w[i] = (bytes[j] << 24) | (bytes[j + 1] << 16) | (bytes[j + 2] << 8) | bytes[j + 3];
+    }
+    for (let i = 16; i < 64; i++) {
+      const a = w[i - 15], b = w[i - 2];
+      const s0 = ((a >>> 7) | (a << 25)) ^ ((a >>> 18) | (a << 14)) ^ (a >>> 3);
+      const s1 = ((b >>> 17) | (b << 15)) ^ ((b >>> 19) | (b << 13)) ^ (b >>> 10);
+      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
+    }
+    let a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+    for (let i = 0; i < 64; i++) {
+      const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+      const t1 = (k + S1 + ((e & f) ^ (~e & g)) + SHA256_K[i] + w[i]) | 0;
+      const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+      const t2 = (S0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+      k = g; g = f; f = e; e = (d + t1) | 0; d = c; c = b; b = a; a = (t1 + t2) | 0;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
+  }
+}
+
+/* A member's SHA-256, and its SM3 when asked (`withSm3`: an evidence file whose item carries one), from one read:
+ * Web Crypto (and the vendored SM3) over one buffer of its declared size when that is at most `limit` bytes (the
+ * buffer is allocated once, so memory is the member and one chunk), else the incremental hashes (Sm3: sm3.js).
+ * `digest` answers [SHA-256, SM3 or null], as bytes. */
 class MemberHash {
-  constructor(limit, declared) {
+  constructor(limit, declared, withSm3) {
     this.size = 0;
+    this.withSm3 = Boolean(withSm3);
     this.buffer = declared <= limit ? new Uint8Array(declared) : null;
-    this.stream = this.buffer ? null : new Sha256();
+    this.streams = this.buffer ? null : [new Sha256(), this.withSm3 ? new Sm3() : null];
   }
 
   update(chunk) {
-    if (this.buffer) { this.buffer.set(chunk, this.size); } else { this.stream.update(chunk); }
+    if (this.buffer) {
+      this.buffer.set(chunk, this.size);
+    } else {
+      this.streams.forEach((stream) => stream && stream.update(chunk));
+    }
     this.size += chunk.length;
   }
 
   async digest() {
-    if (this.stream) { return this.stream.digest(); }
+    if (this.streams) { return this.streams.map((stream) => stream && stream.digest()); }
     const whole = this.buffer.subarray(0, this.size);
     this.buffer = null;
-    return sha256(whole);
+    return [await sha256(whole), this.withSm3 ? sm3(whole) : null];
   }
 }

@@ -1,5 +1,6 @@
 /* Offline verification of an evidence package in the browser: the checks of media/package_verify/__init__.py, in
- * its order, from the picked ZIP alone plus (optionally) the custody key the clerk enters. Nothing is sent
+ * its order, from the picked ZIP alone plus (optionally) the custody keys the clerk enters: the Ed25519 one (as
+ * `--public-key`) and, for a package with an SM tree, the SM2 one (as `--sm-public-key`). Nothing is sent
  * anywhere: the page has no network access at all (its Content-Security-Policy is default-src 'none').
  */
 
@@ -15,6 +16,9 @@ class Report {
     this.events = 0;
     this.keySource = null;
     this.keyId = null;
+    this.smKeySource = null;  // the SM tree's key: "entered", "package", or null (no SM tree, or none usable)
+    this.smKeyId = null;
+    this.smTreeSize = null;
     this.timestamped = null;
     this.manifest = null;
   }
@@ -41,7 +45,8 @@ class Report {
   }
 }
 
-async function verifyPackage(file, enteredKey, progress, streamAbove) {
+/* `entered`: the keys the clerk typed, {key: the custody key, smKey: the SM2 custody key} (either empty). */
+async function verifyPackage(file, entered, progress, streamAbove) {
   const report = new Report();
   let entries;
   try {
@@ -73,7 +78,7 @@ async function verifyPackage(file, enteredKey, progress, streamAbove) {
   }
   report.manifest = manifest;
   try {
-    await verifyManifest(members, manifest, enteredKey, report);
+    await verifyManifest(members, manifest, entered, report);
   } catch (error) {
     if (!(error instanceof Malformed)) { throw error; }
     report.problem(T("清单格式有误（" + error.message + "）", "the manifest is malformed (" + error.message + ")"));
@@ -81,8 +86,8 @@ async function verifyPackage(file, enteredKey, progress, streamAbove) {
   return report;
 }
 
-async function verifyManifest(members, manifest, enteredKey, report) {
-  const key = await custodyKey(manifest, enteredKey, report);
+async function verifyManifest(members, manifest, entered, report) {
+  const key = await custodyKey(manifest, entered.key, report);
   const keys = await deviceKeys(req(manifest, "devices"), report);
   const tree = headTree(req(req(manifest, "custody"), "tree_head"), report);
   const signed = await checkRecords(req(manifest, "records"), manifest.devices, keys, tree, report);
@@ -92,7 +97,8 @@ async function verifyManifest(members, manifest, enteredKey, report) {
   await checkFacts(manifest, signed, report, corrected);
   checkInstitution(manifest, signed, report, corrected);
   await checkCaseFacts(manifest, tree, report);
-  await checkTreeHead(manifest, key, Boolean(enteredKey), report);
+  await checkTreeHead(manifest, key, Boolean(entered.key), report);
+  await checkSmTree(manifest, entered.smKey, report);
   await checkTimestamp(manifest, report);
   await checkIndex(members, manifest, key, report);
 }

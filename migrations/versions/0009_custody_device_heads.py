@@ -18,8 +18,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("SET LOCAL lock_timeout = '5s'")  # fail fast rather than queue pushes behind this ALTER
     with op.batch_alter_table("custody_events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("device_id", sa.String(length=40), nullable=True))
         batch_op.create_index("ix_custody_events_device_id_leaf_index", ["device_id", "leaf_index"], unique=False)

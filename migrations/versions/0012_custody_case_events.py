@@ -20,8 +20,6 @@ CASE_ACTIONS = ("case_opened", "case_changed", "case_witnessed")
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("SET LOCAL lock_timeout = '5s'")  # fail fast rather than queue pushes behind this ALTER
     with op.batch_alter_table("custody_events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("case_id", sa.String(length=40), nullable=True))
         batch_op.create_index("ix_custody_events_case_id_leaf_index", ["case_id", "leaf_index"], unique=False)

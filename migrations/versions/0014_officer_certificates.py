@@ -19,8 +19,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("SET LOCAL lock_timeout = '5s'")  # fail fast rather than queue pushes behind this DDL
     op.create_table(
         "officer_certificates",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),

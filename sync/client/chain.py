@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sync.client.outbox import ACKED, PENDING, UNACKED, Outbox, Record
-from sync.client.signing import DeviceKey, jws_hash
+from sync.client.signing import DeviceKey
 from sync.client.wire import compact_json, jsonable, rfc3339
 
 log = logging.getLogger("fieldcase.phone")
@@ -58,13 +58,13 @@ class Chain:
             seq, prev = outbox.tail()
             seq += 1
             jws = self.sign(op=op, seq=seq, prev=prev, at=when, type_=type_, body=body)
+            digest = self._key.record_hash(jws)
             now = outbox.stamp()
             db.execute("INSERT INTO records (op, seq, prev, type, body, at, jws, hash, status, created_at, "
                        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (op, seq, prev, type_, compact_json(body).decode("utf-8"), when, jws, jws_hash(jws),
-                        PENDING, now, now))
-        return Record(op=op, seq=seq, prev=prev, type=type_, body=body, at=when, jws=jws, hash=jws_hash(jws),
-                      status=PENDING)
+                       (op, seq, prev, type_, compact_json(body).decode("utf-8"), when, jws, digest, PENDING, now,
+                        now))
+        return Record(op=op, seq=seq, prev=prev, type=type_, body=body, at=when, jws=jws, hash=digest, status=PENDING)
 
     def recover(self, head: Mapping[str, Any], rejected: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """PROTOCOL §4 Recovery: drop the rejected records, then rebuild the chain on the server's head."""
@@ -106,9 +106,10 @@ class Chain:
                     continue
                 jws = self.sign(op=row["op"], seq=seq, prev=prev, at=row["at"], type_=row["type"],
                                 body=json.loads(row["body"]))
+                digest = self._key.record_hash(jws)
                 db.execute("UPDATE records SET seq = ?, prev = ?, jws = ?, hash = ?, status = ?, "
                            "result_status = NULL, result_code = NULL, result_detail = NULL, updated_at = ? "
-                           "WHERE op = ?", (seq, prev, jws, jws_hash(jws), PENDING, now, row["op"]))
-                prev = jws_hash(jws)
+                           "WHERE op = ?", (seq, prev, jws, digest, PENDING, now, row["op"]))
+                prev = digest
                 changed += 1
         return changed

@@ -54,9 +54,13 @@ class _Forward:
 class Phone:
     """One officer's phone: device key, outbox, and the HTTP conversation with the server.
 
-    ``path_dir`` holds ``device.key`` (raw Ed25519 private key, 0600), ``outbox.sqlite3`` and
+    ``path_dir`` holds ``device.key`` (the private key, 0600), ``outbox.sqlite3`` and
     ``evidence/`` (files captured from bytes). ``clock`` and ``sleep`` are injectable so tests
     control time and back-off; ``rng`` gives the jitter.
+
+    ``suite`` is the phone's kind, fixed when its key is made: ``"intl"`` (an Ed25519 key, records `EdDSA`
+    chained by SHA-256; the default) or ``"sm"`` (an SM2 key, records `SM2SM3` chained by SM3). Left out, a
+    phone opened again keeps the kind its outbox was made with.
 
     Retries: a network error or a 5xx is tried ``max_attempts`` times in all, with jittered exponential
     back-off (``backoff_base`` doubling up to ``backoff_cap`` seconds). A busy answer (``503``/``429``
@@ -78,6 +82,7 @@ class Phone:
     max_total_wait = _Forward("_http")
     clock = _Forward("_outbox")
     public_key = _Forward("_key")
+    evidence_digests = _Forward("_typed")  # which hashes an evidence.capture declares: see capture_evidence
 
     def __init__(self, path_dir: str | os.PathLike[str], base_url: str, *,
                  session: requests.Session | None = None,
@@ -90,7 +95,8 @@ class Phone:
                  max_retry_after: float = 120.0,
                  max_total_wait: float = 180.0,
                  sleep: Callable[[float], None] = time.sleep,
-                 rng: Callable[[], float] = random.random) -> None:
+                 rng: Callable[[], float] = random.random,
+                 suite: str | None = None) -> None:
         self.dir = Path(path_dir)
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         (self.dir / "evidence").mkdir(mode=0o700, exist_ok=True)
@@ -99,7 +105,14 @@ class Phone:
                                max_retry_after=max_retry_after, max_total_wait=max_total_wait, sleep=sleep,
                                rng=rng)
         self._outbox = outbox = Outbox(self.dir / "outbox.sqlite3", clock or now_shanghai)
-        self._key = DeviceKey(self.dir / "device.key", enrolled=lambda: bool(outbox.device_id))
+        # An outbox made before SM2 phones has a key but no suite: it is an Ed25519 phone's.
+        made = outbox.get("suite") or ("intl" if outbox.get("public_key") is not None else None)
+        if made is not None and suite is not None and suite != made:
+            raise RuntimeError(f"this phone's key is of suite {made!r}, not {suite!r}: a phone keeps its kind")
+        self._key = DeviceKey(self.dir / "device.key", enrolled=lambda: bool(outbox.device_id),
+                              suite=made or suite or "intl")
+        if made is None:
+            outbox.set("suite", self._key.suite)
         known = outbox.get("public_key")
         if known is None:
             outbox.set("public_key", self.public_key)
@@ -137,6 +150,11 @@ class Phone:
     def device_id(self) -> str | None:
         """The server's id for this device, once enrolled."""
         return self._outbox.device_id
+
+    @property
+    def suite(self) -> str:
+        """``intl`` (an Ed25519 phone) or ``sm`` (an SM2 phone)."""
+        return self._key.suite
 
     @property
     def officer_id(self) -> str | None:
@@ -217,7 +235,7 @@ class Phone:
         if self.device_id:
             return {"id": self.device_id, "officer_id": self.officer_id, "head": self.head}
         try:
-            payload = self._http.api("POST", DEVICES_PATH, json_body={"public_key": self.public_key, "label": label})
+            payload = self._http.api("POST", DEVICES_PATH, json_body=self._enrolment(label))
         except ApiError as exc:
             if exc.status != 409:
                 raise
@@ -226,12 +244,19 @@ class Phone:
             # nothing, so enrol a fresh one. The orphan device stays on the server, revocable.
             log.warning("public key already enrolled but its device id is unknown; enrolling a new key")
             self._rotate_key()
-            payload = self._http.api("POST", DEVICES_PATH, json_body={"public_key": self.public_key, "label": label})
+            payload = self._http.api("POST", DEVICES_PATH, json_body=self._enrolment(label))
         officer_id = payload.get("officer_id") or self.me()["id"]
         self.set_device(str(payload["id"]), str(officer_id),
                         payload.get("head") or {"seq": 0, "hash": ZERO_HASH})
         self._outbox.set("label", label)
         return payload
+
+    def _enrolment(self, label: str) -> dict[str, Any]:
+        """PROTOCOL §2's body: an Ed25519 key needs no `alg` (what servers before SM2 devices knew); SM2 says so."""
+        body = {"public_key": self.public_key, "label": label}
+        if self._key.suite != "intl":
+            body["alg"] = self._key.alg
+        return body
 
     def device_status(self) -> dict[str, Any]:
         """The server's view of this device; its head also lets the outbox shrink without a push."""
@@ -309,10 +334,14 @@ class Phone:
                          captured_at: datetime | str | None = None,
                          location: Mapping[str, Any] | None = None,
                          clip: Mapping[str, Any] | None = None, *,
-                         at: datetime | str | None = None) -> str:
-        """Declare a file by hash and size before it is uploaded, so the server can tell if it changed."""
+                         at: datetime | str | None = None, digests: Sequence[str] | None = None) -> str:
+        """Declare a file by hash and size before it is uploaded, so the server can tell if it changed.
+
+        ``digests`` says which hashes the declaration carries: ``("sha256",)``, ``("sm3",)`` or both; left out, the
+        phone's ``evidence_digests`` (``("sha256",)`` unless set, e.g. ``phone.evidence_digests = ("sm3",)`` on a
+        phone held to the national algorithms)."""
         return self._typed.capture_evidence(path_or_bytes, kind, media_type, inspection_id, case, captured_at,
-                                              location, clip, at=at)
+                                              location, clip, at=at, digests=digests)
 
     def update_case(self, case_ref: str | Mapping[str, Any], base_version: int,
                     fields: Mapping[str, Any], *, at: datetime | str | None = None) -> str:

@@ -12,10 +12,12 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives import hashes
 
 from sync.client.chain import Chain
 from sync.client.outbox import Outbox
@@ -25,7 +27,15 @@ KINDS = frozenset({"photo", "video", "audio", "document", "signature"})
 OUTCOMES = frozenset({"no_violation", "violation_found", "rectification_ordered", "not_inspected"})
 
 When = datetime | str | None
+# The digests a declaration may carry (PROTOCOL §3), each made by a streaming hasher: SM3 is cryptography's
+# (OpenSSL's), since the reference phone is built from the protocol alone and imports no server code.
+DIGESTS: dict[str, Callable[[], Any]] = {"sha256": hashlib.sha256, "sm3": lambda: hashes.Hash(hashes.SM3())}
 Overriding = Any  # a reason, a sync.client.checks.Override, or {"reason", "codes"?}: see Phone.record
+
+
+def _hex(hasher: Any) -> str:
+    """hashlib's hexdigest, or cryptography's finalize, as hex."""
+    return hasher.hexdigest() if hasattr(hasher, "hexdigest") else hasher.finalize().hex()
 
 
 class RecordTypes:
@@ -35,6 +45,10 @@ class RecordTypes:
         self._outbox = outbox
         self._chain = chain
         self._evidence_dir = evidence_dir
+        # The digests an evidence.capture declares (PROTOCOL §3): ("sha256",) as every phone did, ("sm3",) for a phone
+        # held to the national algorithms, or both. The phone's own outbox keeps the SHA-256 either way, for its check
+        # that the file has not changed since capture.
+        self.evidence_digests: tuple[str, ...] = ("sha256",)
 
     def case_ref(self, ref: str | Mapping[str, Any]) -> dict[str, Any]:
         """A dict passes through; a bare string is this phone's client_case_id if it opened it, else a server id."""
@@ -112,12 +126,18 @@ class RecordTypes:
                          captured_at: When = None,
                          location: Mapping[str, Any] | None = None,
                          clip: Mapping[str, Any] | None = None, *,
-                         at: When = None) -> str:
-        """evidence.capture, and the file's row in the outbox, in one transaction; returns the evidence_id."""
+                         at: When = None, digests: Sequence[str] | None = None) -> str:
+        """evidence.capture, and the file's row in the outbox, in one transaction; returns the evidence_id.
+
+        `digests`: which the declaration carries, `sha256`, `sm3` or both (default `evidence_digests`); all are
+        computed in one read of the file."""
         outbox = self._outbox
         outbox.require_device()
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}")
+        declared = tuple(dict.fromkeys(self.evidence_digests if digests is None else digests))
+        if not declared or not set(declared) <= set(DIGESTS):
+            raise ValueError(f"digests must be one or more of {list(DIGESTS)}")
         evidence_id = str(uuid.uuid4())
         if isinstance(path_or_bytes, bytes | bytearray | memoryview):
             path = self._evidence_dir / evidence_id
@@ -131,19 +151,21 @@ class RecordTypes:
         else:
             path = Path(path_or_bytes).resolve()
             owned = False
-        digest = hashlib.sha256()
+        hashers = {name: make() for name, make in DIGESTS.items() if name == "sha256" or name in declared}
         size = 0
         with open(path, "rb") as fh:
             while chunk := fh.read(CHUNK):
-                digest.update(chunk)
+                for hasher in hashers.values():
+                    hasher.update(chunk)
                 size += len(chunk)
+        hexes = {name: _hex(hasher) for name, hasher in hashers.items()}
         body: dict[str, Any] = {"evidence_id": evidence_id}
         if inspection_id is not None:
             body["inspection_id"] = inspection_id
         if case is not None:
             body["case"] = self.case_ref(case)
-        body.update({"kind": kind, "media_type": media_type, "sha256": digest.hexdigest(), "size": size,
-                     "captured_at": rfc3339(captured_at if captured_at is not None else outbox.clock())})
+        body.update({"kind": kind, "media_type": media_type, **{name: hexes[name] for name in declared},
+                     "size": size, "captured_at": rfc3339(captured_at if captured_at is not None else outbox.clock())})
         if location is not None:
             body["location"] = dict(location)
         if clip is not None:
@@ -152,7 +174,7 @@ class RecordTypes:
             rec = self._chain.append("evidence.capture", body, at)
             db.execute("INSERT INTO evidence (evidence_id, op, path, owned, sha256, size, kind, media_type, "
                        "status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'captured', ?)",
-                       (evidence_id, rec.op, str(path), int(owned), body["sha256"], size, kind, media_type,
+                       (evidence_id, rec.op, str(path), int(owned), hexes["sha256"], size, kind, media_type,
                         outbox.stamp()))
         return evidence_id
 

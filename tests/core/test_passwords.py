@@ -55,3 +55,18 @@ def test_an_officer_created_and_updated_through_the_api_is_hashed_at_the_deploym
         assert s.get(Officer, r.json["id"]).password_hash.startswith(settings.password_kdf + "$")
     token = client.post("/api/v1/auth/token", json={"username": "kdf-officer", "password": "another long password"})
     assert token.status_code == 200
+
+
+def test_given_pbkdf2_with_hmac_sm3_then_a_password_checks_and_the_hash_is_the_standard_construction():
+    """For a 密评: PBKDF2 (RFC 8018) over HMAC-SM3, recomputed here with cryptography's PBKDF2HMAC over SM3."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+    stored = hash_password("correct horse battery", "pbkdf2:sm3:2000")
+    method, salt, derived = stored.split("$")
+    expected = PBKDF2HMAC(algorithm=hashes.SM3(), length=32, salt=salt.encode(), iterations=2000).derive(
+        b"correct horse battery")
+    assert (method, derived) == ("pbkdf2:sm3:2000", expected.hex())
+    assert verify_password(Officer(password_hash=stored), "correct horse battery")
+    assert not verify_password(Officer(password_hash=stored), "correct horse batterz")
+    assert check_kdf("pbkdf2:sm3:600000") == "pbkdf2:sm3:600000"

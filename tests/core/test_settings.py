@@ -135,7 +135,8 @@ def test_config_check_prints_every_setting_with_its_source_and_masks_secrets(tmp
     assert rows["FIELDCASE_JOBS"] == {"variable": "FIELDCASE_JOBS", "value": "rq", "type": "inline|rq",
                                       "source": "default (FIELDCASE_REDIS_URL is set)"}
     assert [(f["name"], f["state"]) for f in report["secret_files"]] == [
-        ("jwt", "present (0600)"), ("custody", "present (0600)"), ("console", "present (0600)")]
+        ("jwt", "present (0600)"), ("custody", "present (0600)"), ("console", "present (0600)"),
+        ("kek", "present (0600)")]
 
     text = CliRunner().invoke(main, ["config", "check"], env={**env, "FIELDCASE_DB_POOL_SIZE": "lots"})
     assert text.exit_code == 1 and "pg-Secret-42" not in text.output
@@ -150,7 +151,7 @@ def test_a_shared_database_with_a_missing_secret_file_refuses_to_start_until_ini
     with pytest.raises(SettingsError) as refused:
         create_app(settings)
     assert [line.split(":")[0] for line in refused.value.problems] == [
-        "FIELDCASE_JWT_SECRET_FILE", "FIELDCASE_CUSTODY_KEY_FILE", "FIELDCASE_INSTANCE_DIR"]
+        "FIELDCASE_JWT_SECRET_FILE", "FIELDCASE_CUSTODY_KEY_FILE", "FIELDCASE_INSTANCE_DIR", "FIELDCASE_KEK_FILE"]
     assert f"the secret file {tmp_path / 'shared' / 'jwt.key'} (signs access tokens) does not exist" \
         in refused.value.problems[0]
     assert not (tmp_path / "shared").exists() and not (tmp_path / "inst").exists()  # nothing made on the way
@@ -158,19 +159,19 @@ def test_a_shared_database_with_a_missing_secret_file_refuses_to_start_until_ini
     served = _cli("serve", "--port", str(free_port()), "--workers", "1", **env)
     assert served.returncode == EX_CONFIG, served.stderr
     assert [line.split(":")[0] for line in served.stderr.splitlines()] == [
-        "error", "error", "error"]
+        "error", "error", "error", "error"]
     assert "error: FIELDCASE_JWT_SECRET_FILE: the secret file" in served.stderr
     assert "run `fieldcase init-secrets` once and copy the files to every host" in served.stderr
 
     made = CliRunner().invoke(main, ["init-secrets"], env=env)
     assert made.exit_code == 0, made.output
-    assert made.output.count("made ") == 3 and "copy these files to every API and worker host" in made.output
+    assert made.output.count("made ") == 4 and "copy these files to every API and worker host" in made.output
     assert missing_secrets(settings) == []
     key = tmp_path / "shared" / "jwt.key"
     first = key.read_bytes()
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(first) == 64
     again = CliRunner().invoke(main, ["init-secrets"], env=env)
-    assert again.output.count("kept ") == 3 and key.read_bytes() == first  # never replaced
+    assert again.output.count("kept ") == 4 and key.read_bytes() == first  # never replaced
 
 
 def test_the_embedded_sqlite_default_still_makes_its_keys_on_first_use(tmp_path):
@@ -178,7 +179,7 @@ def test_the_embedded_sqlite_default_still_makes_its_keys_on_first_use(tmp_path)
     assert settings.database_url.startswith("sqlite:///") and missing_secrets(settings) == []
     app = create_app(settings)
     try:
-        for name in ("jwt-secret.key", "custody-signing.key", "console-session.key"):
+        for name in ("jwt-secret.key", "custody-signing.key", "console-session.key", "data-kek.key"):
             assert stat.S_IMODE((tmp_path / "inst" / name).stat().st_mode) == 0o600, name
     finally:
         app.extensions["fieldcase"].db.dispose()

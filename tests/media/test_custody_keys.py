@@ -12,6 +12,7 @@ from backend.cli import main
 from backend.core.config import Settings
 from backend.core.models import utcnow
 from backend.core.secret_files import init_secrets
+from media.custody import heads
 from media.custody import keys as custody_keys
 from media.custody import log as custody
 from media.custody.verify import verify_log
@@ -28,7 +29,7 @@ def _events(db, n: int, signer: custody_keys.Signer) -> dict:
         for i in range(n):
             custody.record(s, "read", None, "officer-k", at=utcnow(), purpose=f"key test {i}")
     with db.transaction() as s:
-        return custody.latest_head(s, signer, now=utcnow())
+        return heads.latest_head(s, signer, now=utcnow())
 
 
 def test_rotation_keeps_old_heads_verifiable(settings, tmp_path):

@@ -205,7 +205,11 @@ def test_a_queue_lost_with_redis_is_swept_back(rq_app, rq_settings, tmp_path):
     assert queue.count == 1
     queue.empty()  # Redis restarted without persistence
     swept = CliRunner().invoke(main, ["jobs", "sweep"], env=_env(rq_settings))
-    assert swept.exit_code == 0 and "queued 1 verification(s) again" in swept.output, swept.output
+    assert swept.exit_code == 0 and "verify_upload: 1 queued, 0 already waiting" in swept.output, swept.output
+    # A second sweep before any worker ran finds the job waiting in Redis, and queues nothing twice.
+    again = CliRunner().invoke(main, ["jobs", "sweep"], env=_env(rq_settings))
+    assert again.exit_code == 0 and "verify_upload: 0 queued, 1 already waiting" in again.output, again.output
+    assert queue.count == 1
     run_worker_burst(rq_settings, tmp_path)
     phone.pull()
     assert [(f["evidence_id"], f["status"]) for f in phone.evidence_files()] == [(eid, "verified")]

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from backend.cli import main
 from media import package as packages
-from media.custody import log as custody
+from media.custody import heads
 from media.custody.keys import Signer
 from media.package_index import INDEX_NAME, signed_part
 from media.package_verify import verify_package
@@ -289,7 +289,7 @@ def test_write_package_streams_into_a_non_seekable_file(built, app):
         at = st.clock()
         export = packages.record_export(s, viewer, built.case_id, purpose="归档", now=at)
         s.commit()
-        head = custody.latest_head(s, st.signer, now=at)
+        head = heads.latest_head(s, st.signer, now=at)
         s.commit()
         package = packages.prepare_package(s, st.signer, viewer, export, head)
         package.write(st.store, sink)  # type: ignore[arg-type]

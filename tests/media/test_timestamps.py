@@ -25,9 +25,8 @@ from backend.bootstrap import create_app
 from backend.cli import main
 from backend.core.errors import TimestampFailed
 from backend.core.models import HeadTimestamp, TreeHead, utcnow
-from media.custody import head_stamps
+from media.custody import head_stamps, heads
 from media.custody import log as custody
-from media.custody.log import CUSTODY_LOCK_KEY
 from media.custody.timestamps import (
     TimestampAuthority,
     check_head_token,
@@ -37,6 +36,7 @@ from media.custody.timestamps import (
     request_for,
     token_from_reply,
 )
+from media.custody.trees import CUSTODY_LOCK_KEY
 from media.custody.verify import verify_log
 from media.package_verify import verify_package
 from tests.conftest import _empty_tables
@@ -138,7 +138,7 @@ def test_given_a_tsa_when_the_periodic_head_is_signed_in_the_commit_hook_then_it
     row = stored(db, custody.HEAD_EVERY)
     assert row is not None and tsa.requests == before + 1
     with db.session() as s:
-        head = custody.head_dict(s.get(TreeHead, custody.HEAD_EVERY))
+        head = heads.head_dict(s.get(TreeHead, custody.HEAD_EVERY))
     assert check_head_token(bytes(row.token), head).tsa == "CN=Test TSA,O=fieldcase tests"
 
 
@@ -151,7 +151,7 @@ def test_given_a_script_that_signs_a_head_then_it_is_timestamped_once_committed(
     try:
         grow(script, 1)
         with script.transaction() as session:
-            head = custody.latest_head(session, signer_for(configured), now=utcnow())
+            head = heads.latest_head(session, signer_for(configured), now=utcnow())
             assert session.get(HeadTimestamp, head["tree_size"]) is None  # not while the head's transaction is open
         row = stored(script, head["tree_size"])
         assert row is not None and check_head_token(bytes(row.token), head).serial == int(row.serial)

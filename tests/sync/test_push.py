@@ -177,7 +177,7 @@ def test_given_a_record_whose_alg_is_neither_eddsa_nor_ed25519_when_pushed_then_
     text = phone.sign(payload, header={"alg": alg, "kid": phone.device_id, "typ": "fieldcase-record"})
     (result,) = phone.push([text])["results"]
     assert (result["status"], result["code"]) == ("rejected", "malformed")
-    assert result["detail"] == "header alg must be EdDSA or Ed25519 (RFC 9864)"
+    assert result["detail"] == "header alg must be EdDSA or Ed25519 (RFC 9864), or SM2SM3"
     assert ledger_count(db) == 0 and quarantined(db)[0].code == "malformed"
 
 

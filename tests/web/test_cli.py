@@ -73,9 +73,9 @@ def test_serve_runs_the_api_under_gunicorn(app, settings, tmp_path):
     assert "Booting worker" in (tmp_path / "server.log").read_text()
 
 
-def test_serve_upgrades_an_empty_database_first(fresh_database_url, tmp_path):
+def test_serve_with_migrate_upgrades_an_empty_database_first(fresh_database_url, tmp_path):
     env = {"DATABASE_URL": fresh_database_url(), "FIELDCASE_INSTANCE_DIR": str(tmp_path / "inst")}
     assert CliRunner().invoke(main, ["init-secrets"], env=env).exit_code == 0  # on PostgreSQL: made explicitly
-    with running_server(env, workers=1, log_path=tmp_path / "server.log") as base:
+    with running_server(env, workers=1, log_path=tmp_path / "server.log", args=("--migrate",)) as base:
         assert requests.get(base + "/api/v1/health", timeout=10).json()["status"] == "ready"
     assert "upgrading database schema from empty" in (tmp_path / "server.log").read_text()

@@ -21,6 +21,7 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from flask import Flask
+from sqlalchemy import text
 
 from backend.bootstrap import create_app
 from backend.core.config import Settings
@@ -149,7 +150,23 @@ def test_given_a_schema_one_migration_behind_when_asked_then_not_ready_names_bot
     with app_with(settings, database_url=url) as app:
         found = not_ready(app.test_client().get("/api/v1/health/ready"), "database")
         assert found["database"]["detail"].startswith(
-            f"the schema is at revision {previous}, this release needs {head}: run `fieldcase db upgrade`")
+            f"the schema is at revision {previous}, this release needs {head}: run `fieldcase migrate`")
+
+
+def test_given_a_schema_migrated_by_a_newer_release_when_asked_then_this_older_process_stays_ready_and_says_so(
+        settings, fresh_database_url):
+    """A rolling upgrade: `fieldcase migrate` of the next release has run its expand migration while this process
+    still serves. A revision this release does not know is that newer release's, so the load balancer keeps it."""
+    url = fresh_database_url()
+    command.upgrade(alembic_config(url), "head")
+    with app_with(settings, database_url=url) as app:
+        with app.extensions["fieldcase"].db.engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = 'next_release_0042'"))
+        r = app.test_client().get("/api/v1/health/ready")
+        assert r.status_code == 200, r.json
+        assert checks(r)["database"]["detail"] == (
+            f"schema at revision next_release_0042, newer than this release's {head_revision(url)}: serving "
+            "through a rolling upgrade; replace this process")
 
 
 def test_given_an_empty_database_when_asked_then_not_ready_says_it_has_no_revision(settings, fresh_database_url):

@@ -59,6 +59,7 @@ def mismatches(scan: Scan) -> None:
                                                            Upload.status == "mismatch")
                                       .order_by(Upload.completed_at, Upload.id)):
             received[u.evidence_id].append({"upload_id": u.id, "sha256": u.received_sha256,
+                                            **({"sm3": u.received_sm3} if u.received_sm3 else {}),
                                             "size": u.received_size, "at": utc_iso(u.completed_at)})
         for e, department, when in rows:
             attempts = received.get(e.id, [])
@@ -68,7 +69,8 @@ def mismatches(scan: Scan) -> None:
                 summary=(f"{e.kind} uploaded with other bytes than declared "
                          f"({plural(len(attempts), 'mismatched upload')}, none verified)"),
                 details={"kind": e.kind, "media_type": e.media_type, "captured_at": utc_iso(e.captured_at),
-                         "declared": {"sha256": e.sha256, "size": e.size}, "received": attempts,
+                         "declared": {"sha256": e.sha256, **({"sm3": e.sm3} if e.sm3 else {}), "size": e.size},
+                         "received": attempts,
                          "clip": clip_data(e.clip)},
                 links=_evidence_links(e)))
 

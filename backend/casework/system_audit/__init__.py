@@ -16,6 +16,9 @@ module of its own, each a generator of `Problem`s naming the check and the objec
 - `evidence`: every item against its custody events, and its stored bytes re-hashed (all, or a sample).
 
 `run.audit` runs them in one streaming read; `runs` keeps verdicts for the console; `jobs` makes it periodic.
+
+`restore` is the check after a restore (`fieldcase restore-check`): `tree` again, the log against a head saved
+off-site (`saved_head`: what the restore lost), and every verified object present in the store at its size.
 """
 
 from backend.casework.system_audit.report import CHECKS, AuditReport, Problem, Progress

@@ -26,6 +26,7 @@ from backend.casework.system_audit.report import Problem
 from backend.core.bulk import among
 from backend.core.models import CustodyEvent, Evidence, LedgerRecord
 from media.store import Store, StoreError, hash_stream, object_key, opened
+from sync.records import EVIDENCE_DIGESTS
 
 PAGE = 500
 ACTIONS = ("declared", "verified", "mismatch", "deleted")
@@ -38,6 +39,14 @@ class StoredFile:
     key: str
     sha256: str
     size: int
+    sm3: str | None = None  # None: verified before the server computed SM3
+
+
+def _same_digests(leaf: dict[str, Any], row: Any) -> bool:
+    """Whether a custody leaf's digests (those it names: `sha256`, `sm3`, or `sha256` when it names none) are the
+    item's."""
+    named = [name for name in EVIDENCE_DIGESTS if name in leaf] or ["sha256"]
+    return all(leaf.get(name) == getattr(row, name) for name in named)
 
 
 def _problem(ident: str, message: str) -> Problem:
@@ -49,12 +58,12 @@ class EvidenceCheck:
         self.s, self.store, self.sample, self.rng = session, store, sample, rng
         self.reservoir: list[StoredFile] = []
         self.seen = 0  # verified items streamed past, for the reservoir
-        self.hashed: dict[str, tuple[str, int] | None] = {}  # object key -> what its bytes hashed to
+        self.hashed: dict[str, tuple[str, int, str | None] | None] = {}  # object key -> what its bytes hashed to
 
     def run(self, counts, progress) -> Iterator[Problem]:
         last = ""
-        columns = (Evidence.id, Evidence.sha256, Evidence.size, Evidence.kind, Evidence.device_id, Evidence.op,
-                   Evidence.status, Evidence.object_key)
+        columns = (Evidence.id, Evidence.sha256, Evidence.sm3, Evidence.size, Evidence.kind, Evidence.device_id,
+                   Evidence.op, Evidence.status, Evidence.object_key)
         while True:
             rows = list(self.s.execute(select(*columns).where(Evidence.id > last).order_by(Evidence.id).limit(PAGE)))
             if not rows:
@@ -66,7 +75,8 @@ class EvidenceCheck:
                 counts["evidence"] += 1
                 yield from self._custody(row, events.get(row.id, {}), hashes.get(row.op))
                 if row.status == "verified":
-                    yield from self._file(StoredFile(row.id, row.object_key or "", row.sha256, row.size), counts)
+                    yield from self._file(StoredFile(row.id, row.object_key or "", row.sha256, row.size, row.sm3),
+                                          counts)
             progress.advance("evidence", len(rows))
             last = rows[-1].id
         for item in self.reservoir:
@@ -91,8 +101,9 @@ class EvidenceCheck:
             yield _problem(row.id, "its custody log has no declared event" if not declared
                            else "its custody log declares it more than once")
         for leaf in declared[:1]:
-            said = (leaf.get("op"), leaf.get("device"), leaf.get("sha256"), leaf.get("size"), leaf.get("kind"))
-            if said != (row.op, row.device_id, row.sha256, row.size, row.kind):
+            # The digests the phone declared (sha256, sm3 or both): the row keeps them, and the other once verified.
+            said = (leaf.get("op"), leaf.get("device"), leaf.get("size"), leaf.get("kind"))
+            if said != (row.op, row.device_id, row.size, row.kind) or not _same_digests(leaf, row):
                 yield _problem(row.id, "its declared hash, size, kind, device or record differs from its declared "
                                "custody event")
             if record_hash is not None and leaf.get("record_hash") != record_hash:
@@ -112,7 +123,7 @@ class EvidenceCheck:
                 yield _problem(row.id, "no verified custody event names its hash and where it is stored")
             if row.object_key != object_key(row.sha256):
                 yield _problem(row.id, "it is not stored under the content address of its declared hash")
-        if row.status == "deleted" and not any(leaf.get("sha256") == row.sha256 for leaf in events.get("deleted", [])):
+        if row.status == "deleted" and not any(_same_digests(leaf, row) for leaf in events.get("deleted", [])):
             yield _problem(row.id, "no deleted custody event names its hash")
 
     def _file(self, item: StoredFile, counts) -> Iterator[Problem]:
@@ -132,7 +143,7 @@ class EvidenceCheck:
             try:
                 with opened(self.store, item.key) as stream:
                     digest = hash_stream(stream)
-                self.hashed[item.key] = (digest.sha256, digest.size)
+                self.hashed[item.key] = (digest.sha256, digest.size, digest.sm3)
                 counts["files"] += 1
                 counts["bytes"] += digest.size
             except (StoreError, OSError):
@@ -140,6 +151,8 @@ class EvidenceCheck:
         found = self.hashed[item.key]
         if found is None:
             yield _problem(item.evidence_id, "its stored file is missing from the store")
-        elif found != (item.sha256, item.size):
+        elif found[:2] != (item.sha256, item.size):
             yield _problem(item.evidence_id, "its stored file does not hash to its declared SHA-256 and size: the "
                            "bytes were altered")
+        elif item.sm3 is not None and found[2] != item.sm3:
+            yield _problem(item.evidence_id, "its stored file does not hash to its SM3: the bytes were altered")

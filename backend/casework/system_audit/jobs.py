@@ -21,7 +21,7 @@ from backend.casework.system_audit.run import AuditOptions, audit
 from backend.casework.system_audit.runs import record_run
 from backend.core.config import Settings
 from backend.core.jobs import Job
-from media.custody import log as custody
+from media.custody import heads
 from media.custody.timestamps import load_trust
 from media.jobs import JobContext
 
@@ -32,7 +32,9 @@ WORKER_SIGNING_GRACE = timedelta(minutes=10)  # a periodic head a worker has not
 
 def audit_and_record(session: Session, ctx: JobContext, options: AuditOptions, *, trigger: str) -> AuditReport:
     """Run the audit with what the context holds and store its verdict in the caller's transaction."""
-    report = audit(session, store=ctx.store, keys=ctx.signer.verification_keys(), clock=ctx.clock, options=options)
+    sm = getattr(ctx.signer, "sm", None)
+    report = audit(session, store=ctx.store, keys=ctx.signer.verification_keys(), clock=ctx.clock, options=options,
+                   sm_keys=sm.verification_keys() if sm is not None else None)
     record_run(session, report, trigger=trigger)
     return report
 
@@ -57,10 +59,10 @@ def system_audit(ctx: JobContext, session: Session, sample: int, head_interval: 
 
 
 def refresh_tree_head(ctx: JobContext, session: Session, every: int = 0) -> None:
-    """A signed head for the log as it stands, unless one covers it already (`media.custody.log.latest_head`)."""
+    """A signed head for the log as it stands, unless one covers it already (`media.custody.heads.latest_head`)."""
     if every and not ctx.inline:
         schedule(ctx.runner, REFRESH_HEAD_JOB, [every], every, ctx.clock())
-    custody.latest_head(session, ctx.signer, now=ctx.clock())
+    heads.latest_head(session, ctx.signer, now=ctx.clock())
 
 
 AUDIT_JOBS: dict[str, Job] = {AUDIT_JOB: system_audit, REFRESH_HEAD_JOB: refresh_tree_head}

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, literal, select, tuple_
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
@@ -28,8 +27,9 @@ from sqlalchemy.orm import Session
 from backend.casework.apply import CLOCK_AHEAD_LIMIT
 from backend.casework.system_audit.report import Problem
 from backend.core.bulk import among
+from backend.core.crypto import INTL, Suite, suite_named
 from backend.core.models import ZERO_HASH, ChainGap, CustodyEvent, Device, LedgerRecord
-from sync.jws import RecordRejected, load_public_key, parse, record_hash, verify
+from sync.jws import DeviceKey, RecordRejected, device_key, parse, record_hash, verify
 from sync.quarantine import storable_text
 from sync.records import ChainFields, ContentError, load_content
 
@@ -58,7 +58,8 @@ class _Device:
     officer_id: str
     head_seq: int
     head_hash: str
-    key: Ed25519PublicKey | None
+    suite: Suite  # its records' signatures and chain hashes are this suite's
+    key: DeviceKey | None
 
 
 def _in_gaps(gaps: list[tuple[int, int]], first: int, last: int) -> bool:
@@ -99,15 +100,23 @@ class LedgerWalk:
         wanted = sorted(ids - set(self.devices))
         if not wanted:
             return
-        for d in self.s.execute(select(Device.id, Device.officer_id, Device.public_key, Device.head_seq,
-                                       Device.head_hash).where(among(self.s, Device.id, wanted))):
+        for d in self.s.execute(select(Device.id, Device.officer_id, Device.public_key, Device.suite,
+                                       Device.head_seq, Device.head_hash).where(among(self.s, Device.id, wanted))):
             try:
-                key: Ed25519PublicKey | None = load_public_key(d.public_key)
-            except ValueError:
-                key = None
-                yield Problem("ledger", "device", d.id, "its enrolled public key is not a valid Ed25519 key: none of "
+                suite = suite_named(d.suite)
+            except KeyError:
+                suite = INTL
+                yield Problem("ledger", "device", d.id, f"its suite {d.suite!r} is not one the server knows: none of "
                               "its records can be checked")
-            self.devices[d.id] = _Device(d.officer_id, d.head_seq, d.head_hash, key)
+                key = None
+            else:
+                try:
+                    key = device_key(d.public_key, d.suite)
+                except ValueError:
+                    key = None
+                    yield Problem("ledger", "device", d.id, f"its enrolled public key is not a valid "
+                                  f"{suite.signature_name} key: none of its records can be checked")
+            self.devices[d.id] = _Device(d.officer_id, d.head_seq, d.head_hash, suite, key)
 
     def check_page(self, rows: list[Row[Any]], out: list[Said]) -> Iterator[Problem]:
         yield from self._load_devices({r.device_id for r in rows})
@@ -120,10 +129,10 @@ class LedgerWalk:
         def problem(message: str) -> Problem:
             return Problem("ledger", "record", where, message)
 
-        digest = record_hash(row.jws) if row.jws.isascii() else None
+        device = self.devices.get(row.device_id)
+        digest = record_hash(row.jws, device.suite if device else INTL) if row.jws.isascii() else None
         if digest != row.hash:
             yield problem("its JWS does not hash to the hash stored with it: the record or its hash was altered")
-        device = self.devices.get(row.device_id)
         signed_prev = row.prev
         try:
             parsed = parse(row.jws)

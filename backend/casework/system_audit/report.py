@@ -86,7 +86,8 @@ class AuditReport:
         c = self.counts
         files = "every stored file" if self.sample is None else f"a sample of {self.sample} (seed {self.seed})"
         lines = [
-            f"custody log: {c['leaves']} leaves, {c['heads']} signed tree heads",
+            f"custody log: {c['leaves']} leaves, {c['heads']} signed tree heads"
+            + (f", and its SM tree with {c['sm_heads']} SM2-signed heads" if "sm_heads" in c else ""),
             f"ledger: {c['records']} records of {c['devices']} devices",
             f"evidence: {c['evidence']} items; {c['files']} stored files re-hashed ({files}), {c['bytes']} bytes",
             f"derived: {c['cases']} cases, {c['inspections']} inspections, {c['findings']} findings, "

@@ -43,8 +43,10 @@ class AuditOptions:
 
 
 def audit(session: Session, *, store: Store, keys: Mapping[str, Ed25519PublicKey], clock: Clock,
-          options: AuditOptions = AuditOptions(), progress: Progress | None = None) -> AuditReport:
-    """Check everything (docs/deployment.md, "The whole-system audit"); the report lists every problem found."""
+          options: AuditOptions = AuditOptions(), progress: Progress | None = None,
+          sm_keys: Mapping[str, bytes] | None = None) -> AuditReport:
+    """Check everything (docs/deployment.md, "The whole-system audit"); the report lists every problem found.
+    `sm_keys` (SM2 key id to point) when the deployment keeps the SM custody tree: it is checked too."""
     progress = progress or Silent()
     seed = options.seed
     if options.sample is not None and seed is None:
@@ -58,7 +60,7 @@ def audit(session: Session, *, store: Store, keys: Mapping[str, Ed25519PublicKey
     def add(problems: Iterable[Problem]) -> None:
         report.problems.extend(problems)
 
-    add(check_tree(session, keys, options.tsa_trust, counts))
+    add(check_tree(session, keys, options.tsa_trust, counts, sm_keys))
     progress.advance("custody log", counts["leaves"])
     add(check_heads(session, log_size(session), options.head_interval, report.started_at, options.signing_grace))
     add(check_timestamps(session, options.tsa_required, options.head_interval, report.started_at))

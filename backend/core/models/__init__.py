@@ -24,11 +24,14 @@ from backend.core.models.custody import (
     CustodyHolder,
     HeadTimestamp,
     MerkleNode,
+    SmMerkleNode,
+    SmTreeHead,
     TreeHead,
     WitnessCosignature,
 )
 from backend.core.models.feed import Change
 from backend.core.models.institutions import CATEGORIES, LICENCE_STATUSES, RISK_LEVELS, Institution
+from backend.core.models.keys import DATA_KEY_PURPOSES, DataKey
 from backend.core.models.lifecycle import CaseTransition
 from backend.core.models.officers import ROLES, LoginFailure, Officer, OfficerCertificate, RefreshToken
 from backend.core.models.reference import Agency, CategoryDepartment, Department, Region, ViolationCategory
@@ -69,10 +72,14 @@ __all__ = [
     "CORRECTION_SOURCES",
     "CORRECTION_SUBJECTS",
     "Correction",
+    "DATA_KEY_PURPOSES",
+    "DataKey",
     "CustodyEvent",
     "CustodyHolder",
     "HeadTimestamp",
     "MerkleNode",
+    "SmMerkleNode",
+    "SmTreeHead",
     "TreeHead",
     "WitnessCosignature",
     "Clue",

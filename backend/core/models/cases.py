@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.core.models.base import Base, UTCDateTime, utcnow
@@ -96,7 +96,10 @@ class Evidence(Base):
     officer_id: Mapped[str] = mapped_column(String(40))
     kind: Mapped[str] = mapped_column(String(16))
     media_type: Mapped[str] = mapped_column(String(100))
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # The file's digests (docs/protocol.md "Evidence upload, as built"): as declared (either or both; NULL when not
+    # declared), and both once the bytes are verified, when the server has computed them.
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    sm3: Mapped[str | None] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigId)
     captured_at: Mapped[datetime] = mapped_column(UTCDateTime)
     location: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -134,6 +137,7 @@ class Upload(Base):
     # Set while an upload is open, NULL after: at most one open upload per evidence item.
     open_key: Mapped[str | None] = mapped_column(String(36), unique=True)
     received_sha256: Mapped[str | None] = mapped_column(String(64))
+    received_sm3: Mapped[str | None] = mapped_column(String(64))
     received_size: Mapped[int | None] = mapped_column(BigId)
     mismatch_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -160,8 +164,11 @@ class Clue(Base):
     duplicate_of: Mapped[str | None] = mapped_column(String(36), index=True)
     case_id: Mapped[str | None] = mapped_column(ForeignKey("cases.id"), index=True)
     attachments: Mapped[list[Any] | None] = mapped_column(JSON)
-    # Personal data of the complainant: never on a public page.
-    complainant: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Personal data of the complainant (name, phone, email, address): never on a public page, and never stored in
+    # clear. Sealed with SM4-GCM under a data key, bound to this row (backend.casework.clues.COMPLAINANT); the phone's
+    # HMAC-SM3 blind index finds a caller's clues by exact match (backend.core.crypto.sealed_fields).
+    complainant_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    complainant_phone_index: Mapped[str | None] = mapped_column(String(64), index=True)
     outcome: Mapped[str | None] = mapped_column(Text)
     closed_reason: Mapped[str | None] = mapped_column(Text)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

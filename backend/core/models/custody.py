@@ -49,6 +49,31 @@ class TreeHead(Base):
     key_id: Mapped[str] = mapped_column(String(64))
 
 
+class SmMerkleNode(Base):
+    """A node of the custody log's SM tree (FIELDCASE_CUSTODY_SUITES=intl,sm): the same leaves as `merkle_nodes`,
+    hashed with SM3 (media.custody.merkle.SM3_TREE). A table of its own, so that the SHA-256 tree's rows, keys and
+    queries are exactly what they were, and appending to one tree never reads the other's index."""
+
+    __tablename__ = "sm_merkle_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class SmTreeHead(Base):
+    """A signed head of the SM tree: `root_hash` is its SM3 root, `signature` SM2 (base64url of raw r ‖ s) over the
+    same canonical JSON as a `tree_heads` head, `key_id` the SM2 key's (media.custody.keys.SmSigner)."""
+
+    __tablename__ = "sm_tree_heads"
+
+    tree_size: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    timestamp: Mapped[str] = mapped_column(String(40))
+    signature: Mapped[str] = mapped_column(String(128))
+    key_id: Mapped[str] = mapped_column(String(64))
+
+
 class HeadTimestamp(Base):
     """An RFC 3161 timestamp token of a signed tree head (media.custody.timestamps), got after the head committed.
 

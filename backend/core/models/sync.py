@@ -15,13 +15,19 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
 class Device(Base):
-    """An enrolled phone. `head_*` mirrors the ledger's last record and is the row pushes lock on."""
+    """An enrolled phone. `head_*` mirrors the ledger's last record and is the row pushes lock on.
+
+    `suite` is what the device signs and chains in (`backend.core.crypto`): ``intl`` (an Ed25519 key, 43
+    characters of base64url; records `EdDSA`/`Ed25519`, chained by SHA-256) or ``sm`` (an SM2 key, the 65-byte
+    uncompressed point, 87 characters; records `SM2SM3`, chained by SM3). Devices enrolled before SM2 are ``intl``.
+    """
 
     __tablename__ = "devices"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     officer_id: Mapped[str] = mapped_column(ForeignKey("officers.id"), index=True)
-    public_key: Mapped[str] = mapped_column(String(64), unique=True)
+    public_key: Mapped[str] = mapped_column(String(88), unique=True)
+    suite: Mapped[str] = mapped_column(String(8), default="intl", server_default="intl")
     label: Mapped[str] = mapped_column(String(120), default="")
     status: Mapped[str] = mapped_column(String(16), default="active")
     head_seq: Mapped[int] = mapped_column(Integer, default=0)

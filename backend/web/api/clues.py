@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from backend.casework import clues
 from backend.core.models import Clue
 from backend.web.api.blueprint import Blueprint
-from backend.web.api.context import authenticated, committed, current_officer, now, session
+from backend.web.api.context import authenticated, committed, current_officer, now, session, state
 from backend.web.api.schemas import PageArgs, StrictSchema, page_schema, paged
 from sync.records import CLUE_SOURCES, Hex64, InstitutionRef, Uuid
 
@@ -137,7 +137,7 @@ def _described(act: Callable[..., Clue], *subject: str, **args: Any) -> dict[str
     """Every clue change answers with the clue as `GET /clues/<id>` shows it to the same caller, so a desk sees
     the tracking code, duplicates and routing its action produced without asking again."""
     s, officer = session(), current_officer()
-    return clues.describe(s, officer, act(s, officer, *subject, **args, now=now()))
+    return clues.describe(s, officer, act(s, officer, *subject, **args, now=now()), keys=state().keys)
 
 
 @blp.post("/clues")
@@ -147,7 +147,7 @@ def _described(act: Callable[..., Clue], *subject: str, **args: Any) -> dict[str
 @committed
 def take_clue(args):
     """Take a clue from a complaint channel; the answer carries the tracking code for the complainant."""
-    return _described(clues.intake, **args)
+    return _described(clues.intake, **args, keys=state().keys)
 
 
 @blp.get("/clues")
@@ -165,7 +165,7 @@ def list_clues(args):
 @blp.response(200, ClueDetailSchema)
 def get_clue(clue_id):
     """One clue with its duplicates and transfers; the complainant only for those who handle it."""
-    return clues.get_clue(session(), current_officer(), clue_id)
+    return clues.get_clue(session(), current_officer(), clue_id, keys=state().keys)
 
 
 @blp.post("/clues/<clue_id>/triage")
@@ -185,7 +185,7 @@ def triage_clue(args, clue_id):
 @committed
 def convert_clue(args, clue_id):
     """The clue becomes a case of its department, or joins that department's open case on the institution."""
-    return clues.convert(session(), current_officer(), clue_id, **args, now=now())
+    return clues.convert(session(), current_officer(), clue_id, **args, keys=state().keys, now=now())
 
 
 @blp.post("/clues/<clue_id>/close")

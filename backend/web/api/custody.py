@@ -9,16 +9,26 @@ from backend.web.api.blueprint import Blueprint
 from backend.web.api.context import authenticated, committed, current_officer, now, session, state
 from backend.web.api.schemas import INT64_MAX, Instant, PageArgs, StrictSchema, page_schema, paged
 from media import holders
-from media.custody import checkpoint
-from media.custody import log as custody
+from media.custody import checkpoint, heads, sm_tree, trees
 
 blp = Blueprint("custody", __name__, url_prefix="/api/v1/custody", description="Custody log (Merkle tree)")
+
+
+def _suite_field() -> fields.String:
+    return fields.String(load_default="intl", validate=validate.OneOf(trees.SUITES), metadata={
+        "description": "which tree: `intl` (SHA-256, Ed25519 heads; the default) or `sm` (the same leaves in SM3, "
+                       "SM2-signed heads; only where FIELDCASE_CUSTODY_SUITES includes sm, else 404)"})
+
+
+class SuiteArgs(StrictSchema):
+    suite = _suite_field()
 
 
 # Tree sizes and leaf indexes are BigInteger columns: a number past their range is refused here (422) rather
 # than by the database driver (a 500 on SQLite, which cannot even bind it).
 class HeadArgs(StrictSchema):
     tree_size = fields.Integer(validate=validate.Range(min=0, max=INT64_MAX))
+    suite = _suite_field()
 
 
 class TreeHeadSchema(Schema):
@@ -47,6 +57,7 @@ class KeyringSchema(Schema):
 class InclusionArgs(StrictSchema):
     leaf_index = fields.Integer(required=True, validate=validate.Range(min=0, max=INT64_MAX))
     tree_size = fields.Integer(required=True, validate=validate.Range(min=1, max=INT64_MAX))
+    suite = _suite_field()
 
 
 class InclusionSchema(Schema):
@@ -58,6 +69,7 @@ class InclusionSchema(Schema):
 class ConsistencyArgs(StrictSchema):
     first = fields.Integer(required=True, validate=validate.Range(min=1, max=INT64_MAX))
     second = fields.Integer(required=True, validate=validate.Range(min=1, max=INT64_MAX))
+    suite = _suite_field()
 
 
 class ConsistencySchema(Schema):
@@ -70,30 +82,48 @@ class ConsistencySchema(Schema):
 @authenticated()
 @blp.arguments(HeadArgs, location="query")
 @blp.response(200, TreeHeadSchema)
-@blp.alt_response(404, description="no head of that tree size was stored")
+@blp.alt_response(404, description="no head of that tree size was stored; or `suite=sm` where no SM tree is kept, "
+                                   "or not yet built over the log's leaves")
 @committed
 def tree_head(args):
-    """The signed head of the tree as it is now (issued and stored on request), or a stored older one."""
+    """The signed head of the tree as it is now (issued and stored on request), or a stored older one; with
+    `suite=sm`, the SM tree's (SM3 root, SM2 signature), issued with the intl head at the same size."""
+    if args["suite"] == "sm":
+        if "tree_size" in args:
+            return sm_tree.stored_sm_head(session(), state().signer, args["tree_size"])
+        return sm_tree.latest_sm_head(session(), state().signer, now=now())
     if "tree_size" in args:
-        return custody.stored_head(session(), args["tree_size"])
-    return custody.latest_head(session(), state().signer, now=now())
+        return heads.stored_head(session(), args["tree_size"])
+    return heads.latest_head(session(), state().signer, now=now())
 
 
 @blp.get("/public-key")
+@blp.arguments(SuiteArgs, location="query")
 @blp.response(200, KeySchema)
-def public_key():
-    """The Ed25519 key that signs tree heads (base64url of the raw 32 bytes). Public: anyone may verify."""
+@blp.alt_response(404, description="`suite=sm` where no SM tree is kept")
+def public_key(args):
+    """The Ed25519 key that signs tree heads (base64url of the raw 32 bytes); with `suite=sm`, the SM2 key that
+    signs the SM tree's heads (base64url of the 65-byte uncompressed point). Public: anyone may verify."""
     signer = state().signer
+    if args["suite"] == "sm":
+        sm = sm_tree.sm_key(signer)
+        return {"key_id": sm.key_id, "public_key": sm.public_key, "algorithm": sm.algorithm}
     return {"key_id": signer.key_id, "public_key": signer.public_key, "algorithm": "Ed25519"}
 
 
 @blp.get("/public-keys")
+@blp.arguments(SuiteArgs, location="query")
 @blp.response(200, KeyringSchema)
-def public_keys():
-    """Every key that has signed tree heads here: after a key rotation, old heads verify with the retired keys."""
+@blp.alt_response(404, description="`suite=sm` where no SM tree is kept")
+def public_keys(args):
+    """Every key that has signed tree heads here: after a key rotation, old heads verify with the retired keys
+    (`suite=sm`: the SM2 keys of the SM tree's heads)."""
     signer = state().signer
-    return {"keys": [{"key_id": kid, "public_key": pub, "algorithm": "Ed25519"}
-                     for kid, pub in signer.public_keys().items()], "current": signer.key_id}
+    keyring, algorithm = signer, "Ed25519"
+    if args["suite"] == "sm":
+        keyring, algorithm = sm_tree.sm_key(signer), "SM2"
+    return {"keys": [{"key_id": kid, "public_key": pub, "algorithm": algorithm}
+                     for kid, pub in keyring.public_keys().items()], "current": keyring.key_id}
 
 
 # Checkpoints are text (c2sp.org/tlog-checkpoint, c2sp.org/signed-note), for witnesses and their tools.
@@ -118,24 +148,33 @@ class CosignaturesSchema(Schema):
 @blp.arguments(HeadArgs, location="query")
 @blp.response(200, description="text/plain; charset=utf-8: the checkpoint, signed by the custody key as a note, "
                                "then the witness cosignatures received for it")
-@blp.alt_response(404, description="no head of that tree size was stored")
+@blp.alt_response(404, description="no head of that tree size was stored; or `suite=sm` where no SM tree is kept, "
+                                   "or not yet built over the log's leaves")
 @blp.doc(responses={200: {"content": NOTE_TEXT}})
 @committed
 def checkpoint_note(args):
     """The tree head as a C2SP tlog-checkpoint signed note, with its witness cosignatures. Public, like the key.
 
     Without `tree_size`, the head of the tree as it is now (issued and stored on request, as for
-    `/custody/tree-head`); with it, the stored head of that size.
+    `/custody/tree-head`); with it, the stored head of that size. With `suite=sm`, the SM tree's checkpoint: origin
+    `<origin>/sm`, SM3 root, signed with SM2 (signature type 0xff, PROTOCOL "Custody log in the national
+    algorithms"); no witness cosigns it.
     """
-    note = checkpoint.checkpoint_note(session(), state().signer, state().settings, args.get("tree_size"), now=now())
+    note = checkpoint.checkpoint_note(session(), state().signer, state().settings, args.get("tree_size"), now=now(),
+                                      suite=args["suite"])
     return Response(note, mimetype="text/plain", headers={"Cache-Control": "no-store"})
 
 
 @blp.get("/checkpoint/verifier-key")
-@blp.response(200, description="text/plain; charset=utf-8: `<origin>+<hex key ID>+<base64(0x01 || key)>`")
+@blp.arguments(SuiteArgs, location="query")
+@blp.response(200, description="text/plain; charset=utf-8: `<origin>+<hex key ID>+<base64(0x01 || key)>` (with "
+                               "`suite=sm`: `<origin>/sm+<hex key ID>+<base64(0xff || \"sm2-sm3/v1\" || point)>`)")
+@blp.alt_response(404, description="`suite=sm` where no SM tree is kept")
 @blp.doc(responses={200: {"content": NOTE_TEXT}})
-def checkpoint_verifier_key():
+def checkpoint_verifier_key(args):
     """The note verifier key (vkey) of the checkpoints, to configure a witness or a client with. Public."""
+    if args["suite"] == "sm":
+        return Response(checkpoint.sm_verifier_key(state().settings, state().signer) + "\n", mimetype="text/plain")
     return Response(checkpoint.log_verifier_key(state().settings, state().signer) + "\n", mimetype="text/plain")
 
 
@@ -218,15 +257,22 @@ def acknowledge(args, evidence_id):
 @authenticated()
 @blp.arguments(InclusionArgs, location="query")
 @blp.response(200, InclusionSchema)
+@blp.alt_response(404, description="`suite=sm` where no SM tree is kept")
 def inclusion(args):
-    """RFC 6962 §2.1.1 audit path of a leaf in the tree of the given size."""
-    return custody.inclusion(session(), args["leaf_index"], args["tree_size"])
+    """RFC 6962 §2.1.1 audit path of a leaf in the tree of the given size (`suite=sm`: in the SM3 tree)."""
+    if args["suite"] == "sm":
+        sm_tree.sm_key(state().signer)
+    return trees.inclusion(session(), args["leaf_index"], args["tree_size"], args["suite"])
 
 
 @blp.get("/proofs/consistency")
 @authenticated()
 @blp.arguments(ConsistencyArgs, location="query")
 @blp.response(200, ConsistencySchema)
+@blp.alt_response(404, description="`suite=sm` where no SM tree is kept")
 def consistency(args):
-    """RFC 6962 §2.1.2 proof that the tree of size `second` extends the tree of size `first`."""
-    return custody.consistency(session(), args["first"], args["second"])
+    """RFC 6962 §2.1.2 proof that the tree of size `second` extends the tree of size `first` (`suite=sm`: in the
+    SM3 tree)."""
+    if args["suite"] == "sm":
+        sm_tree.sm_key(state().signer)
+    return trees.consistency(session(), args["first"], args["second"], args["suite"])

@@ -41,7 +41,11 @@ class EvidenceSchema(Schema):
     id = fields.String()
     status = fields.String()
     purge_allowed = fields.Boolean()
-    sha256 = fields.String()
+    sha256 = fields.String(allow_none=True, metadata={
+        "description": "SHA-256 of the file: as declared (null when only sm3 was), the computed one once verified"})
+    sm3 = fields.String(allow_none=True, metadata={
+        "description": "SM3 of the file: as declared (null when only sha256 was), the computed one once verified "
+                       "(null for items verified before the server computed SM3)"})
     size = fields.Integer()
     kind = fields.String()
     media_type = fields.String()

@@ -10,7 +10,7 @@ from backend.web.api.blueprint import Blueprint
 from backend.web.api.context import authenticated, current_officer, now, session, state
 from backend.web.api.schemas import StrictSchema
 from media import package
-from media.custody import log as custody
+from media.custody import heads
 
 blp = Blueprint("packages", __name__, url_prefix="/api/v1", description="Evidence packages")
 
@@ -51,7 +51,7 @@ def package_response(viewer: Officer, case_id: str, purpose: str, items: list[st
     s, st = session(), state()
     export = package.record_export(s, viewer, case_id, purpose=purpose, items=items, now=now())
     s.commit()  # the export events are custody leaves before the head that proves them is signed
-    head = custody.latest_head(s, st.signer, now=now())
+    head = heads.latest_head(s, st.signer, now=now())
     s.commit()  # the head is stored (on PostgreSQL, its advisory lock released)
     prepared = package.prepare_package(s, st.signer, viewer, export, head)
     return Response(prepared.chunks(st.store), mimetype="application/zip", headers={

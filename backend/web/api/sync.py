@@ -29,8 +29,12 @@ blp = Blueprint("sync", __name__, url_prefix="/api/v1", description="Devices, pu
 
 
 class EnrolSchema(StrictSchema):
-    public_key = fields.String(required=True, validate=validate.Length(min=40, max=64),
-                               metadata={"description": "base64url of the raw 32-byte Ed25519 key, no padding"})
+    public_key = fields.String(required=True, validate=validate.Length(min=40, max=88),
+                               metadata={"description": "base64url, no padding, of the raw 32-byte Ed25519 key, or "
+                                                        "(alg SM2SM3) of the 65-byte uncompressed SM2 point"})
+    alg = fields.String(load_default="EdDSA", validate=validate.OneOf(devices.ENROL_ALGS),
+                        metadata={"description": "what the device's records are signed with: EdDSA or Ed25519 (the "
+                                                 "default: an Ed25519 key), or SM2SM3 (an SM2 key; PROTOCOL §3)"})
     label = fields.String(load_default="", validate=validate.Length(max=120))
 
 
@@ -44,6 +48,7 @@ class DeviceSchema(Schema):
     officer_id = fields.String()
     label = fields.String()
     status = fields.String()
+    alg = fields.String(metadata={"description": "what its records are signed with: EdDSA (Ed25519) or SM2SM3"})
     head = fields.Nested(HeadSchema)
     deferred = fields.Dict()
     quarantined = fields.Integer()
@@ -147,8 +152,8 @@ class PullResultSchema(Schema):
 @blp.response(201, DeviceSchema)
 @committed
 def enrol(args):
-    """Enrol the phone's Ed25519 public key; the device belongs to the caller."""
-    device = devices.enrol(session(), current_officer(), args["public_key"], args["label"])
+    """Enrol the phone's public key (Ed25519, or SM2 with `alg` SM2SM3); the device belongs to the caller."""
+    device = devices.enrol(session(), current_officer(), args["public_key"], args["label"], args["alg"])
     return devices.describe(session(), device)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from backend.core.crypto import INTL, suite_named
 from backend.core.models import ZERO_HASH, ChainGap, Device, Evidence, Finding, Institution, LedgerRecord, Officer
 from backend.core.times import LOCAL_TZ
 from media import package_scope
@@ -85,7 +86,7 @@ def _signature(record: LedgerRecord, device: Device | None) -> str:
     if device is None:
         return "no_key"
     try:
-        jws.verify(jws.parse(record.jws), jws.load_public_key(device.public_key))
+        jws.verify(jws.parse(record.jws), jws.device_key(device.public_key, device.suite))
     except (jws.RecordRejected, ValueError):
         return "invalid"
     return "valid"
@@ -98,7 +99,7 @@ def ledger_rows(session: Session, case_id: str, inspection_ids: list[str]) -> li
     `sync.jws` (the push path's own check); the chain status says whether the
     record's `prev` is the hash of the same device's record `seq - 1` in the
     ledger (or 64 zeros for `seq` 1, or follows a released chain gap), and
-    whether the stored hash is the SHA-256 of the stored JWS.
+    whether the stored hash is the stored JWS's hash in its device's suite (SHA-256, or SM3 for an SM2 device).
     """
     findings = list(session.scalars(select(Finding).where(Finding.inspection_id.in_(inspection_ids)))) \
         if inspection_ids else []
@@ -118,7 +119,8 @@ def ledger_rows(session: Session, case_id: str, inspection_ids: list[str]) -> li
         gaps.setdefault(gap.device_id, []).append(gap)
     rows = []
     for record in records:
-        if jws.record_hash(record.jws) != record.hash:
+        device = keys.get(record.device_id)
+        if jws.record_hash(record.jws, suite_named(device.suite) if device else INTL) != record.hash:
             chain = "hash_differs"
         elif record.seq == 1:
             chain = "first" if record.prev == ZERO_HASH else "broken"
@@ -128,7 +130,6 @@ def ledger_rows(session: Session, case_id: str, inspection_ids: list[str]) -> li
             chain = "after_gap"
         else:
             chain = "broken"
-        device = keys.get(record.device_id)
         rows.append(LedgerRow(record=record, officer_name=names.get(record.officer_id, record.officer_id),
                               device_label=(device.label or device.id) if device else record.device_id,
                               signature=_signature(record, device), chain=chain))

@@ -18,7 +18,7 @@ from backend.web.api.context import session as db_session
 from backend.web.console import security
 from backend.web.console.views.frame import bp
 from media import uploads
-from media.custody import log as custody
+from media.custody import heads, trees
 
 
 def _int_arg(name: str) -> int:
@@ -39,11 +39,11 @@ def api_custody_events(evidence_id: str) -> Any:
 @bp.get("/api/custody/tree-head")
 def api_tree_head() -> Any:
     s = db_session()
-    head = custody.latest_head(s, state().signer, now=now())
+    head = heads.latest_head(s, state().signer, now=now())
     s.commit()
     return jsonify(head)
 
 
 @bp.get("/api/custody/proofs/inclusion")
 def api_inclusion() -> Any:
-    return jsonify(custody.inclusion(db_session(), _int_arg("leaf_index"), _int_arg("tree_size")))
+    return jsonify(trees.inclusion(db_session(), _int_arg("leaf_index"), _int_arg("tree_size")))
