@@ -219,20 +219,40 @@ def uid() -> str:
 
 
 class BenchPhone:
-    """One enrolled device: an Ed25519 key, its chain, and a clock in the past (no clock_ahead flags)."""
+    """One enrolled device: an Ed25519 key, its chain, and a clock in the past (no clock_ahead flags).
+
+    bench/push_sm.py's SM2 phone changes only what its suite changes: the key, the header's alg, the signature,
+    the chain hash and the evidence digest (the `_`-methods and `evidence_digest`)."""
+
+    ALG = "EdDSA"
 
     def __init__(self, base: str, officer: dict[str, str], headers: dict[str, str], label: str = "bench phone"):
         self.officer, self.headers = officer, headers
-        self.key = Ed25519PrivateKey.generate()
-        self.public_raw = self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        r = requests.post(f"{base}/api/v1/devices", json={"public_key": b64(self.public_raw), "label": label},
-                          headers=headers, timeout=30)
+        self._generate()
+        enrolment = {"public_key": b64(self.public_raw), "label": label}
+        if self.ALG != BenchPhone.ALG:
+            enrolment["alg"] = self.ALG
+        r = requests.post(f"{base}/api/v1/devices", json=enrolment, headers=headers, timeout=30)
         if r.status_code != 201:
             raise RuntimeError(f"enrolment failed: {r.status_code} {r.text}")
         self.device_id = r.json()["id"]
-        self.header = b64(compact({"alg": "EdDSA", "kid": self.device_id, "typ": "fieldcase-record"}))
+        self.header = b64(compact({"alg": self.ALG, "kid": self.device_id, "typ": "fieldcase-record"}))
         self.seq, self.prev = 0, ZERO
         self.clock = datetime.now(SHANGHAI).replace(microsecond=0) - timedelta(days=60)
+
+    def _generate(self) -> None:
+        self.key = Ed25519PrivateKey.generate()
+        self.public_raw = self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def _sign(self, signing_input: bytes) -> bytes:
+        return self.key.sign(signing_input)
+
+    def _chain_hash(self, jws: str) -> str:
+        return jws_hash(jws)
+
+    def evidence_digest(self, data: bytes) -> dict[str, str]:
+        """The file digest an evidence.capture declares."""
+        return {"sha256": hashlib.sha256(data).hexdigest()}
 
     def record(self, type_: str, body: dict[str, Any]) -> str:
         """Sign the next record of this phone's chain and advance the chain."""
@@ -240,9 +260,9 @@ class BenchPhone:
         payload = {"v": 1, "op": uid(), "seq": self.seq + 1, "prev": self.prev, "at": self.clock.isoformat(),
                    "by": self.officer["id"], "type": type_, "body": body}
         signing_input = f"{self.header}.{b64(compact(payload))}"
-        jws = f"{signing_input}.{b64(self.key.sign(signing_input.encode('ascii')))}"
+        jws = f"{signing_input}.{b64(self._sign(signing_input.encode('ascii')))}"
         self.seq += 1
-        self.prev = jws_hash(jws)
+        self.prev = self._chain_hash(jws)
         return jws
 
 

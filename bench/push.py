@@ -80,7 +80,7 @@ def inspection_records(phone: BenchPhone, partner_id: str, institution: dict[str
         data = rng.randbytes(32)
         out.append(phone.record("evidence.capture", {
             "evidence_id": evidence_id, "inspection_id": inspection_id, "kind": "photo",
-            "media_type": "image/jpeg", **_declared_digest(phone, data),
+            "media_type": "image/jpeg", **phone.evidence_digest(data),
             "size": rng.randint(800_000, 4_000_000), "captured_at": phone.clock.isoformat(), "location": where}))
         out.append(phone.record("inspection.finding", {
             "inspection_id": inspection_id, "finding_id": uid(), "category": rng.choice(CATEGORIES),
@@ -88,13 +88,6 @@ def inspection_records(phone: BenchPhone, partner_id: str, institution: dict[str
     out.append(phone.record("inspection.end", {"inspection_id": inspection_id, "outcome": "violation_found",
                                                "notes": "已责令停止培训，限期整改"}))
     return out
-
-
-def _declared_digest(phone: BenchPhone, data: bytes) -> dict[str, str]:
-    """The file digest an evidence.capture declares: SHA-256, or what the phone says (an SM2 phone of
-    bench/push_sm.py declares SM3)."""
-    declare = getattr(phone, "evidence_digest", None)
-    return declare(data) if declare is not None else {"sha256": hashlib.sha256(data).hexdigest()}
 
 
 def phone_records(phone: BenchPhone, partner_id: str, count: int, rng: random.Random) -> list[str]:

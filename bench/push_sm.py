@@ -27,12 +27,9 @@ import base64
 import multiprocessing
 import sys
 import time
-from datetime import datetime, timedelta
-from typing import Any
 
 import push
-import requests
-from common import SHANGHAI, ZERO, BenchPhone, b64, compact, median, percentile, print_machine, table, uid, wait_quiet
+from common import BenchPhone, median, percentile, print_machine, table, wait_quiet
 from sm_common import openssl_sm2_speed, sm3_hex
 
 from backend.core.crypto import SM
@@ -45,33 +42,18 @@ class SmBenchPhone(BenchPhone):
     """An SM2 phone (PROTOCOL §2, §3 for `SM2SM3`): enrols its 65-byte point with `alg` SM2SM3, signs each record
     SM2 with SM3 (raw r || s), chains by SM3 of the JWS, and declares evidence by `sm3`."""
 
-    def __init__(self, base: str, officer: dict[str, str], headers: dict[str, str],
-                 label: str = "bench SM2 phone") -> None:
-        self.officer, self.headers = officer, headers
+    ALG = SM2_ALG
+
+    def _generate(self) -> None:
         self.private, self.public_raw = SM.generate()
-        r = requests.post(f"{base}/api/v1/devices",
-                          json={"public_key": b64(self.public_raw), "label": label, "alg": SM2_ALG},
-                          headers=headers, timeout=30)
-        if r.status_code != 201:
-            raise RuntimeError(f"SM2 enrolment failed: {r.status_code} {r.text}")
-        self.device_id = r.json()["id"]
-        self.header = b64(compact({"alg": SM2_ALG, "kid": self.device_id, "typ": "fieldcase-record"}))
-        self.seq, self.prev = 0, ZERO
-        self.clock = datetime.now(SHANGHAI).replace(microsecond=0) - timedelta(days=60)
 
-    def record(self, type_: str, body: dict[str, Any]) -> str:
-        self.clock += timedelta(seconds=20)
-        payload = {"v": 1, "op": uid(), "seq": self.seq + 1, "prev": self.prev, "at": self.clock.isoformat(),
-                   "by": self.officer["id"], "type": type_, "body": body}
-        signing_input = f"{self.header}.{b64(compact(payload))}"
-        signature = SM.sign(self.private, self.public_raw, signing_input.encode("ascii"))
-        jws = f"{signing_input}.{b64(signature)}"
-        self.seq += 1
-        self.prev = sm3_hex(jws.encode("ascii"))
-        return jws
+    def _sign(self, signing_input: bytes) -> bytes:
+        return SM.sign(self.private, self.public_raw, signing_input)
 
-    @staticmethod
-    def evidence_digest(data: bytes) -> dict[str, str]:
+    def _chain_hash(self, jws: str) -> str:
+        return sm3_hex(jws.encode("ascii"))
+
+    def evidence_digest(self, data: bytes) -> dict[str, str]:
         return {"sm3": sm3_hex(data)}
 
 
