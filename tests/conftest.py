@@ -248,3 +248,20 @@ def tsa(tmp_path_factory) -> Iterator:
     authority = TestTSA(tmp_path_factory.mktemp("tsa")).start()
     yield authority
     authority.stop()
+
+
+@pytest.fixture
+def rq_settings(settings, redis_url, job_queue):
+    """The test's settings with the jobs on Redis, in the test's own queue."""
+    from dataclasses import replace
+
+    return replace(settings, jobs="rq", redis_url=redis_url, job_queue=job_queue)
+
+
+@pytest.fixture
+def rq_app(rq_settings) -> Iterator:
+    application = create_app(rq_settings)
+    yield application
+    state = application.extensions["fieldcase"]
+    _empty_tables(state.db)
+    state.db.dispose()

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +21,7 @@ import requests
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from backend.bootstrap import create_app, rq_runner
+from backend.bootstrap import rq_runner
 from backend.cli import main
 from backend.core.jobs import perform
 from backend.core.models import CustodyEvent, TreeHead, utcnow
@@ -30,25 +29,13 @@ from media.custody import log as custody
 from media.custody.verify import verify_log
 from sync.client import Phone
 from tests import images
-from tests.conftest import PASSWORD, Officers, _empty_tables
+from tests.conftest import PASSWORD, Officers
 from tests.e2e.test_client_uploads import BASE, CENTRE, HERE, FieldClock
 from tests.wsgi_transport import WSGIAdapter
 
 WORKER = "jobs-test-worker"
 
 
-@pytest.fixture
-def rq_settings(settings, redis_url, job_queue):
-    return replace(settings, jobs="rq", redis_url=redis_url, job_queue=job_queue)
-
-
-@pytest.fixture
-def rq_app(rq_settings) -> Iterator:
-    application = create_app(rq_settings)
-    yield application
-    state = application.extensions["fieldcase"]
-    _empty_tables(state.db)
-    state.db.dispose()
 
 
 def _env(s) -> dict[str, str]:

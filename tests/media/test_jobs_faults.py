@@ -32,7 +32,7 @@ from rq import Worker as RQWorker
 from sqlalchemy import func, select, text
 
 from backend import bootstrap
-from backend.bootstrap import ALL_JOBS, create_app, rq_runner
+from backend.bootstrap import ALL_JOBS, rq_runner
 from backend.cli import main
 from backend.core import jobs
 from backend.core.models import CustodyEvent, Evidence, TreeHead, Upload, utcnow
@@ -40,7 +40,6 @@ from backend.liveserver import free_port
 from media import jobs as media_jobs
 from media.custody import log as custody
 from tests import images
-from tests.conftest import _empty_tables
 from tests.e2e.test_client_uploads import CENTRE, HERE
 from tests.media.test_jobs import _env, _phone, run_worker_burst
 
@@ -154,17 +153,6 @@ def photos(phone, inspection, count: int, start: int = 0) -> list[str]:
                                    inspection_id=inspection, location=HERE) for n in range(count)]
 
 
-@pytest.fixture
-def rq_settings(settings, redis_url, job_queue):
-    return replace(settings, jobs="rq", redis_url=redis_url, job_queue=job_queue)
-
-
-@pytest.fixture
-def rq_app(rq_settings) -> Iterator:
-    application = create_app(rq_settings)
-    yield application
-    _empty_tables(application.extensions["fieldcase"].db)
-    application.extensions["fieldcase"].db.dispose()
 
 
 # --------------------------------------------------------------------------------------- the sweep's reach

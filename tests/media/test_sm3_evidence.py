@@ -32,11 +32,9 @@ from tests.casework.test_system_audit import named, verify
 from tests.e2e.test_client_uploads import HERE, MiB
 from tests.e2e.test_client_uploads import Field as ReferenceField
 from tests.media.test_evidence_list import pdf_text, squash
-from tests.media.test_jobs import _phone, rq_app, rq_settings, run_worker_burst
+from tests.media.test_jobs import _phone, run_worker_burst
 from tests.media.test_package import cli, rewrite
 from tests.phones import TestPhone, uid
-
-__all__ = ["rq_app", "rq_settings"]  # the job-queue fixtures, used here as in tests/media/test_jobs.py
 
 PURPOSE = "移送法制审核"
 INSTITUTION = {"name": "星光艺术培训中心", "region": "330106"}
