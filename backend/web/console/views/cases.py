@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from backend.casework import conflicts, corrections, lifecycle, procedure, queries
 from backend.casework.institutions import search_institutions
-from backend.core.errors import DomainError, NotFound
 from backend.core.jurisdiction import regions_of
 from backend.core.models import CASE_STATUSES, Evidence, Officer
 from backend.web.api.context import now, state
@@ -29,8 +28,8 @@ from backend.web.console.views.frame import bp, names, t
 from backend.web.console.views.pages import (
     MAX_REASON,
     PAGE_SIZE,
+    act,
     coverage_tolerance,
-    flash_refusal,
     form_text,
     page_arg,
     paging,
@@ -105,7 +104,7 @@ def case(s: Session, viewer: Officer, case_id: str, detail: dict[str, Any]) -> d
 
 @bp.post("/cases/<case_id>/transitions")
 def case_step(case_id: str) -> Any:
-    viewer, s = security.viewer(), db_session()
+    security.viewer()  # signed in, before the form is read
     to = form_text("to", 32)
     reason = form_text("reason", MAX_REASON)
     override = form_text("override_reason", MAX_REASON) or None
@@ -114,26 +113,16 @@ def case_step(case_id: str) -> Any:
         flash(t("error.422") + " " + t("case.step.reason"), "error")
         return redirect(back, code=303)
     settings = state().settings
-    try:
-        procedure.transition(s, viewer, case_id, to=to, reason=reason,
-                             override_reason=override if to == "closed" else None,
-                             major_fine_threshold=settings.major_fine_yuan, tolerance=coverage_tolerance(),
-                             now=now())
-        s.commit()
-    except NotFound:
-        raise
-    except DomainError as exc:
-        s.rollback()
-        flash_refusal(exc)
-        return redirect(back, code=303)
-    flash(t("case.step.done", status=code("status", to, g.lang)), "ok")
-    return redirect(back, code=303)
+    return act(lambda s, viewer: procedure.transition(
+        s, viewer, case_id, to=to, reason=reason, override_reason=override if to == "closed" else None,
+        major_fine_threshold=settings.major_fine_yuan, tolerance=coverage_tolerance(), now=now()),
+        back, t("case.step.done", status=code("status", to, g.lang)), missing_is_404=True)
 
 
 @bp.post("/cases/<case_id>/corrections")
 def case_correction(case_id: str) -> Any:
     """A reviewer's correction of the case's institution or of a finding (docs/protocol.md, "Corrections")."""
-    viewer, s = security.viewer(), db_session()
+    security.viewer()  # signed in, before the form is read
     subject = form_text("subject", 16)
     reason = form_text("reason", 500)
     back = url_for("console.case", case_id=case_id) + "#corrections"
@@ -143,19 +132,10 @@ def case_correction(case_id: str) -> Any:
             k: v for k in ("name", "region", "credit_code", "address") if (v := form_text(k, 400))}}
     else:
         fields = {k: v for k in ("category", "description") if (v := form_text(k, 8000))}
-    try:
-        corrections.correct_at_desk(s, viewer, case_id, subject=subject if subject == "case" else "finding",
-                                    subject_id=form_text("subject_id", 40) or None, fields=fields, reason=reason,
-                                    now=now())
-        s.commit()
-    except NotFound:
-        raise
-    except DomainError as exc:
-        s.rollback()
-        flash_refusal(exc)
-        return redirect(back, code=303)
-    flash(t("correction.done"), "ok")
-    return redirect(back, code=303)
+    subject_id = form_text("subject_id", 40) or None
+    return act(lambda s, viewer: corrections.correct_at_desk(
+        s, viewer, case_id, subject=subject if subject == "case" else "finding", subject_id=subject_id, fields=fields,
+        reason=reason, now=now()), back, t("correction.done"), missing_is_404=True)
 
 
 @bp.get("/inspections/<inspection_id>")

@@ -15,7 +15,7 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import or_, select
 
-from backend.core.errors import DomainError, Forbidden
+from backend.core.errors import Forbidden
 from backend.core.jurisdiction import regions_of
 from backend.core.models import Officer
 from backend.core.reference import CITY
@@ -25,7 +25,15 @@ from backend.web.api.packages import ROLES as PACKAGE_ROLES
 from backend.web.api.packages import package_response
 from backend.web.console import present, security
 from backend.web.console.views.frame import bp, t
-from backend.web.console.views.pages import MAX_PURPOSE, PAGE_SIZE, back_to, flash_refusal, form_text, page_arg, paging
+from backend.web.console.views.pages import (
+    MAX_PURPOSE,
+    PAGE_SIZE,
+    act,
+    back_to,
+    form_text,
+    page_arg,
+    paging,
+)
 from media import holders
 
 
@@ -49,18 +57,9 @@ def custody_page() -> Any:
                            prefill=request.args.get("case_id", "")[:40])
 
 
-def _custody_action(act: Callable[[Any, Any], Any], done: str) -> Any:
-    """One hand-over step from the custody page: committed and flashed as done, or refused with the reason."""
-    s = db_session()
-    try:
-        act(s, security.viewer())
-        s.commit()
-    except DomainError as exc:
-        s.rollback()
-        flash_refusal(exc)
-    else:
-        flash(t(done), "ok")
-    return redirect(url_for("console.custody_page"), code=303)
+def _custody_action(action: Callable[[Any, Any], Any], done: str) -> Any:
+    """One hand-over step from the custody page, back to that page."""
+    return act(action, url_for("console.custody_page"), t(done))
 
 
 @bp.post("/custody/transfer")

@@ -18,11 +18,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from flask import flash, render_template, request
+from flask import flash, redirect, render_template, request
 from sqlalchemy.orm import Session
 
 from backend.casework import audit
-from backend.core.errors import DomainError
+from backend.core.errors import DomainError, NotFound
 from backend.core.models import Officer
 from backend.web.api.context import session as db_session
 from backend.web.api.context import state
@@ -92,3 +92,21 @@ def scoped_page(template: str, fetch: Callable[[Session, Officer, str], T]) \
 def flash_refusal(exc: DomainError) -> None:
     """A refused action: the domain's own reason, kept as it is (it names the rule that refused)."""
     flash(f"{t('error.generic')} ({exc.status}) {exc.message}", "error")
+
+
+def act(action: Callable[[Session, Officer], Any], back: str, done: str, *, missing_is_404: bool = False) -> Any:
+    """A console form's one domain action, in the request's session: committed and `done` flashed, or refused with
+    the domain's reason and nothing kept; back to `back` either way (303). With `missing_is_404` a subject that is
+    not there, or not the viewer's, is the page's 404 rather than a refusal (a case page's own case)."""
+    s = db_session()
+    try:
+        action(s, security.viewer())
+        s.commit()
+    except DomainError as exc:
+        if missing_is_404 and isinstance(exc, NotFound):
+            raise
+        s.rollback()
+        flash_refusal(exc)
+    else:
+        flash(done, "ok")
+    return redirect(back, code=303)
