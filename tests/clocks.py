@@ -9,8 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from backend.bootstrap import create_app
-from tests.conftest import Officers, _empty_tables
+from tests.conftest import Officers, app_on
 
 
 class SteppingClock:
@@ -32,11 +31,8 @@ class SteppingClock:
 @pytest.fixture
 def clocked(settings, clock):
     """The app under test, on the test's clock."""
-    application = create_app(settings, clock=clock)
-    yield application
-    state = application.extensions["fieldcase"]
-    _empty_tables(state.db)
-    state.db.dispose()
+    with app_on(settings, clock=clock) as application:
+        yield application
 
 
 @pytest.fixture

@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -102,13 +105,23 @@ def settings(database_url, tmp_path: Path) -> Settings:
     return settings
 
 
+@contextmanager
+def app_on(settings: Settings, **kwargs: Any) -> Iterator[Flask]:
+    """An app of `settings` for one test; afterwards its tables emptied (reference data kept) and its pool closed.
+    `kwargs` go to `create_app` (a clock, an observer)."""
+    application = create_app(settings, **kwargs)
+    try:
+        yield application
+    finally:
+        state = application.extensions["fieldcase"]
+        _empty_tables(state.db)
+        state.db.dispose()
+
+
 @pytest.fixture
 def app(settings):
-    application = create_app(settings)
-    yield application
-    state = application.extensions["fieldcase"]
-    _empty_tables(state.db)
-    state.db.dispose()
+    with app_on(settings) as application:
+        yield application
 
 
 @pytest.fixture
@@ -189,13 +202,10 @@ def media_app(request, store_kind, settings):
     if store_kind == "s3":
         endpoint = request.getfixturevalue("s3_server")
         overrides.update(s3_bucket=f"fieldcase-{uuid.uuid4().hex[:10]}", s3_endpoint_url=endpoint)
-    application = create_app(replace(settings, **overrides))
-    state = application.extensions["fieldcase"]
-    if store_kind == "s3":
-        state.store.ensure_bucket()
-    yield application
-    _empty_tables(state.db)
-    state.db.dispose()
+    with app_on(replace(settings, **overrides)) as application:
+        if store_kind == "s3":
+            application.extensions["fieldcase"].store.ensure_bucket()
+        yield application
 
 
 REDIS_ENV = "FIELDCASE_TEST_REDIS_URL"
@@ -260,8 +270,5 @@ def rq_settings(settings, redis_url, job_queue):
 
 @pytest.fixture
 def rq_app(rq_settings) -> Iterator:
-    application = create_app(rq_settings)
-    yield application
-    state = application.extensions["fieldcase"]
-    _empty_tables(state.db)
-    state.db.dispose()
+    with app_on(rq_settings) as application:
+        yield application

@@ -24,14 +24,13 @@ from click.testing import CliRunner
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import make_url
 
-from backend.bootstrap import create_app
 from backend.bootstrap import database as script_database
 from backend.casework.system_audit.jobs import REFRESH_HEAD_JOB
 from backend.cli import main
 from backend.core.models import CustodyEvent, Evidence, TreeHead, WitnessCosignature, utcnow
 from media.custody import log as custody
 from tests.casework.test_system_audit import Server, env_of
-from tests.conftest import Officers, _empty_tables
+from tests.conftest import Officers, app_on
 from tests.media.test_checkpoint import WITNESS, split_note
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -261,10 +260,8 @@ def test_given_sample_n_when_the_restore_is_checked_then_only_n_objects_are_chec
 
 @pytest.fixture
 def witnessed_app(settings):
-    application = create_app(replace(settings, witness_keys=(WITNESS.vkey,)))
-    yield application
-    _empty_tables(application.extensions["fieldcase"].db)
-    application.extensions["fieldcase"].db.dispose()
+    with app_on(replace(settings, witness_keys=(WITNESS.vkey,))) as application:
+        yield application
 
 
 def test_given_no_saved_head_when_a_witness_cosigned_a_checkpoint_then_the_restore_is_checked_against_it(

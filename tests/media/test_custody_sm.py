@@ -38,7 +38,7 @@ from media.custody.proofs import check_consistency, check_inclusion
 from media.custody.verify import verify_log
 from media.package_verify import verify_package
 from tests import rfc6962
-from tests.conftest import Officers, _empty_tables
+from tests.conftest import Officers, app_on
 from tests.media.test_package import build, rewrite
 from tests.phones import TestPhone
 
@@ -115,11 +115,8 @@ def sm_settings(settings) -> Settings:
 
 @pytest.fixture
 def sm_app(sm_settings):
-    application = create_app(sm_settings)
-    yield application
-    state = application.extensions["fieldcase"]
-    _empty_tables(state.db)
-    state.db.dispose()
+    with app_on(sm_settings) as application:
+        yield application
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ import pytest
 from redis import Redis
 from redis.exceptions import RedisError
 
-from backend.bootstrap import create_app, rq_runner
+from backend.bootstrap import rq_runner
 from backend.core.job_worker import sweep_key
 from backend.liveserver import free_port
-from tests.conftest import _empty_tables
+from tests.conftest import app_on
 from tests.e2e.test_client_uploads import CENTRE, HERE
 from tests.media.test_jobs import _env, _phone
 from tests.media.test_jobs_faults import (
@@ -78,10 +78,8 @@ def own_redis(tmp_path) -> Iterator[OwnRedis]:
 
 @pytest.fixture
 def outage_app(settings, own_redis) -> Iterator:
-    application = create_app(replace(settings, jobs="rq", redis_url=own_redis.url, job_queue="fieldcase-outage"))
-    yield application
-    _empty_tables(application.extensions["fieldcase"].db)
-    application.extensions["fieldcase"].db.dispose()
+    with app_on(replace(settings, jobs="rq", redis_url=own_redis.url, job_queue="fieldcase-outage")) as application:
+        yield application
 
 
 def sweeps(log: str) -> list[dict]:

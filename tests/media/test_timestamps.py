@@ -39,7 +39,7 @@ from media.custody.timestamps import (
 from media.custody.trees import CUSTODY_LOCK_KEY
 from media.custody.verify import verify_log
 from media.package_verify import verify_package
-from tests.conftest import _empty_tables
+from tests.conftest import _empty_tables, app_on
 from tests.media.test_package import built, cli, rewrite  # noqa: F401 - `built` is a fixture, made on this app
 from tests.tsa import make_ca, misspelt
 
@@ -49,11 +49,8 @@ __all__ = ["built"]
 @pytest.fixture
 def app(settings, tsa):
     """The app with the test TSA named in its configuration, and its CA as the trust anchor."""
-    application = create_app(replace(settings, tsa_url=tsa.url, tsa_cert_file=str(tsa.ca)))
-    yield application
-    state = application.extensions["fieldcase"]
-    _empty_tables(state.db)
-    state.db.dispose()
+    with app_on(replace(settings, tsa_url=tsa.url, tsa_cert_file=str(tsa.ca))) as application:
+        yield application
 
 
 @pytest.fixture

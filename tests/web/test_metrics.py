@@ -24,7 +24,6 @@ from flask import Flask
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import func, select
 
-from backend.bootstrap import create_app
 from backend.core.config import Settings
 from backend.core.models import CustodyEvent
 from backend.liveserver import free_port
@@ -33,7 +32,7 @@ from backend.web.figures import DatabaseFigures, Figure, Figures, QueueFigures
 from backend.web.metrics import PrometheusObserver
 from sync.client import Phone
 from tests import images
-from tests.conftest import PASSWORD, Officers, _empty_tables
+from tests.conftest import PASSWORD, Officers, app_on
 from tests.e2e.test_client_uploads import BASE, CENTRE, HERE, FieldClock
 from tests.phones import TestPhone
 from tests.wsgi_transport import WSGIAdapter
@@ -42,13 +41,8 @@ from tests.wsgi_transport import WSGIAdapter
 @contextmanager
 def observed_app(settings: Settings, **changes: Any) -> Iterator[tuple[Flask, CollectorRegistry]]:
     registry = CollectorRegistry()
-    application = create_app(replace(settings, **changes), observer=PrometheusObserver(registry))
-    try:
+    with app_on(replace(settings, **changes), observer=PrometheusObserver(registry)) as application:
         yield application, registry
-    finally:
-        state = application.extensions["fieldcase"]
-        _empty_tables(state.db)
-        state.db.dispose()
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:

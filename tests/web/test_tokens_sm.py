@@ -12,10 +12,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import hashes, hmac
 
-from backend.bootstrap import create_app
 from backend.core.config import Settings
 from backend.core.variables import SettingsError
-from tests.conftest import Officers, _empty_tables
+from tests.conftest import Officers, app_on
 
 
 def _b64(data: bytes) -> str:
@@ -41,10 +40,8 @@ def _signed(header: dict, claims: dict, key: bytes) -> str:
 
 @pytest.fixture
 def sm_app(settings):
-    application = create_app(replace(settings, token_suite="sm"))
-    yield application
-    _empty_tables(application.extensions["fieldcase"].db)
-    application.extensions["fieldcase"].db.dispose()
+    with app_on(replace(settings, token_suite="sm")) as application:
+        yield application
 
 
 @pytest.fixture
