@@ -69,8 +69,9 @@ def running_workers(env: dict[str, str], count: int = 1, *, log_dir: Path | None
     has registered with Redis; on exit each gets SIGTERM (finish the current
     job, then stop), and SIGKILL after 20 s.
     """
-    from redis import Redis
     from rq import Worker
+
+    from backend.core.redis_client import bounded_redis
 
     full_env = {**os.environ, **env}
     procs: list[tuple[subprocess.Popen, object]] = []
@@ -81,7 +82,7 @@ def running_workers(env: dict[str, str], count: int = 1, *, log_dir: Path | None
             cmd = [sys.executable, "-m", "backend", "worker", "--name", name]
             procs.append((subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
                                            start_new_session=True), log))
-        redis = Redis.from_url(full_env["FIELDCASE_REDIS_URL"])
+        redis = bounded_redis(full_env["FIELDCASE_REDIS_URL"], connect_timeout=5, read_timeout=10)
         deadline = time.monotonic() + startup_timeout
         # Until each of ours is registered: a shared Redis also lists other runs' workers, so not `<` (a set that
         # holds one of theirs is no subset of ours, and the loop would end before any of ours had started).

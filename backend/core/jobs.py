@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session
 
 from backend.core import commit_queue, logs
 from backend.core.observe import NO_OBSERVER, Observer
+from backend.core.redis_client import bounded_redis
 
 if TYPE_CHECKING:
     from backend.core.db import Database
@@ -122,7 +123,6 @@ class RQRunner:
 
     def __init__(self, redis_url: str, queue: str, table: Mapping[str, Job], *,
                  observer: Observer = NO_OBSERVER) -> None:
-        from redis import Redis
         from rq import Queue
         from rq.serializers import JSONSerializer
 
@@ -130,7 +130,7 @@ class RQRunner:
         self.observer = observer  # hears of jobs that could not be queued
         # Bounded waits: a Redis that is down, or unreachable, costs a committed request (or a worker) seconds and
         # one log line, never a thread hung on a connect (a worker raises the read timeout above its blocking pop).
-        self.connection = Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=10)
+        self.connection = bounded_redis(redis_url, connect_timeout=5, read_timeout=10)
         self.queue = Queue(queue, connection=self.connection, serializer=JSONSerializer)
 
     def submit(self, session: Session, name: str, *args: str | int) -> None:

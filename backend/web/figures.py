@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from backend.core.models import CustodyEvent, DeferredRecord, TreeHead, Upload
+from backend.core.redis_client import bounded_redis
 from backend.core.times import Clock, system_clock
 
 log = logging.getLogger("fieldcase.figures")
@@ -97,12 +98,11 @@ class QueueFigures:
     """The RQ queue's length and its registries (started, scheduled, failed: the dead letters)."""
 
     def __init__(self, redis_url: str, queue: str, *, timeout: float = TIMEOUT) -> None:
-        from redis import Redis
         from rq import Queue
         from rq.serializers import JSONSerializer
 
-        self.queue = Queue(queue, connection=Redis.from_url(redis_url, socket_connect_timeout=timeout,
-                                                            socket_timeout=timeout), serializer=JSONSerializer)
+        self.queue = Queue(queue, connection=bounded_redis(redis_url, connect_timeout=timeout, read_timeout=timeout),
+                           serializer=JSONSerializer)
 
     def __call__(self, now: datetime) -> list[Figure]:
         q = self.queue

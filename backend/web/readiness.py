@@ -41,6 +41,8 @@ from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from backend.core.redis_client import bounded_redis
+
 log = logging.getLogger("fieldcase.readiness")
 
 TIMEOUT = 2.0  # seconds any one check may take (connect, then answer)
@@ -181,10 +183,9 @@ def _revision(conn: Connection) -> str | None:
 
 
 def redis_probe(url: str, *, timeout: float = TIMEOUT) -> Probe:
-    from redis import Redis
     from redis.exceptions import RedisError
 
-    client = Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    client = bounded_redis(url, connect_timeout=timeout, read_timeout=timeout)
 
     def probe() -> str | None:
         try:

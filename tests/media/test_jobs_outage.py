@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from backend.bootstrap import rq_runner
 from backend.core.job_worker import sweep_key
+from backend.core.redis_client import bounded_redis
 from backend.liveserver import free_port
 from tests.conftest import app_on
 from tests.e2e.test_client_uploads import CENTRE, HERE
@@ -51,7 +52,7 @@ class OwnRedis:
 
     def answers(self) -> bool:
         try:
-            return bool(Redis(port=self.port, socket_connect_timeout=0.5).ping())
+            return bool(bounded_redis(self.url, connect_timeout=0.5, read_timeout=0.5).ping())
         except RedisError:
             return False
 
