@@ -15,6 +15,7 @@ None of them: the commit is `null` and its source `unknown`.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 from dataclasses import dataclass
@@ -56,7 +57,10 @@ def _package_commit() -> str | None:
     return commit if isinstance(commit, str) and commit else None
 
 
+@functools.cache
 def _git_commit(folder: Path) -> str | None:
+    """Asked once per process: the code a process runs is what it imported at start, so a later commit in its folder
+    is not its build (and every app a process builds, per command or per test, would otherwise start two gits)."""
     try:
         head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=GIT_TIMEOUT, check=False)

@@ -15,6 +15,7 @@ from backend.core.json_text import contains_lone_surrogate, contains_nul
 from backend.core.times import utc_iso
 from backend.web import request_log
 from backend.web.state import AppState
+from backend.web.url_rules import Rule
 
 NUL_MESSAGE = "text must not contain NUL characters (U+0000): no database field can store them"
 SURROGATE_MESSAGE = "text must be Unicode: a lone surrogate (\\ud800-\\udfff not in a pair) cannot be stored"
@@ -45,6 +46,7 @@ def make_app(state: AppState) -> Flask:
     """The WSGI app over what the composition root built (`backend.bootstrap.create_app`)."""
     settings = state.settings
     app = Flask("fieldcase", instance_path=str(settings.instance_dir))
+    app.url_rule_class = Rule
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json_provider_class = JSONProvider
     app.json = JSONProvider(app)
