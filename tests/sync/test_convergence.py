@@ -370,6 +370,7 @@ EVERYTHING_AT_ONCE = Scenario(
     plan=_BATCHES[:2] + _BATCHES + [_BATCHES[0]])
 
 
+@pytest.mark.slow
 @SETTINGS
 @example(sc=EVERYTHING_AT_ONCE)
 @given(sc=scenarios(statuses=["investigating", "legal_review"]))
@@ -384,6 +385,7 @@ CLOSE_THEN_REOPEN = Scenario(owners=[0, 0], scripts=[[("open", 0, "")],
                              plan=[[(0, 1), (1, 1), (1, 2), (1, 3)]])
 
 
+@pytest.mark.slow
 @SETTINGS
 @example(sc=CLOSE_THEN_REOPEN)
 @given(sc=scenarios(statuses=["investigating", "dismissed"]))

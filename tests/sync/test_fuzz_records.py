@@ -501,6 +501,7 @@ def batches(draw, bench: Bench) -> tuple[list[str], list[Submission]]:
     return chain, hostile_ones
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=st.data())
 def test_any_mutation_is_answered_as_documented_and_only_authentic_in_chain_records_reach_the_ledger(bench, data):
