@@ -6,9 +6,20 @@ Two suites (`suites.SUITES`):
 - ``sm``: the national algorithms a 密评 asks for: SM2 signatures (GB/T 32918, with SM3, user ID pinned to
   ``1234567812345678`` as GB/T 35276 and GM/T 0009 say) and SM3 digests (GB/T 32905).
 
-SM4-GCM sealing and HMAC-SM3 live in `sealing` and `macs`. docs/crypto.md maps each protection to its suite.
+SM4-GCM sealing and HMAC-SM3 live in `sealing`; digests that a format fixes (CSP, RFC 9530, RFC 3161, C2SP key IDs)
+in `digests`. docs/crypto.md maps each protection to its suite.
 """
 
-from backend.core.crypto.suites import INTL, SM, SUITES, Hasher, Suite, suite_for_alg, suite_named
+from backend.core.crypto.suites import (
+    INTL,
+    SM,
+    SUITES,
+    Hasher,
+    InvalidPublicKey,
+    Suite,
+    Verifier,
+    suite_for_alg,
+    suite_named,
+)
 
-__all__ = ["INTL", "SM", "SUITES", "Hasher", "Suite", "suite_for_alg", "suite_named"]
+__all__ = ["INTL", "SM", "SUITES", "Hasher", "InvalidPublicKey", "Suite", "Verifier", "suite_for_alg", "suite_named"]

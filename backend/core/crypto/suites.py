@@ -16,12 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidKey, InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from backend.core.crypto import sm2
+
+Verifier = Callable[[bytes, bytes], bool]  # (message, signature) -> whether it holds, under one loaded key
+
+
+class InvalidPublicKey(ValueError):
+    """Bytes that are not a public key of the suite: the message says what is wrong (length, prefix, curve)."""
 
 
 class Hasher(Protocol):
@@ -51,6 +58,12 @@ class _Streaming:
         return self._hash.finalize()
 
 
+def _sm3(data: bytes) -> bytes:
+    h = hashes.Hash(hashes.SM3())
+    h.update(data)
+    return h.finalize()
+
+
 def _ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     if len(public_key) != 32 or len(signature) != 64:
         return False
@@ -59,6 +72,53 @@ def _ed25519_verify(public_key: bytes, message: bytes, signature: bytes) -> bool
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def _ed25519_load(public_key: bytes) -> Ed25519PublicKey:
+    if len(public_key) != 32:
+        raise InvalidPublicKey(f"an Ed25519 public key is 32 raw bytes, not {len(public_key)}")
+    # OpenSSL loads any 32 bytes; libsodium checks the point is on the curve, in the prime-order subgroup and not of
+    # small order.
+    if not crypto_core_ed25519_is_valid_point(public_key):
+        raise InvalidPublicKey("the public key is not a valid Ed25519 point")
+    try:
+        return Ed25519PublicKey.from_public_bytes(public_key)
+    except (ValueError, InvalidKey):
+        raise InvalidPublicKey("the public key is not an Ed25519 point") from None
+
+
+def _ed25519_verifier(public_key: bytes) -> Verifier:
+    key = _ed25519_load(public_key)
+
+    def verify(message: bytes, signature: bytes) -> bool:
+        try:
+            key.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    return verify
+
+
+def _ed25519_public(private_key: bytes) -> bytes:
+    return Ed25519PrivateKey.from_private_bytes(private_key).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def _sm2_check(public_key: bytes) -> None:
+    try:
+        sm2.check_public_key(public_key)
+    except sm2.InvalidKey as exc:
+        raise InvalidPublicKey(str(exc)) from None
+
+
+def _sm2_public(private_key: bytes) -> bytes:
+    raise NotImplementedError("GmSSL derives no SM2 public key: an SM2 key is kept with its public half "
+                              "(backend.core.secret_files.SM2_KEY_BYTES)")
+
+
+def _sm2_verifier(public_key: bytes) -> Verifier:
+    _sm2_check(public_key)
+    return lambda message, signature: sm2.verify(public_key, message, signature)
 
 
 def _ed25519_generate() -> tuple[bytes, bytes]:
@@ -84,17 +144,33 @@ class Suite:
     _sign: Callable[[bytes, bytes, bytes], bytes]
     _verify: Callable[[bytes, bytes, bytes], bool]
     _generate: Callable[[], tuple[bytes, bytes]]
+    _digest: Callable[[bytes], bytes]
+    _verifier: Callable[[bytes], Verifier]
+    _public_of: Callable[[bytes], bytes]
 
     def hasher(self) -> Hasher:
         return self._hasher()
 
     def digest(self, data: bytes) -> bytes:
-        h = self._hasher()
-        h.update(data)
-        return h.digest()
+        """The digest of `data` in one call (Merkle nodes and chain hashes are many and small: no hasher object)."""
+        return self._digest(data)
 
     def hexdigest(self, data: bytes) -> str:
-        return self.digest(data).hex()
+        return self._digest(data).hex()
+
+    def check_public_key(self, public_key: bytes) -> None:
+        """Raises InvalidPublicKey, saying why, unless `public_key` is a key of this suite (a point on its curve)."""
+        self._verifier(public_key)
+
+    def verifier(self, public_key: bytes) -> Verifier:
+        """What checks signatures under `public_key`, the key loaded once: for a device's records in a push, or a log's
+        heads in an audit. InvalidPublicKey for bytes that are not a key of this suite."""
+        return self._verifier(public_key)
+
+    def public_key(self, private_key: bytes) -> bytes:
+        """The public key of `private_key`, raw: an Ed25519 seed kept in a file has its public half derived. SM2 keys
+        are kept with their public half, and asking raises NotImplementedError."""
+        return self._public_of(private_key)
 
     def sign(self, private_key: bytes, public_key: bytes, message: bytes) -> bytes:
         """A signature of `message`: 64 bytes in both suites (Ed25519; SM2's raw r ‖ s)."""
@@ -111,10 +187,12 @@ class Suite:
 
 INTL = Suite(name="intl", digest_name="sha256", signature_name="Ed25519", jws_algs=("EdDSA", "Ed25519"),
              public_key_bytes=32, _hasher=hashlib.sha256, _sign=_ed25519_sign, _verify=_ed25519_verify,
-             _generate=_ed25519_generate)
+             _generate=_ed25519_generate, _digest=lambda data: hashlib.sha256(data).digest(),
+             _verifier=_ed25519_verifier, _public_of=_ed25519_public)
 SM = Suite(name="sm", digest_name="sm3", signature_name="SM2", jws_algs=("SM2SM3",),
            public_key_bytes=sm2.PUBLIC_KEY_BYTES, _hasher=lambda: _Streaming(hashes.SM3()), _sign=sm2.sign,
-           _verify=sm2.verify, _generate=sm2.generate)
+           _verify=sm2.verify, _generate=sm2.generate, _digest=lambda data: _sm3(data),
+           _verifier=_sm2_verifier, _public_of=_sm2_public)
 SUITES: dict[str, Suite] = {INTL.name: INTL, SM.name: SM}
 _BY_ALG = {alg: suite for suite in SUITES.values() for alg in suite.jws_algs}
 
