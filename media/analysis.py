@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from backend.core.crypto import INTL
 from backend.core.models import Evidence
 from media.custody import log as custody
 from media.settings import MediaSettings
@@ -46,7 +46,7 @@ def analyse_evidence(session: Session, store: Store, evidence: Evidence, setting
             return
         evidence.thumbnail_key = store.put_derived(f"thumbnails/{evidence.id}.jpg", thumb, "image/jpeg")
         custody.record(session, "thumbnail", evidence.id, "fieldcase", at=now, derived_from=evidence.sha256,
-                       sha256=hashlib.sha256(thumb).hexdigest(), size=len(thumb), key=evidence.thumbnail_key)
+                       sha256=INTL.hexdigest(thumb), size=len(thumb), key=evidence.thumbnail_key)
 
 
 def _analyse_clip(store: Store, evidence: Evidence) -> None:

@@ -11,11 +11,11 @@ index without its `signature` member.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from typing import Any
 
+from backend.core.crypto import digests
 from media.custody.encoding import canonical
 from media.custody.keys import Signer
 
@@ -34,7 +34,7 @@ def seal(signer: Signer, *, package_id: str, case_id: str, head: dict[str, Any],
          documents: Iterable[tuple[str, bytes]], files: Iterable[tuple[str, str, int]]) -> bytes:
     """The index of a package whose in-memory members are `documents` (name, bytes) and whose files are
     (name, sha256, size), signed; as the bytes to store."""
-    members = [{"name": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    members = [{"name": name, "sha256": digests.sha256_hex(data), "size": len(data)}
                for name, data in documents]
     members += [{"name": name, "sha256": sha256, "size": size} for name, sha256, size in files]
     index: dict[str, Any] = {

@@ -13,7 +13,6 @@ period has run out.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from backend.core.crypto import INTL, SM
+from backend.core.crypto import INTL, SM, digests
 
 CHUNK = 1024 * 1024
 
@@ -196,8 +195,9 @@ class LocalStore:
                                  f"(Content-Range: bytes {current}-{total - 1}/{total})", offset=current)
             if start + length > total:
                 raise StoreError("too_long", "bytes beyond the declared size")
-            body = hashlib.sha256() if content_sha256 is not None else None
-            whole = hashlib.sha256() if repr_sha256 is not None and start + length == total else None
+            # RFC 9530 names its digests (`sha-256`): they are SHA-256 whatever suites the deployment keeps.
+            body = digests.sha256_hasher() if content_sha256 is not None else None
+            whole = digests.sha256_hasher() if repr_sha256 is not None and start + length == total else None
             if whole is not None and start:
                 fh.seek(0)
                 _feed(whole, fh, start)
@@ -222,12 +222,12 @@ class LocalStore:
                 fh.truncate(kept)
                 os.fsync(fh.fileno())
                 raise StoreError("length", "the body length does not match the range", offset=kept)
-            if body is not None and body.hexdigest() != content_sha256:
+            if body is not None and body.digest().hex() != content_sha256:
                 fh.truncate(start)
                 os.fsync(fh.fileno())
                 raise StoreError("content_digest", f"these bytes do not hash to their Content-Digest; none of them "
                                  f"was kept: send them again from byte {start}", offset=start)
-            if whole is not None and whole.hexdigest() != repr_sha256:
+            if whole is not None and whole.digest().hex() != repr_sha256:
                 fh.truncate(0)
                 os.fsync(fh.fileno())
                 raise StoreError("repr_digest", "the file received does not hash to its Repr-Digest; nothing of it "

@@ -14,16 +14,10 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from cryptography.exceptions import InvalidKey
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from jwt.algorithms import get_default_algorithms
-from nacl.bindings import crypto_core_ed25519_is_valid_point
-
-from backend.core.crypto import INTL, SM, SUITES, Suite, suite_for_alg, suite_named
-from backend.core.crypto.sm2 import InvalidKey as InvalidSm2Key
-from backend.core.crypto.sm2 import check_public_key as check_sm2_public_key
+from backend.core.crypto import INTL, SM, SUITES, InvalidPublicKey, Suite, Verifier, suite_for_alg, suite_named
 from backend.core.json_text import is_unicode_text
 
 MAX_RECORD_BYTES = 256 * 1024
@@ -38,7 +32,6 @@ RECORD_ALGS = tuple(alg for suite in SUITES.values() for alg in suite.jws_algs)
 device's, SM2SM3 (docs/protocol.md §3) for an SM2 device's; a record's must be its own device's suite's."""
 _ALG_RULE = "header alg must be EdDSA or Ed25519 (RFC 9864), or SM2SM3"
 _KID = re.compile(r"^[\x21-\x7e]{1,64}\Z")  # printable ASCII: a device id, nothing a database could refuse
-_EDDSA = get_default_algorithms()["EdDSA"]
 
 
 class RecordRejected(Exception):
@@ -210,33 +203,48 @@ def _key_bytes(b64: str, canonical: bool) -> bytes:
         raise ValueError(f"public_key is {exc}" if canonical else "public_key is not base64url") from None
 
 
-def load_public_key(b64: str, *, canonical: bool = False) -> Ed25519PublicKey:
-    """The raw 32-byte key, base64url without padding; must be a valid curve point. `canonical` (at enrolment)
-    also refuses a key whose unused trailing bits are set, so one key cannot be enrolled twice under two
-    spellings; keys already stored load as they were enrolled."""
-    raw = _key_bytes(b64, canonical)
-    if len(raw) != 32:
-        raise ValueError("public_key must be 32 raw bytes")
-    # OpenSSL loads any 32 bytes; libsodium checks the point is on the curve,
-    # in the prime-order subgroup and not of small order.
-    if not crypto_core_ed25519_is_valid_point(raw):
-        raise ValueError("public_key is not a valid Ed25519 point")
-    try:
-        return Ed25519PublicKey.from_public_bytes(raw)
-    except (ValueError, InvalidKey):
-        raise ValueError("public_key is not an Ed25519 point") from None
+def _shape_problem(raw: bytes, suite: Suite) -> str | None:
+    """What is wrong with the length or prefix of a `suite` key, as enrolment has always said it (PROTOCOL §2)."""
+    if suite is INTL:
+        return None if len(raw) == INTL.public_key_bytes else "public_key must be 32 raw bytes"
+    if len(raw) != suite.public_key_bytes:
+        return (f"public_key must be the {suite.public_key_bytes}-byte uncompressed SM2 point (0x04 || x || y), "
+                f"not {len(raw)} bytes")
+    if raw[0] != 0x04:
+        return "public_key must be the uncompressed SM2 point: its first byte is 0x04"
+    return None
+
+
+_NOT_A_POINT = {INTL.name: "public_key is not a valid Ed25519 point",
+                SM.name: "public_key is not a point on the SM2 curve"}
+"""What enrolment answers for a key of the right shape that its suite refuses (`InvalidPublicKey`): an Ed25519 key
+off the curve, outside the prime-order subgroup or of small order; an SM2 key off the curve. The suite says why in
+its own words; these are the protocol's answers, and stay as phones have always been given them."""
+
+
+def load_public_key(b64: str, *, canonical: bool = False) -> bytes:
+    """The raw 32-byte Ed25519 key, from base64url without padding; must be a valid curve point. `canonical` (at
+    enrolment) also refuses a key whose unused trailing bits are set, so one key cannot be enrolled twice under two
+    spellings; keys already stored load as they were enrolled. ValueError as for `load_device_key`."""
+    return load_device_key(b64, INTL, canonical=canonical).raw
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceKey:
-    """A device's enrolled key, loaded once (per push, per audit): its suite, and what checks a signature with it.
+    """A device's key: its suite, its raw bytes, and what checks a signature under it.
 
-    An Ed25519 key is held loaded (`ed25519`), so its records verify exactly as before SM2: PyJWT's EdDSA with one
-    key object per device, nothing made per record. An SM2 key is held as its 65 bytes for the suite."""
+    `load_device_key` loads the key once (per push, per audit) and holds the suite's verifier, so nothing is made
+    per record: a push checks hundreds under one key. Made from the raw bytes alone (a package's key, which the
+    verifier only spells out), nothing is refused up front and each check loads the key anew (`Suite.verify`): a
+    key off the curve then verifies no signature."""
 
     suite: Suite
     raw: bytes
-    ed25519: Ed25519PublicKey | None = None
+    verifier: Verifier = None  # type: ignore[assignment]  # None: made in __post_init__
+
+    def __post_init__(self) -> None:
+        if self.verifier is None:
+            object.__setattr__(self, "verifier", partial(self.suite.verify, self.raw))
 
     @property
     def alg(self) -> str:
@@ -246,22 +254,16 @@ class DeviceKey:
 def load_device_key(b64: str, suite: Suite, *, canonical: bool = False) -> DeviceKey:
     """An enrolled key of `suite`, base64url without padding (`canonical` as for `load_public_key`). ValueError
     names what is wrong: the spelling, the length, or a point not on the curve."""
-    if suite is INTL:
-        key = load_public_key(b64, canonical=canonical)
-        return DeviceKey(INTL, key.public_bytes_raw(), key)
-    if suite is not SM:
+    if suite.name not in _NOT_A_POINT:
         raise ValueError(f"no device key is of suite {suite.name!r}")
     raw = _key_bytes(b64, canonical)
-    if len(raw) != suite.public_key_bytes:
-        raise ValueError(f"public_key must be the {suite.public_key_bytes}-byte uncompressed SM2 point "
-                         f"(0x04 || x || y), not {len(raw)} bytes")
-    if raw[0] != 0x04:
-        raise ValueError("public_key must be the uncompressed SM2 point: its first byte is 0x04")
+    problem = _shape_problem(raw, suite)
+    if problem is not None:
+        raise ValueError(problem)
     try:
-        check_sm2_public_key(raw)
-    except InvalidSm2Key:
-        raise ValueError("public_key is not a point on the SM2 curve") from None
-    return DeviceKey(suite, raw)
+        return DeviceKey(suite, raw, suite.verifier(raw))
+    except InvalidPublicKey:
+        raise ValueError(_NOT_A_POINT[suite.name]) from None
 
 
 def device_alg(suite: str) -> str:
@@ -281,17 +283,13 @@ def verify(record: ParsedRecord, key: DeviceKey) -> None:
     A record whose header names another suite than its device's (an `SM2SM3` record of an Ed25519 device, an
     `EdDSA` one of an SM2 device) is `bad_signature`: no signature of it is the device's.
 
-    Ed25519 is checked with PyJWT's EdDSA algorithm. `parse` has already split and decoded the JWS strictly (and
-    checked the header's alg: `EdDSA`, or `Ed25519`, RFC 9864's name for the same Ed25519 signature over the same
-    key), so PyJWT's own re-parse of every segment is skipped: at push rates it cost more than the signature check
-    itself. SM2 is checked by the suite (GmSSL, user ID 1234567812345678, raw r ‖ s).
+    The key's verifier is the suite's, made once per device: Ed25519 by `cryptography` (OpenSSL), SM2 by GmSSL (user
+    ID 1234567812345678, raw r ‖ s). `parse` has already split and decoded the JWS strictly and checked the header's
+    alg (`EdDSA`, or `Ed25519`, RFC 9864's name for the same signature over the same key), so the signing input and
+    the signature go to it as they are.
     """
     if record.suite is not key.suite:
         raise RecordRejected("bad_signature", f"the record's alg is not its device's: the device enrolled an "
                                               f"{key.suite.signature_name} key (alg {' or '.join(key.suite.jws_algs)})")
-    if key.ed25519 is not None:
-        good = _EDDSA.verify(record.signing_input, key.ed25519, record.signature)
-    else:
-        good = key.suite.verify(key.raw, record.signing_input, record.signature)
-    if not good:
+    if not key.verifier(record.signing_input, record.signature):
         raise RecordRejected("bad_signature", "signature does not verify with the device key")

@@ -6,7 +6,6 @@ and the quarantine store what arrived, never NUL and never a lone surrogate.
 
 from __future__ import annotations
 
-import hashlib
 import reprlib
 from collections import defaultdict
 from datetime import datetime
@@ -16,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from backend.core.bulk import insert_rows
+from backend.core.crypto import digests
 from backend.core.models import Device, Officer, QuarantinedRecord
 
 MAX_DETAIL = 500  # the ledger's and the quarantine's `detail` columns
@@ -55,7 +55,7 @@ class Quarantine:
         raw = storable_text(text)
         self.rows.append({
             "device_id": device_id, "officer_id": self.officer.id, "seq": seq, "op": op[:64] if op else None,
-            "hash": digest or hashlib.sha256(raw.encode("utf-8", "replace")).hexdigest(),
+            "hash": digest or digests.sha256_hex(raw.encode("utf-8", "replace")),
             "jws": raw[: 300 * 1024], "code": code, "detail": storable_text(detail)[:MAX_DETAIL],
             "received_at": self.now,
         })

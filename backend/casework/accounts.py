@@ -9,11 +9,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.casework.tokens import revoke_all_for_officer
+from backend.core.crypto.passwords import PASSWORD_KDF, hash_password
 from backend.core.errors import Conflict, Invalid
 from backend.core.jurisdiction import get_scoped, may_see_region, regions_of, scope
 from backend.core.models import ROLES, Agency, Officer, OfficerCertificate, new_id
 from backend.core.paging import paginate
-from backend.core.passwords import PASSWORD_KDF, hash_password
 from backend.core.reference import CITY, agency_id
 from sync.certificate_history import record_certificate
 

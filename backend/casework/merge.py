@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from backend.casework.case_history import witness_opened
 from backend.core.bulk import among
+from backend.core.crypto import digests
 from backend.core.errors import Conflict
 from backend.core.jurisdiction import may_see_region
 from backend.core.models import Case, CaseAlias, Institution, Officer, Region, new_id
@@ -165,7 +165,7 @@ def lock_keys(session: Session, keys: set[str]) -> None:
     """Transaction-level locks on PostgreSQL, always taken in one order (SQLite has one writer)."""
     if not keys or session.get_bind().dialect.name != "postgresql":
         return
-    for objid in sorted({int.from_bytes(hashlib.sha256(k.encode()).digest()[:4], "big", signed=True) for k in keys}):
+    for objid in sorted({int.from_bytes(digests.sha256(k.encode())[:4], "big", signed=True) for k in keys}):
         session.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"),
                         {"ns": CREATION_LOCK_NAMESPACE, "key": objid})
 

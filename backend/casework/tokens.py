@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ import jwt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from backend.core.crypto import digests
 from backend.core.crypto.jwt_sm3 import HSM3, codec
 from backend.core.errors import Unauthorized
 from backend.core.models import Officer, RefreshToken, new_id
@@ -85,7 +85,7 @@ def digest(token: str) -> str:
     Public because the console finds the row of the pair a sign-in just
     issued (its server-side session handle) by the same rule, not a copy of it.
     """
-    return hashlib.sha256(token.encode()).hexdigest()
+    return digests.sha256_hex(token.encode())
 
 
 def issue_pair(session: Session, issuer: TokenIssuer, officer: Officer, *, now: datetime,

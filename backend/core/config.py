@@ -9,7 +9,7 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from backend.core.passwords import PASSWORD_KDF, check_kdf
+from backend.core.crypto.passwords import PASSWORD_KDF, check_kdf
 from backend.core.variables import SettingsError, combination_problems, custody_suites, read
 
 
@@ -73,7 +73,7 @@ class Settings:
     custody_keyring_file: str = ""
     # The custody log's checkpoint origin (c2sp.org/tlog-checkpoint), also its note key name; empty: derived from
     # the custody key (media.custody.checkpoint.origin_for). Witnesses whose cosignatures are accepted: vkeys.
-    password_kdf: str = PASSWORD_KDF  # backend.core.passwords
+    password_kdf: str = PASSWORD_KDF  # backend.core.crypto.passwords
     custody_origin: str = ""
     witness_keys: tuple[str, ...] = ()
     # The suites the custody log is kept in (backend.core.variables.custody_suites): ("intl",), or ("intl", "sm")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from backend.core.passwords import check_kdf
+from backend.core.crypto.passwords import check_kdf
 
 PREFIX = "FIELDCASE_"
 # FIELDCASE_* names read by the test suite and the benches, not by the server: never reported as unknown.

@@ -7,7 +7,6 @@ the person would, over real HTTP, keeps the answers on the `FieldDay`, and hands
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from backend.core.crypto import INTL
 from backend.demo import checks, scenario
 from backend.demo.day import FieldDay, StoryFailed, Visit
 from backend.demo.flaky_line import FlakyLine
@@ -122,7 +122,7 @@ def office(day: FieldDay) -> None:
             clip["prev_sha256"] = previous  # the camera chains each clip to the one before
         eid = phone.capture_evidence(path, "video", "video/mp4", inspection_id=iid, captured_at=clip["started_at"],
                                      location=scenario.HERE, clip=clip, at=at + timedelta(seconds=5 * n))
-        previous = hashlib.sha256(path.read_bytes()).hexdigest()
+        previous = INTL.hexdigest(path.read_bytes())
         day.clips[index] = eid
         day.items[eid] = ("zhang.min", f"clip {camera} #{index} {local_time(clip['started_at'])}-"
                                        f"{local_time(clip['ended_at'])}")

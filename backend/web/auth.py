@@ -40,9 +40,9 @@ from sqlalchemy.orm import Session
 from backend.casework.accounts import find_by_username
 from backend.casework.tokens import TokenIssuer, issue_pair
 from backend.core.config import Settings
+from backend.core.crypto.passwords import verify_password
 from backend.core.errors import TooManyRequests, Unauthorized
 from backend.core.models import LoginFailure, Officer
-from backend.core.passwords import verify_password
 
 BAD_LOGIN = "wrong username or password"
 

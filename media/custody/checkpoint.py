@@ -27,19 +27,16 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.core.crypto import SM
+from backend.core.crypto import INTL, SM, digests
 from backend.core.errors import Invalid
 from backend.core.models import TreeHead, WitnessCosignature
 from media.custody.heads import issued_head, latest_head
@@ -72,7 +69,7 @@ def valid_name(name: str) -> bool:
 
 def key_id(name: str, signature_type: int, public_raw: bytes) -> bytes:
     """signed-note's key ID: SHA-256(name || 0x0A || signature type || public key)[:4]."""
-    return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([signature_type]) + public_raw).digest()[:4]
+    return digests.sha256(name.encode("utf-8") + b"\n" + bytes([signature_type]) + public_raw)[:4]
 
 
 def vkey(name: str, signature_type: int, public_raw: bytes) -> str:
@@ -130,7 +127,7 @@ def log_verifier_key(settings: Any, signer: Signer) -> str:
 class WitnessKey:
     name: str
     key_id: bytes  # the cosignature/v1 key ID: type 0x04
-    public_key: Ed25519PublicKey
+    public_key: bytes  # raw, 32 bytes
     vkey: str
 
 
@@ -152,7 +149,7 @@ def parse_witness_key(text_: str) -> WitnessKey:
     if key_id(name, raw[0], raw[1:]) != stated:
         raise ValueError(f"witness key {text_!r}: its key ID does not match its name and key")
     return WitnessKey(name=name, key_id=key_id(name, COSIGNATURE_V1, raw[1:]),
-                      public_key=Ed25519PublicKey.from_public_bytes(raw[1:]), vkey=text_)
+                      public_key=raw[1:], vkey=text_)
 
 
 @lru_cache(maxsize=8)
@@ -189,7 +186,8 @@ def signature_line(name: str, signature: bytes) -> str:
 
 def log_signature_line(signer: Signer, origin: str, body: str) -> str:
     """The log's own signature of a checkpoint: Ed25519 over the note text, key ID of type 0x01."""
-    return signature_line(origin, key_id(origin, ED25519, signer.public_raw) + signer.private_key.sign(body.encode()))
+    return signature_line(origin, key_id(origin, ED25519, signer.public_raw)
+                          + INTL.sign(signer.private_key, signer.public_raw, body.encode()))
 
 
 def cosignature_message(body: str | bytes, timestamp: int) -> bytes:
@@ -303,25 +301,17 @@ def _issued_head(session: Session, origin: str, text_: str) -> TreeHead:
     return head
 
 
-def _own_keys(signer: Signer, origin: str) -> dict[bytes, Ed25519PublicKey]:
-    """This log's note keys by key ID: the current custody key and the retired ones (heads outlive a rotation)."""
-    own = {}
-    for public_b64url in signer.public_keys().values():
-        raw = base64.urlsafe_b64decode(public_b64url + "=" * (-len(public_b64url) % 4))
-        own[key_id(origin, ED25519, raw)] = Ed25519PublicKey.from_public_bytes(raw)
-    return own
+def _own_keys(signer: Signer, origin: str) -> dict[bytes, bytes]:
+    """This log's raw note keys by key ID: the current custody key and the retired ones (heads outlive a rotation)."""
+    return {key_id(origin, ED25519, raw): raw for raw in signer.verification_keys().values()}
 
 
-def signature_holds(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+def signature_holds(public_raw: bytes, signature: bytes, message: bytes) -> bool:
     """A note's or a cosignature's Ed25519 signature, as a yes or no (the caller names what failed)."""
-    try:
-        key.verify(signature, message)
-        return True
-    except InvalidSignature:
-        return False
+    return INTL.verify(public_raw, message, signature)
 
 
-def _check_line(name: str, signature: bytes, text_: str, origin: str, own: dict[bytes, Ed25519PublicKey],
+def _check_line(name: str, signature: bytes, text_: str, origin: str, own: dict[bytes, bytes],
                 witnesses: dict[tuple[str, bytes], WitnessKey]) -> tuple[str, WitnessKey | None, int, bytes]:
     """(problem or "", the witness, its timestamp, its Ed25519 signature) for one signature line."""
     kid, rest = signature[:4], signature[4:]

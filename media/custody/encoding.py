@@ -6,12 +6,12 @@ These exact bytes are hashed and signed, so they have one home, shared by the lo
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from typing import Any
 
 import rfc8785
 
+from backend.core.crypto import INTL
 from backend.core.json_text import is_unicode_text
 
 
@@ -66,4 +66,4 @@ def canonical(obj: Any) -> bytes:
 def fact_digest(value: Any) -> str:
     """How a custody leaf binds a server fact without carrying it (a case's summary may name people): the hex
     SHA-256 of the value's canonical JSON. A verifier holding the value recomputes it."""
-    return hashlib.sha256(canonical(value)).hexdigest()
+    return INTL.hexdigest(canonical(value))

@@ -11,20 +11,16 @@ heads of the SM tree (SM3 nodes): its own key file (private key then public poin
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from backend.core.config import secret_file
-from backend.core.crypto import SM
+from backend.core.crypto import INTL, SM, Suite, digests
 from backend.core.secret_files import SM2_KEY_BYTES, generates_secrets, new_sm2_key
 from backend.core.times import utc_millis
 from media.custody.encoding import b64url, canonical
@@ -32,11 +28,7 @@ from media.custody.encoding import b64url, canonical
 
 def key_id_of(public_raw: bytes) -> str:
     """A key's id: the first 16 hex digits of SHA-256 of its raw 32 bytes (PROTOCOL §8)."""
-    return hashlib.sha256(public_raw).hexdigest()[:16]
-
-
-def _public_from_b64(text_: str) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(text_ + "=" * (-len(text_) % 4)))
+    return digests.sha256_hex(public_raw)[:16]
 
 
 def sm_key_id_of(public_point: bytes) -> str:
@@ -54,7 +46,7 @@ class SmSigner:
     """The SM tree's head key (SM2 with SM3, user ID 1234567812345678: backend.core.crypto.sm2), and the public
     points of the SM2 keys it replaced (`retired`: key id, base64url of the 65-byte point)."""
 
-    private_key: bytes  # 32 bytes
+    private_key: bytes = field(repr=False)  # 32 bytes; kept out of repr, so out of logs
     public_raw: bytes  # the uncompressed point, 65 bytes
     retired: tuple[tuple[str, str], ...] = ()
 
@@ -94,13 +86,15 @@ class Signer:
     whoever appends leaves with this signer then appends them to both trees.
     """
 
-    private_key: Ed25519PrivateKey
+    private_key: bytes = field(repr=False)  # the 32-byte Ed25519 seed (RFC 8032), as kept in its file
+    public_raw: bytes  # its 32-byte public key: `from_seed` derives it once
     retired: tuple[tuple[str, str], ...] = ()
     sm: SmSigner | None = None
 
-    @property
-    def public_raw(self) -> bytes:
-        return self.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    @classmethod
+    def from_seed(cls, seed: bytes, retired: tuple[tuple[str, str], ...] = (), sm: SmSigner | None = None) -> Signer:
+        """The key file holds only the seed: its public half is derived here, once, not per signature."""
+        return cls(seed, INTL.public_key(seed), retired, sm)
 
     @property
     def key_id(self) -> str:
@@ -111,7 +105,8 @@ class Signer:
         return b64url(self.public_raw)
 
     def sign(self, data: bytes) -> str:
-        return b64url(self.private_key.sign(data))
+        """base64url of the Ed25519 signature (64 bytes) of `data`."""
+        return b64url(INTL.sign(self.private_key, self.public_raw, data))
 
     def public_keys(self) -> dict[str, str]:
         """Every key id this deployment has signed heads with, to its base64url public key (current last)."""
@@ -120,8 +115,9 @@ class Signer:
     def public_key_for(self, key_id: str) -> str | None:
         return self.public_keys().get(key_id)
 
-    def verification_keys(self) -> dict[str, Ed25519PublicKey]:
-        return {kid: _public_from_b64(pub) for kid, pub in self.public_keys().items()}
+    def verification_keys(self) -> dict[str, bytes]:
+        """Key id to the raw 32-byte public key, for `verify_head`."""
+        return {kid: _b64d(pub) for kid, pub in self.public_keys().items()}
 
 
 def read_keyring(path: Path | None) -> list[dict[str, str]]:
@@ -131,7 +127,7 @@ def read_keyring(path: Path | None) -> list[dict[str, str]]:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     keys = data.get("keys", []) if isinstance(data, dict) else []
     for entry in keys:
-        raw = base64.urlsafe_b64decode(entry["public_key"] + "=" * (-len(entry["public_key"]) % 4))
+        raw = _b64d(entry["public_key"])
         if len(raw) != 32 or key_id_of(raw) != entry["key_id"]:
             raise RuntimeError(f"custody keyring {path}: entry {entry.get('key_id')!r} does not match its key")
     return keys
@@ -154,7 +150,7 @@ def load_signer(instance_dir: Path | None = None, *, key_file: Path | None = Non
         keyring_file = Path(instance_dir) / "custody-keyring.json"
     seed = secret_file(Path(key_file), 32, create=create)[:32]
     retired = tuple((k["key_id"], k["public_key"]) for k in read_keyring(keyring_file))
-    return Signer(Ed25519PrivateKey.from_private_bytes(seed), retired=retired)
+    return Signer.from_seed(seed, retired=retired)
 
 
 def signer_for(settings: Any) -> Signer:
@@ -256,21 +252,21 @@ def head_payload(tree_size: int, root_hash: str, timestamp: str) -> bytes:
     return canonical({"tree_size": tree_size, "root_hash": root_hash, "timestamp": timestamp})
 
 
+def _head_holds(suite: Suite, public_raw: bytes, head: dict[str, Any]) -> bool:
+    try:
+        signature = _b64d(head["signature"])
+        return suite.verify(public_raw, head_payload(head["tree_size"], head["root_hash"], head["timestamp"]),
+                            signature)
+    except Exception:  # noqa: BLE001 - any failure to verify is a failed verification
+        return False
+
+
 def verify_sm_head(public_point: bytes, head: dict[str, Any]) -> bool:
     """Whether an SM tree head's `signature` (base64url of raw r ‖ s) is SM2 by `public_point` over the same
     canonical JSON as an intl head's (`head_payload`)."""
-    try:
-        signature = _b64d(head["signature"])
-        return SM.verify(public_point, head_payload(head["tree_size"], head["root_hash"], head["timestamp"]),
-                         signature)
-    except Exception:  # noqa: BLE001 - any failure to verify is a failed verification
-        return False
+    return _head_holds(SM, public_point, head)
 
 
-def verify_head(public_key: Ed25519PublicKey, head: dict[str, Any]) -> bool:
-    try:
-        signature = base64.urlsafe_b64decode(head["signature"] + "=" * (-len(head["signature"]) % 4))
-        public_key.verify(signature, head_payload(head["tree_size"], head["root_hash"], head["timestamp"]))
-        return True
-    except Exception:  # noqa: BLE001 - any failure to verify is a failed verification
-        return False
+def verify_head(public_raw: bytes, head: dict[str, Any]) -> bool:
+    """Whether a tree head's `signature` (base64url) is Ed25519 by the raw 32-byte `public_raw` over `head_payload`."""
+    return _head_holds(INTL, public_raw, head)

@@ -37,16 +37,18 @@ the default) or `SM3_TREE`, which is RFC 6962 with SM3 (GB/T 32905) in place of 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from backend.core.crypto import SM
+from backend.core.crypto import INTL, SM
+
+# Bound once: a hash is made per leaf and per node, so the suite's method is not looked up at every call.
+_sha256, _sm3 = INTL.digest, SM.digest
 
 HASH_SIZE = 32
 """Every hash is a SHA-256 digest; anything else in a proof or the store is corruption."""
 
-EMPTY_ROOT = hashlib.sha256(b"").digest()
+EMPTY_ROOT = _sha256(b"")
 """MTH({}) = SHA-256 of the empty string (RFC 6962 §2.1)."""
 
 LEAF_PREFIX = b"\x00"
@@ -64,7 +66,7 @@ NodeGetter = Callable[[int, int], bytes]
 
 def leaf_hash(leaf: bytes) -> bytes:
     """SHA-256(0x00 || leaf): the prefix keeps a leaf from ever passing for an interior node (second preimages)."""
-    return hashlib.sha256(LEAF_PREFIX + bytes(leaf)).digest()
+    return _sha256(LEAF_PREFIX + bytes(leaf))
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
@@ -75,17 +77,17 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     """
     _check_hash(left, "left child")
     _check_hash(right, "right child")
-    return hashlib.sha256(NODE_PREFIX + bytes(left) + bytes(right)).digest()
+    return _sha256(NODE_PREFIX + left + right)  # bytes + any bytes-like is bytes: no copies of the children first
 
 
 def _sm3_leaf_hash(leaf: bytes) -> bytes:
-    return SM.digest(LEAF_PREFIX + bytes(leaf))
+    return _sm3(LEAF_PREFIX + bytes(leaf))
 
 
 def _sm3_node_hash(left: bytes, right: bytes) -> bytes:
     _check_hash(left, "left child")
     _check_hash(right, "right child")
-    return SM.digest(NODE_PREFIX + bytes(left) + bytes(right))
+    return _sm3(NODE_PREFIX + left + right)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class TreeHashing:
 
 
 SHA256_TREE = TreeHashing("intl", "sha256", leaf_hash, node_hash, EMPTY_ROOT)
-SM3_TREE = TreeHashing("sm", "sm3", _sm3_leaf_hash, _sm3_node_hash, SM.digest(b""))
+SM3_TREE = TreeHashing("sm", "sm3", _sm3_leaf_hash, _sm3_node_hash, _sm3(b""))
 TREES = {t.suite: t for t in (SHA256_TREE, SM3_TREE)}
 
 

@@ -14,20 +14,22 @@ and otherwise has exactly the number of hashes the RFC's PROOF has. The
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable, Sequence
 
+from backend.core.crypto import INTL, digests
 from media.custody.merkle import SHA256_TREE, TreeHashing
 
 HASH_SIZE = 32
 _DIGEST_NAMES = {"sha256": "SHA-256", "sm3": "SM3"}
-EMPTY_ROOT = hashlib.sha256(b"").digest()
+EMPTY_ROOT = SHA256_TREE.empty_root
 """MTH({}) = SHA-256 of the empty string (RFC 6962 §2.1): the only root a tree of size 0 has."""
 
 
+_sha256 = INTL.digest  # bound once: a proof's walk hashes a node per step
+
+
 def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
+    return _sha256(b"\x01" + left + right)
 
 
 def _hash_problem(value: object, what: str) -> str | None:
@@ -113,7 +115,7 @@ def check_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[byt
             r = node(r, bytes(p))
         fn >>= 1
         sn >>= 1
-    if sn != 0 or not hmac.compare_digest(r, bytes(root)):
+    if sn != 0 or not digests.equal(r, bytes(root)):
         return "the proof does not lead to the root hash"
     return None
 
@@ -141,14 +143,14 @@ def check_consistency(first: int, second: int, first_root: bytes, second_root: b
         return "tree sizes must be non-negative integers"
     if first > second:
         return f"the first tree ({first} leaves) is larger than the second ({second})"
-    if first == 0 and not hmac.compare_digest(bytes(first_root), tree.empty_root):
+    if first == 0 and not digests.equal(bytes(first_root), tree.empty_root):
         return (f"the first root hash is not the empty tree's ({_DIGEST_NAMES.get(tree.digest_name, tree.digest_name)}"
                 " of nothing) though the first tree is empty")
     if first == second or first == 0:
         if proof:
             why = "of equal sizes" if first == second else "from the empty tree"
             return f"a consistency proof {why} must be empty, this one has {_hashes(len(proof))}"
-        if first == second and not hmac.compare_digest(bytes(first_root), bytes(second_root)):
+        if first == second and not digests.equal(bytes(first_root), bytes(second_root)):
             return f"the two trees have {first} leaves each but different roots"
         return None
     expected = consistency_proof_length(first, second)
@@ -178,9 +180,9 @@ def check_consistency(first: int, second: int, first_root: bytes, second_root: b
         sn >>= 1
     if sn != 0:
         return "the proof is shorter than the path"
-    if not hmac.compare_digest(fr, bytes(first_root)):
+    if not digests.equal(fr, bytes(first_root)):
         return "the proof does not lead to the first root hash"
-    if not hmac.compare_digest(sr, bytes(second_root)):
+    if not digests.equal(sr, bytes(second_root)):
         return "the proof does not lead to the second root hash"
     return None
 

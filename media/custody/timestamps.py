@@ -5,11 +5,11 @@ set back. A token from an independent TSA states that the head existed no later 
 message imprint is SHA-256 of exactly the bytes the head's Ed25519 signature covers
 (`media.custody.keys.head_payload`), so whoever checks the head re-derives the imprint from the same fields.
 
-The token is a CMS ContentInfo (RFC 5652) holding a TSTInfo (RFC 3161 §2.4.2). It is read with asn1crypto and its
-signature and certificate path checked with cryptography: no DER is parsed here by hand. (rfc3161-client was the
-first choice; its strict DER reader refuses tokens whose certificate SET is not sorted, which OpenSSL's own TSA
-writes, and it checks whole responses against a trust root only, while a package verifier holds a bare token
-and may have no root.)
+The token is a CMS ContentInfo (RFC 5652) holding a TSTInfo (RFC 3161 §2.4.2). It is read with asn1crypto, its
+signature checked by `backend.core.crypto.cms_signatures` (the home of primitives) and its certificate path by
+cryptography's X.509 verifier: no DER is parsed here by hand. (rfc3161-client was the first choice; its strict DER
+reader refuses tokens whose certificate SET is not sorted, which OpenSSL's own TSA writes, and it checks whole
+responses against a trust root only, while a package verifier holds a bare token and may have no root.)
 
 `check_token` is the one check, used at receipt, by `fieldcase custody verify` and by `fieldcase verify-package`:
 
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,18 +39,14 @@ from typing import Any
 import requests
 from asn1crypto import cms, tsp
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
+from backend.core.crypto import cms_signatures, digests
 from backend.core.errors import TimestampFailed
 from media.custody.keys import head_payload
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
 
 
 @dataclass(frozen=True)
@@ -104,7 +99,7 @@ def request_for(message: bytes) -> tuple[bytes, int]:
     request = tsp.TimeStampReq({
         "version": 1,
         "message_imprint": {"hash_algorithm": {"algorithm": "sha256"},
-                            "hashed_message": hashlib.sha256(message).digest()},
+                            "hashed_message": digests.sha256(message)},
         "nonce": nonce,
         "cert_req": True,
     })
@@ -173,17 +168,17 @@ def _check(tst: Any, tst_der: bytes, signer: Any, certificates: list[Any], messa
     imprint = tst["message_imprint"]
     if imprint["hash_algorithm"]["algorithm"].native != "sha256":
         raise TimestampFailed(f"the token imprints {imprint['hash_algorithm']['algorithm'].native}, not SHA-256")
-    if imprint["hashed_message"].native != hashlib.sha256(message).digest():
+    if imprint["hashed_message"].native != digests.sha256(message):
         raise TimestampFailed("the token imprints another message, not this tree head (a token of another head?)")
     digest_name = signer["digest_algorithm"]["algorithm"].native
-    if digest_name not in _HASHES:
+    if digest_name not in cms_signatures.SHA2:
         raise TimestampFailed(f"the token's signature digest {digest_name} is not accepted (SHA-2 only)")
     attributes = {a["type"].native: a["values"] for a in signer["signed_attrs"]} if signer["signed_attrs"] else {}
     if "content_type" not in attributes or attributes["content_type"][0].native != "tst_info":
         raise TimestampFailed("the token's signed attributes do not name a TSTInfo as their content")
     if "message_digest" not in attributes:
         raise TimestampFailed("the token's signed attributes carry no message digest")
-    if attributes["message_digest"][0].native != _digest(digest_name, tst_der):
+    if attributes["message_digest"][0].native != cms_signatures.sha2(digest_name, tst_der):
         raise TimestampFailed("the token's TSTInfo does not match the digest its signature covers (altered)")
     certificate = _signer_certificate(signer, certificates)
     _check_ess(attributes, certificate)
@@ -195,12 +190,6 @@ def _check(tst: Any, tst_der: bytes, signer: Any, certificates: list[Any], messa
     anchored = bool(trust) and _chain(certificate, certificates, gen_time, trust)
     return TokenFacts(gen_time=gen_time, tsa=_load(certificate).subject.rfc4514_string(),
                       serial=tst["serial_number"].native, policy=tst["policy"].dotted, anchored=anchored)
-
-
-def _digest(name: str, data: bytes) -> bytes:
-    h = hashes.Hash(_HASHES[name]())
-    h.update(data)
-    return h.finalize()
 
 
 def _load(certificate: Any) -> x509.Certificate:
@@ -225,12 +214,12 @@ def _check_ess(attributes: dict[str, Any], certificate: Any) -> None:
     if "signing_certificate_v2" in attributes:
         first = attributes["signing_certificate_v2"][0]["certs"][0]
         algorithm = first["hash_algorithm"]["algorithm"].native
-        if algorithm not in _HASHES:
+        if algorithm not in cms_signatures.SHA2:
             raise TimestampFailed(f"the token names its certificate by a {algorithm} hash (SHA-2 only)")
-        expected = _digest(algorithm, certificate.dump())
+        expected = cms_signatures.sha2(algorithm, certificate.dump())
     elif "signing_certificate" in attributes:
         first = attributes["signing_certificate"][0]["certs"][0]
-        expected = hashlib.sha1(certificate.dump(), usedforsecurity=False).digest()
+        expected = digests.sha1(certificate.dump())
     else:
         raise TimestampFailed("the token's signed attributes do not name its signing certificate (ESS)")
     if first["cert_hash"].native != expected:
@@ -245,26 +234,15 @@ def _check_signature(signer: Any, digest_name: str, certificate: Any) -> None:
     if named is not None and named != digest_name:
         raise TimestampFailed(f"the token's signature algorithm uses {named} but its digest is {digest_name}")
     key = _load(certificate).public_key()
-    chosen = _HASHES[digest_name]()
-    try:
-        kind = algorithm.signature_algo
-        if kind == "rsassa_pkcs1v15" and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), chosen)
-        elif kind == "rsassa_pss" and isinstance(key, rsa.RSAPublicKey):
-            params = algorithm["parameters"]
-            mgf = _HASHES[params["mask_gen_algorithm"]["parameters"]["algorithm"].native]()
-            key.verify(signature, data, padding.PSS(padding.MGF1(mgf), params["salt_length"].native), chosen)
-        elif kind == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(chosen))
-        elif kind == "dsa" and isinstance(key, dsa.DSAPublicKey):
-            key.verify(signature, data, chosen)
-        elif kind in ("ed25519", "ed448") and isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-            key.verify(signature, data)
-        else:
-            raise TimestampFailed(f"the token's signature algorithm {kind} does not fit its certificate's key")
-    except InvalidSignature:
-        raise TimestampFailed("the token's signature does not verify with its certificate (forged or altered)") \
-            from None
+    kind = algorithm.signature_algo
+    if not cms_signatures.fits(key, kind):
+        raise TimestampFailed(f"the token's signature algorithm {kind} does not fit its certificate's key")
+    pss = None
+    if kind == "rsassa_pss":
+        params = algorithm["parameters"]
+        pss = (params["mask_gen_algorithm"]["parameters"]["algorithm"].native, params["salt_length"].native)
+    if not cms_signatures.verify(key, kind, digest_name, data, signature, pss=pss):
+        raise TimestampFailed("the token's signature does not verify with its certificate (forged or altered)")
 
 
 def _named_hash(algorithm: Any) -> str | None:

@@ -17,7 +17,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -84,7 +83,7 @@ class _SmPass:
             self.roots[index + 1] = _frontier_root(self.frontier, merkle.SM3_TREE)
 
 
-def verify_log(session: Session, public_key: Ed25519PublicKey | Mapping[str, Ed25519PublicKey], *,
+def verify_log(session: Session, keys: Mapping[str, bytes], *,
                tsa_trust: Sequence[x509.Certificate] = (), batch: int = 5000,
                sm_keys: Mapping[str, bytes] | None = None) -> VerifyReport:
     """Recompute the tree from the stored events alone and hold it against the nodes and the signed heads.
@@ -92,8 +91,8 @@ def verify_log(session: Session, public_key: Ed25519PublicKey | Mapping[str, Ed2
     Streams the events once, keeping only the right frontier of the tree in
     memory; each event's canonical form, columns and leaf hash are checked,
     every stored head's root and signature, and consistency between heads.
-    `public_key` is one key for every head, or a keyring (key id to key):
-    then each head is checked with the key its `key_id` names. Each stored
+    `keys` is the keyring (key id to raw 32-byte Ed25519 public key): each
+    head is checked with the key its `key_id` names. Each stored
     timestamp token must be over its head, and chain to `tsa_trust` if given. With `sm_keys` (SM2 key id to
     its 65-byte point), the SM tree and its heads are checked too.
     """
@@ -128,7 +127,7 @@ def verify_log(session: Session, public_key: Ed25519PublicKey | Mapping[str, Ed2
     previous = None
     for head in heads:
         report.heads += 1
-        key = public_key.get(head.key_id) if isinstance(public_key, Mapping) else public_key
+        key = keys.get(head.key_id)
         if key is None:
             report.problems.append(f"tree head {head.tree_size}: signed with key {head.key_id}, not in the keyring")
         elif not verify_head(key, head_dict(head)):

@@ -4,13 +4,12 @@ given by the person verifying, or, which proves only self-consistency, the one i
 from __future__ import annotations
 
 import binascii
-import hashlib
 from typing import Any
 
 import rfc8785
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from backend.core.crypto import INTL
+from media.custody.merkle import SHA256_TREE
 from media.custody.proofs import check_inclusion
 from media.package_verify.report import PackageReport
 from media.package_verify.spelling import Refused, b64d, hash32, key_id, load_key, typed_key
@@ -32,9 +31,9 @@ def head_tree(head: dict[str, Any], report: PackageReport) -> tuple[int, bytes] 
 
 
 def custody_key(manifest: dict[str, Any], public_key: str | None,
-                report: PackageReport) -> Ed25519PublicKey | None:
+                report: PackageReport) -> bytes | None:
     """The key that must have signed the tree head and the index: the one given on the command line, or (which
-    proves only that the package is self-consistent) the one inside the package. None, reported, if unusable."""
+    proves only that the package is self-consistent) the one inside the package, raw. None, reported, if unusable."""
     custody = manifest["custody"]
     if public_key:
         report.key_source = "command line"
@@ -63,7 +62,7 @@ def custody_key(manifest: dict[str, Any], public_key: str | None,
     return key
 
 
-def check_tree_head(manifest: dict[str, Any], key: Ed25519PublicKey | None, given: bool,
+def check_tree_head(manifest: dict[str, Any], key: bytes | None, given: bool,
                     report: PackageReport) -> None:
     head = manifest["custody"]["tree_head"]
     if key is None:
@@ -78,9 +77,7 @@ def check_tree_head(manifest: dict[str, Any], key: Ed25519PublicKey | None, give
         report.problems.append(f"tree head (size {head['tree_size']}): refused, its signature is {exc}, so it was "
                                "not checked")
         return
-    try:
-        key.verify(signature, signed)
-    except (InvalidSignature, ValueError):
+    if not INTL.verify(key, signed, signature):
         report.problems.append(f"tree head (size {head['tree_size']}): its signature does not verify with the "
                                f"{'given' if given else 'package'} key (forged or altered head, or another "
                                "server's key)")
@@ -104,8 +101,7 @@ def inclusion_holds(event: dict[str, Any], where: str, leaf: dict[str, Any], tre
         report.problems.append(f"{what}: refused, {exc}: its inclusion proof does not hold against the tree head "
                                f"(size {size})")
         return False
-    leaf_hash = hashlib.sha256(b"\x00" + text.encode("utf-8")).digest()
-    problem = check_inclusion(leaf_hash, index, size, proof, root)
+    problem = check_inclusion(SHA256_TREE.leaf_hash(text.encode("utf-8")), index, size, proof, root)
     if problem:
         report.problems.append(f"{what}: its inclusion proof does not hold against the tree head (size {size}): "
                                f"{problem}")

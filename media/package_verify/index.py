@@ -9,16 +9,15 @@ import json
 from typing import Any
 
 import rfc8785
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from backend.core.crypto import INTL
 from media.package_index import HEAD_FIELDS, INDEX_FORMAT, INDEX_NAME
 from media.package_verify.members import Damaged, Members
 from media.package_verify.report import PackageReport
 from media.package_verify.spelling import Refused, b64d, hash32
 
 
-def check_index(members: Members, manifest: dict[str, Any], key: Ed25519PublicKey | None,
+def check_index(members: Members, manifest: dict[str, Any], key: bytes | None,
                 report: PackageReport) -> None:
     try:
         index = json.loads(members.zf.read(INDEX_NAME).decode("utf-8"))
@@ -43,7 +42,7 @@ def check_index(members: Members, manifest: dict[str, Any], key: Ed25519PublicKe
     _members(index["members"], members, report)
 
 
-def _signature(index: dict[str, Any], key: Ed25519PublicKey | None, report: PackageReport) -> None:
+def _signature(index: dict[str, Any], key: bytes | None, report: PackageReport) -> None:
     if key is None:
         return  # no usable custody key: already reported with the tree head
     try:
@@ -54,9 +53,7 @@ def _signature(index: dict[str, Any], key: Ed25519PublicKey | None, report: Pack
         report.problems.append(f"{INDEX_NAME}: refused, its signature is {exc}, so nothing it lists is vouched for")
         return
     signed = rfc8785.dumps({k: v for k, v in index.items() if k != "signature"})
-    try:
-        key.verify(signature, signed)
-    except (InvalidSignature, ValueError):
+    if not INTL.verify(key, signed, signature):
         report.problems.append(f"{INDEX_NAME}: its signature does not verify with the custody key (the index was "
                                "altered, or made by another key)")
 

@@ -7,10 +7,9 @@ changed inside the archive and is reported as damaged.
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 
-from backend.core.crypto import SM
+from backend.core.crypto import SM, digests
 
 CHUNK = 1024 * 1024
 
@@ -42,7 +41,7 @@ class Members:
         found = self._digests.get(name)
         if found is None or (sm3 and not isinstance(found, Damaged) and found[2] is None):
             info = self.zf.getinfo(name)
-            h, s, n = hashlib.sha256(), SM.hasher() if sm3 else None, 0
+            h, s, n = digests.sha256_hasher(), SM.hasher() if sm3 else None, 0
             try:
                 with self.zf.open(info) as fh:
                     while block := fh.read(CHUNK):
@@ -50,7 +49,7 @@ class Members:
                         if s is not None:
                             s.update(block)
                         n += len(block)
-                found = (h.hexdigest(), n, s.digest().hex() if s is not None else None)
+                found = (h.digest().hex(), n, s.digest().hex() if s is not None else None)
             except zipfile.BadZipFile as exc:
                 found = Damaged(str(exc))
             self._digests[name] = found

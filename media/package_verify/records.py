@@ -11,8 +11,6 @@ from __future__ import annotations
 import binascii
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-
 from backend.core.crypto import INTL, Suite, suite_for_alg
 from media.package_verify.facts import ALL, SUBJECTS, Signed
 from media.package_verify.heads import inclusion_holds
@@ -30,9 +28,11 @@ def device_suite(device: Any) -> Suite | None:
 
 
 def _load(device: dict[str, Any], suite: Suite) -> DeviceKey:
+    """ValueError, saying why, for a key not spelled canonically, or not a point of its suite's curve (an Ed25519 key
+    of small order too: no phone could enrol one, and a forged signature can hold under it)."""
     if suite is INTL:
-        key = load_key(device["public_key"])
-        return DeviceKey(INTL, key.public_bytes_raw(), key)
+        raw = load_key(device["public_key"])
+        return DeviceKey(INTL, raw, INTL.verifier(raw))
     text = device["public_key"]
     b64d(text)  # Refused, saying why, unless canonical base64url
     return load_device_key(text, suite, canonical=True)
@@ -82,12 +82,7 @@ def verify_jws(text: object, key: DeviceKey) -> tuple[dict[str, Any], dict[str, 
     if len(signature) != 64:
         raise Refused(f"its signature is {len(signature)} bytes, not the 64 of {suite.signature_name}")
     signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
-    if key.ed25519 is not None:
-        try:
-            key.ed25519.verify(signature, signing_input)
-        except InvalidSignature:
-            raise ValueError("bad signature") from None
-    elif not suite.verify(key.raw, signing_input, signature):
+    if not key.verifier(signing_input, signature):
         raise ValueError("bad signature")
     return header, payload
 

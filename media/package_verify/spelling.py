@@ -6,13 +6,12 @@ digits, raw 32-byte Ed25519 keys, JSON objects. What is spelled otherwise is `Re
 from __future__ import annotations
 
 import binascii
-import hashlib
 import json
 import re
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
+from backend.core.crypto import INTL
+from media.custody.keys import key_id_of
 from sync.jws import canonical_b64decode
 
 _HEX_HASH = re.compile(r"[0-9a-f]{64}")
@@ -47,12 +46,15 @@ def hash32(text: object, what: str) -> bytes:
     return bytes.fromhex(text)
 
 
-def load_key(text: str) -> Ed25519PublicKey:
-    """Canonical base64url of a raw 32-byte Ed25519 public key (see `_typed_key` for one typed by a person)."""
+def load_key(text: str) -> bytes:
+    """The raw 32-byte Ed25519 public key that `text` spells in canonical base64url (see `typed_key` for one typed
+    by a person). InvalidPublicKey (a ValueError, saying why) for one off the curve or of small order: under the
+    identity point, OpenSSL holds a forged signature of any message to be valid."""
     raw = b64d(text)
     if len(raw) != 32:
         raise Refused(f"an Ed25519 public key is 32 bytes, not {len(raw)}")
-    return Ed25519PublicKey.from_public_bytes(raw)
+    INTL.check_public_key(raw)
+    return raw
 
 
 def typed_key(text: str) -> str:
@@ -62,7 +64,7 @@ def typed_key(text: str) -> str:
 
 
 def key_id(text: str) -> str:
-    return hashlib.sha256(b64d(text)).hexdigest()[:16]
+    return key_id_of(b64d(text))
 
 
 def json_object(raw: bytes, what: str) -> dict[str, Any]:

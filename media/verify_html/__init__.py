@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import json
 import re
 from importlib import resources
 
-from backend.core.crypto import SUITES, sm2
+from backend.core.crypto import SUITES, digests, sm2
 from media.package_index import HEAD_FIELDS, INDEX_FORMAT, INDEX_NAME
 from media.package_verify.facts import INSPECTION_TYPES, SUBJECTS
 from media.package_verify.server_facts import CASE_ACTIONS, CORRECTION_ACTIONS
@@ -63,7 +62,7 @@ def _constants() -> str:
 
 
 def _csp_hash(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+    return "'sha256-" + base64.b64encode(digests.sha256(text.encode("utf-8"))).decode("ascii") + "'"
 
 
 @functools.cache

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from backend.core.config import Settings
+from backend.core.crypto.passwords import PASSWORD_KDF, check_kdf, hash_password, verify_password
 from backend.core.models import Officer
-from backend.core.passwords import PASSWORD_KDF, check_kdf, hash_password, verify_password
 from tests.conftest import TEST_KDF
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from click.testing import CliRunner
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from backend.bootstrap import create_app
 from backend.cli import main
@@ -55,17 +54,20 @@ def test_rotation_keeps_old_heads_verifiable(settings, tmp_path):
 
         with db.session() as session:
             assert verify_log(session, new.verification_keys()).ok
-            only_new = verify_log(session, new.private_key.public_key()).problems
-            assert only_new == [f"tree head {first['tree_size']}: bad signature"]
-            unknown = verify_log(session, {new.key_id: new.private_key.public_key()}).problems
+            misfiled = verify_log(session, {old.key_id: new.public_raw, new.key_id: new.public_raw}).problems
+            assert misfiled == [f"tree head {first['tree_size']}: bad signature"]
+            unknown = verify_log(session, {new.key_id: new.public_raw}).problems
             assert unknown == [f"tree head {first['tree_size']}: signed with key {old.key_id}, not in the keyring"]
 
         verified = CliRunner().invoke(main, ["custody", "verify"], env=_env(s))
         assert verified.exit_code == 0 and "2 signed tree heads: OK" in verified.output, verified.output
-        old_pub = old.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        only_old = CliRunner().invoke(main, ["custody", "verify", "--public-key", custody_keys.b64url(old_pub)],
+        only_old = CliRunner().invoke(main, ["custody", "verify", "--public-key", old.public_key],
                                       env=_env(s))
         assert only_old.exit_code == 1 and "not in the keyring" in only_old.output
+        assert "bad signature" not in only_old.output  # the head the old key signed holds under it
+        both = CliRunner().invoke(main, ["custody", "verify", "--public-key", old.public_key,
+                                         "--public-key", new.public_key], env=_env(s))
+        assert both.exit_code == 0 and "2 signed tree heads: OK" in both.output, both.output
 
         # A process started after the rotation signs with the new key and publishes both.
         fresh = create_app(s)

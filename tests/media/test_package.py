@@ -535,6 +535,40 @@ def test_given_keys_or_a_head_signature_spelled_another_way_when_verified_then_t
             f"tree head (size {size}): refused, its signature is {why}, so it was not checked"]
 
 
+IDENTITY = bytes([1]) + bytes(31)  # the Ed25519 identity point, a point of small order
+FORGED = _b64(IDENTITY + bytes(32))  # R = identity, s = 0: OpenSSL finds it a valid signature of any message under it
+
+
+class Forger:
+    """Whoever made a package carrying the identity point as its custody key: it "signs" anything."""
+
+    def sign(self, data: bytes) -> str:
+        return FORGED
+
+
+def test_given_a_package_whose_custody_key_is_of_small_order_when_verified_then_the_key_is_refused(built):
+    def forge(m: dict) -> None:
+        m["custody"].update(public_key=_b64(IDENTITY), key_id=hashlib.sha256(IDENTITY).hexdigest()[:16])
+        m["custody"]["tree_head"]["signature"] = FORGED
+
+    forged = rewrite(built.zip, forge, reseal=Forger())  # type: ignore[arg-type]
+    report = verify_package(io.BytesIO(forged), None)
+    assert not report.ok
+    assert report.problems == ["the custody public key in the package is not a valid Ed25519 key (the public key is "
+                               "not a valid Ed25519 point)"], report.problems
+    given = verify_package(io.BytesIO(forged), _b64(IDENTITY))
+    assert given.problems == ["the public key given on the command line is not a base64url Ed25519 key (the public "
+                              "key is not a valid Ed25519 point)"], given.problems
+
+
+def test_given_a_device_key_of_small_order_when_verified_then_the_device_is_named_not_each_record(built):
+    device = built.pa.device_id
+    report = _verified(built, lambda m: m["devices"][device].update(public_key=_b64(IDENTITY)))
+    assert report.problems[0] == (f"device {device}: its public key is not a valid Ed25519 key (the public key is "
+                                  "not a valid Ed25519 point)"), report.problems
+    assert not any("signature check failed" in p for p in report.problems), report.problems
+
+
 def test_given_the_custody_key_typed_on_the_command_line_when_verified_then_only_its_bits_must_be_canonical(
         built, tmp_path):
     """A person may paste standard base64, padded, with blanks; the bits the key's last character does not use must

@@ -9,18 +9,18 @@ institutions compared in exact integers, and teams filled least-loaded first.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping, Sequence
 from functools import cmp_to_key
 from typing import Any
+
+from backend.core.crypto import digests
 
 ALGORITHM = "es-hmac-sha256-v1"
 
 
 def hmac_key(seed: str, message: str) -> int:
     """HMAC-SHA256 keyed with the seed's 32 bytes over the UTF-8 message, read as a big-endian integer."""
-    return int.from_bytes(hmac.new(bytes.fromhex(seed), message.encode("utf-8"), hashlib.sha256).digest(), "big")
+    return int.from_bytes(digests.hmac_sha256(bytes.fromhex(seed), message.encode("utf-8")), "big")
 
 
 def institution_order(seed: str, institutions: Sequence[Mapping[str, Any]]) -> list[str]:

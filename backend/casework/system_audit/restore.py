@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -102,7 +101,7 @@ class RestoreReport(AuditReport):
         ]
 
 
-def restore_check(session: Session, *, store: Store, keys: Mapping[str, Ed25519PublicKey], clock: Clock,
+def restore_check(session: Session, *, store: Store, keys: Mapping[str, bytes], clock: Clock,
                   saved: bytes | None, options: RestoreOptions = RestoreOptions(),
                   sm_keys: Mapping[str, bytes] | None = None) -> RestoreReport:
     """The three checks on the restored system; `saved` is the saved head's file (JSON or checkpoint note)."""
@@ -121,7 +120,7 @@ def restore_check(session: Session, *, store: Store, keys: Mapping[str, Ed25519P
     return report
 
 
-def _against_reference(session: Session, saved: bytes | None, keys: Mapping[str, Ed25519PublicKey],
+def _against_reference(session: Session, saved: bytes | None, keys: Mapping[str, bytes],
                        options: RestoreOptions, report: RestoreReport) -> Iterator[Problem]:
     if saved is not None:
         try:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -42,7 +41,7 @@ class AuditOptions:
     signing_grace: timedelta = timedelta(0)
 
 
-def audit(session: Session, *, store: Store, keys: Mapping[str, Ed25519PublicKey], clock: Clock,
+def audit(session: Session, *, store: Store, keys: Mapping[str, bytes], clock: Clock,
           options: AuditOptions = AuditOptions(), progress: Progress | None = None,
           sm_keys: Mapping[str, bytes] | None = None) -> AuditReport:
     """Check everything (docs/deployment.md, "The whole-system audit"); the report lists every problem found.

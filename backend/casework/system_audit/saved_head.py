@@ -28,8 +28,6 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -61,14 +59,14 @@ class Reference:
                 "signed_by": self.signed_by}
 
 
-def read_saved(data: bytes, keys: Mapping[str, Ed25519PublicKey], origins: Collection[str]) -> Reference:
+def read_saved(data: bytes, keys: Mapping[str, bytes], origins: Collection[str]) -> Reference:
     """The saved head, either form, once its signature verifies with one of this log's keys (current or retired)."""
     if data.lstrip().startswith(b"{"):
         return _json_head(data, keys)
     return _checkpoint(data, keys, origins)
 
 
-def _json_head(data: bytes, keys: Mapping[str, Ed25519PublicKey]) -> Reference:
+def _json_head(data: bytes, keys: Mapping[str, bytes]) -> Reference:
     try:
         head = json.loads(data)
         size, root, key_id = head["tree_size"], head["root_hash"], head["key_id"]
@@ -88,7 +86,7 @@ def _json_head(data: bytes, keys: Mapping[str, Ed25519PublicKey]) -> Reference:
     return Reference("saved head", size, root.lower(), key_id)
 
 
-def _checkpoint(data: bytes, keys: Mapping[str, Ed25519PublicKey], origins: Collection[str]) -> Reference:
+def _checkpoint(data: bytes, keys: Mapping[str, bytes], origins: Collection[str]) -> Reference:
     try:
         text, signatures = checkpoint.open_note(data)
     except DomainError as exc:
@@ -103,10 +101,9 @@ def _checkpoint(data: bytes, keys: Mapping[str, Ed25519PublicKey], origins: Coll
     for name, signature in signatures:
         if name != origin or len(signature) != 4 + 64:
             continue
-        for key_id, key in keys.items():
-            raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        for key_id, raw in keys.items():
             if (signature[:4] == checkpoint.key_id(origin, checkpoint.ED25519, raw)
-                    and checkpoint.signature_holds(key, signature[4:], text.encode())):
+                    and checkpoint.signature_holds(raw, signature[4:], text.encode())):
                 return Reference("saved checkpoint", size, _root_hex(root64), key_id)
     raise Refused("the saved checkpoint carries no signature of this log's key that verifies: it was edited after "
                   "it was saved, or another log signed it")

@@ -17,7 +17,6 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -47,7 +46,7 @@ def log_size(session: Session) -> int:
     return 0 if last is None else last + 1
 
 
-def check_tree(session: Session, keys: Mapping[str, Ed25519PublicKey], tsa_trust: Sequence[x509.Certificate],
+def check_tree(session: Session, keys: Mapping[str, bytes], tsa_trust: Sequence[x509.Certificate],
                counts, sm_keys: Mapping[str, bytes] | None = None) -> Iterator[Problem]:
     """`sm_keys`: the SM2 keys of the SM tree's heads (key id to point), when the deployment keeps that tree."""
     report = verify_log(session, keys, tsa_trust=tsa_trust, sm_keys=sm_keys)

@@ -18,8 +18,6 @@ hidden field, compared in constant time.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -30,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.casework import tokens
+from backend.core.crypto import digests
 from backend.core.models import Officer, RefreshToken
 
 CONSOLE_ROLES = ("custodian", "reviewer", "legal_reviewer", "admin")
@@ -71,7 +70,7 @@ def csrf_token() -> str:
 def csrf_ok() -> bool:
     expected = session.get("csrf")
     given = request.form.get(CSRF_FIELD, "")
-    return bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
+    return bool(expected) and digests.equal(expected.encode(), given.encode())
 
 
 def token_row(db: Session, refresh_token: str) -> RefreshToken | None:
@@ -130,7 +129,7 @@ def viewer() -> Officer:
 
 def fingerprint(value: str) -> str:
     """A short, stable, non-reversible tag (for element ids built from keys that hold ':' and such)."""
-    return hashlib.sha256(value.encode()).hexdigest()[:12]
+    return digests.sha256_hex(value.encode())[:12]
 
 
 def safe_next(target: Any, default: str) -> str:

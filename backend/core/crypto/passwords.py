@@ -2,6 +2,7 @@
 
 Stored hashes carry their own algorithm and parameters (werkzeug's `method$salt$hash`), so changing the cost
 (FIELDCASE_PASSWORD_KDF) changes how new and changed passwords are hashed, and every stored one still checks.
+A password KDF is a primitive, so it lives with the others (issue 23); werkzeug runs it.
 """
 
 from __future__ import annotations
