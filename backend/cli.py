@@ -14,7 +14,7 @@ from backend.core.errors import DomainError
 from backend.core.models import ROLES, Officer
 from backend.core.times import LOCAL_TZ, Clock, system_clock
 from backend.deploy_cli import deploy_files_command
-from backend.evidence_cli import custody, retention, verify, verify_package
+from backend.evidence_cli import custody, evidence, retention, verify, verify_package
 from backend.jobs_cli import jobs, worker
 from backend.keys_cli import keys
 from backend.restore_cli import restore_check
@@ -215,6 +215,7 @@ main.add_command(custody)
 main.add_command(verify)
 main.add_command(verify_package)
 main.add_command(retention)
+main.add_command(evidence)
 main.add_command(worker)
 main.add_command(jobs)
 main.add_command(deploy_files_command)

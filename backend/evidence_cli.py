@@ -1,5 +1,6 @@
 """The `fieldcase` commands that prove things: the custody log (`custody ...`), the whole-system audit
-(`verify`), an evidence package offline (`verify-package`), and evidence retention (`retention purge`)."""
+(`verify`), an evidence package offline (`verify-package`), evidence retention (`retention purge`), and the SM3 of
+evidence verified before the server computed it (`evidence backfill-sm3`)."""
 
 from __future__ import annotations
 
@@ -52,8 +53,6 @@ def custody_verify(public_keys: tuple[str, ...], sm_public_keys: tuple[str, ...]
     """Recompute the Merkle tree from the stored events; check every signed tree head and its RFC 3161 timestamp
     (chained to FIELDCASE_TSA_CERT when set); and the SM tree and its SM2 heads when it is kept. Exit 1 on any
     problem."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
     from media.custody.keys import key_id_of, signer_for
     from media.custody.timestamps import load_trust
     from media.custody.verify import verify_log
@@ -61,8 +60,8 @@ def custody_verify(public_keys: tuple[str, ...], sm_public_keys: tuple[str, ...]
 
     settings = Settings.from_env()
     if public_keys:
-        loaded = [load_public_key(k) for k in public_keys]
-        key = {key_id_of(k.public_bytes(Encoding.Raw, PublicFormat.Raw)): k for k in loaded}
+        loaded = [load_public_key(k) for k in public_keys]  # the raw 32 bytes of each
+        key = {key_id_of(raw): raw for raw in loaded}
     else:
         key = signer_for(settings).verification_keys()
     trust = load_trust(settings.tsa_cert_path.read_bytes()) if settings.tsa_cert_path else ()
@@ -310,4 +309,54 @@ def retention_purge(clock: Clock, as_username: str, reason: str, dry_run: bool, 
     click.echo(f"{'would delete' if dry_run else 'deleted'} {done}, skipped {report.count('skipped')}, "
                f"failed {report.count('failed')}; retention {report.retention_days} days "
                f"(captured and received before {report.cutoff.isoformat(timespec='seconds')})")
+    sys.exit(0 if report.ok else 1)
+
+
+@click.group("evidence")
+def evidence() -> None:
+    """Evidence items and their stored files."""
+
+
+@evidence.command("backfill-sm3")
+@click.option("--batch", type=click.IntRange(min=1), default=100, show_default=True,
+              help="items per transaction (their files are read before it begins)")
+@click.option("--limit", type=click.IntRange(min=1), help="stop after this many items (default: every one)")
+@click.pass_obj
+def evidence_backfill_sm3(clock: Clock, batch: int, limit: int | None) -> None:
+    """Add the SM3 of every verified item that has none (verified before the server computed SM3): its stored file
+    is read once, and its SM3 recorded, with a custody event, only if the file still hashes to the SHA-256 it was
+    verified with. A file that does not is a custody alarm: named, nothing written, exit 1 (run `fieldcase verify`).
+    Resumable: a re-run skips what is done."""
+    from backend.bootstrap import database as signing_database
+    from backend.bootstrap import make_store
+    from media import backfill
+
+    settings = Settings.from_env()
+    database = signing_database(settings, signing=True, clock=clock)  # its leaves may reach a periodic tree head
+    context = click.get_current_context()
+    context.call_on_close(database.dispose)
+    store, report, after = make_store(settings), backfill.BackfillReport(), None
+    while limit is None or report.examined < limit:
+        with database.session() as session:
+            page = backfill.pending(session, after, batch if limit is None else min(batch, limit - report.examined))
+        if not page:
+            break
+        hashed = backfill.rehash(store, page)  # no transaction open while the files are read
+        with database.transaction() as session:
+            outcomes = backfill.record_batch(session, hashed, now=clock())
+        report.add(outcomes)
+        after = page[-1].evidence_id
+        for outcome in outcomes:
+            if outcome.result == backfill.MISMATCH:
+                click.echo(f"MISMATCH {outcome.evidence_id}: its stored file no longer hashes to the SHA-256 it was "
+                           "verified with; nothing written (a custody alarm: run `fieldcase verify`)", err=True)
+            elif outcome.result in backfill.ALARMS:
+                click.echo(f"{outcome.result.upper()} {outcome.evidence_id}: {outcome.error}; nothing written",
+                           err=True)
+    with database.session() as session:
+        left = backfill.remaining(session)
+    counts = report.counts
+    click.echo(f"SM3 added to {counts[backfill.ADDED]} item(s); mismatch {counts[backfill.MISMATCH]}, missing "
+               f"{counts[backfill.MISSING]}, failed {counts[backfill.FAILED]}, changed meanwhile "
+               f"{counts[backfill.SKIPPED]}; {left} verified item(s) still without SM3")
     sys.exit(0 if report.ok else 1)

@@ -30,7 +30,8 @@ ACTIONS = {"declared": ("申报", "declared"), "upload_started": ("开始上传"
            "verified": ("核验通过", "verified"), "mismatch": ("哈希不符", "mismatch"), "read": ("读取原件", "read"),
            "thumbnail": ("生成缩略图", "thumbnail made"), "transfer_requested": ("申请移交", "transfer requested"),
            "transferred": ("已移交", "transferred"), "transfer_refused": ("拒收", "transfer refused"),
-           "exported": ("导出", "exported"), "deleted": ("保存期满删除", "deleted under retention")}
+           "exported": ("导出", "exported"), "deleted": ("保存期满删除", "deleted under retention"),
+           "digest_added": ("补算摘要", "digest added")}
 COVERAGE = {"complete": ("完整", "complete"), "explained": ("缺口已说明", "gaps explained"),
             "gaps": ("有缺口", "gaps"), "none": ("无录像", "no recording"), "open": ("检查未结束", "open")}
 OUTCOMES = {"no_violation": ("未发现违规", "no violation"), "violation_found": ("发现违规", "violation found"),
@@ -71,11 +72,11 @@ def _digest(value: str | None) -> str:
 
 
 def _sm3(item: dict[str, Any], events: list[dict[str, Any]]) -> str | None:
-    """The file's SM3: the item's, when its phone declared one; else the one the server computed when it verified
-    the bytes, as the item's `verified` custody event in the package records it (none for an item verified before
-    the server computed SM3)."""
-    return item.get("sm3") or next((e["sm3"] for e in events if e.get("action") == "verified" and e.get("sm3")),
-                                   None)
+    """The file's SM3: the item's, when its phone declared one; else the one the server computed of the bytes, as
+    the item's `verified` custody event in the package records it, or, for an item verified before the server
+    computed SM3, its `digest_added` event (`fieldcase evidence backfill-sm3`); none before that."""
+    return item.get("sm3") or next((e["sm3"] for e in events
+                                    if e.get("action") in ("verified", "digest_added") and e.get("sm3")), None)
 
 
 def _say(table: dict[str, Label], code: str | None) -> str:
