@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Response, request
 from marshmallow import Schema, fields, validate
 
@@ -88,6 +90,11 @@ class ConsistencySchema(Schema):
 def tree_head(args):
     """The signed head of the tree as it is now (issued and stored on request), or a stored older one; with
     `suite=sm`, the SM tree's (SM3 root, SM2 signature), issued with the intl head at the same size."""
+    return head_of(args)
+
+
+def head_of(args: dict[str, Any]) -> dict[str, Any]:
+    """The head `HeadArgs` ask for, in their suite's tree; the console's in-browser verifier asks here too."""
     if args["suite"] == "sm":
         if "tree_size" in args:
             return sm_tree.stored_sm_head(session(), state().signer, args["tree_size"])
@@ -260,6 +267,12 @@ def acknowledge(args, evidence_id):
 @blp.alt_response(404, description="`suite=sm` where no SM tree is kept")
 def inclusion(args):
     """RFC 6962 §2.1.1 audit path of a leaf in the tree of the given size (`suite=sm`: in the SM3 tree)."""
+    return inclusion_of(args)
+
+
+def inclusion_of(args: dict[str, Any]) -> dict[str, Any]:
+    """The audit path `InclusionArgs` ask for (a 404 for `suite=sm` where no SM tree is kept); the console's
+    in-browser verifier asks here too."""
     if args["suite"] == "sm":
         sm_tree.sm_key(state().signer)
     return trees.inclusion(session(), args["leaf_index"], args["tree_size"], args["suite"])

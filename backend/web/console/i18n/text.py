@@ -2,7 +2,8 @@
 
 One entry a key, `key -> (中文, English)`, grouped by the page area that shows
 it (frame, sign-in, errors, cases, inspections, evidence, audit, custody). The
-lookup is the package's (`translate`); codes shown to people are in `codes`.
+lookup is the package's (`translate`); codes shown to people are in `codes`, the
+in-browser verifier's words in `verification`.
 """
 
 from __future__ import annotations
@@ -235,40 +236,6 @@ TEXT: dict[str, tuple[str, str]] = {
     "custody.actor": ("操作人", "By"),
     "custody.at": ("时间", "At"),
     "custody.details": ("详情", "Details"),
-    "verify.title": ("在本浏览器中核验", "Verify in this browser"),
-    "verify.intro": (
-        "浏览器自行取回每个保管事件的原文、包含证明和签名树头，用浏览器自带的 Web Crypto 计算 SHA-256 和 Ed25519 签名，"
-        "不依赖服务器给出的结论。",
-        "The browser fetches each custody event's leaf text, its inclusion proof and the signed tree head, and "
-        "checks them with its own Web Crypto (SHA-256, Ed25519), independently of any verdict of the server."),
-    "verify.button": ("在本浏览器中核验", "Verify in this browser"),
-    "verify.running": ("正在核验…", "Verifying…"),
-    "verify.pass": ("通过", "PASS"),
-    "verify.fail": ("未通过", "FAIL"),
-    "verify.all_pass": ("全部 {n} 个保管事件均包含在签名树中，树头签名有效。",
-                        "All {n} custody events are in the signed tree, and the tree head's signature holds."),
-    "verify.some_fail": ("{n} 个保管事件未通过核验。", "{n} custody event(s) failed verification."),
-    "verify.head": ("树头：大小 {size}，根哈希 {root}，时间 {time}，密钥 {key}",
-                    "Tree head: size {size}, root {root}, at {time}, key {key}"),
-    "verify.sig_ok": ("树头 Ed25519 签名有效（本浏览器核验）。",
-                      "The tree head's Ed25519 signature holds (checked in this browser)."),
-    "verify.sig_bad": ("树头 Ed25519 签名无效！", "The tree head's Ed25519 signature does NOT hold!"),
-    "verify.sig_unsupported": (
-        "本浏览器的 Web Crypto 不支持 Ed25519，未能核验树头签名（包含证明已核验）。请使用 Chromium 137 或更新版本。",
-        "This browser's Web Crypto has no Ed25519: the tree head's signature was NOT checked (the inclusion "
-        "proofs were). Use Chromium 137 or later."),
-    "verify.no_crypto": (
-        "本页面不在安全上下文中（需 HTTPS 或本机地址），浏览器不提供 Web Crypto，无法核验。",
-        "This page is not in a secure context (HTTPS or localhost), so the browser offers no Web Crypto: "
-        "nothing can be verified here."),
-    "verify.key_mismatch": ("公钥编号与树头不符", "the public key's id differs from the tree head's"),
-    "verify.error": ("核验中断：{message}", "Verification stopped: {message}"),
-    "verify.leaf_hash": ("叶哈希", "Leaf hash"),
-    "verify.result": ("结果", "Result"),
-    "verify.reason.root": ("由证明算出的根哈希与树头不符", "the root computed from the proof differs from the head's"),
-    "verify.reason.other_item": ("事件不属于此证据", "the event belongs to another item"),
-    "verify.reason.not_json": ("叶原文不是 JSON", "the leaf text is not JSON"),
-    "verify.reason.after_head": ("事件晚于树头，尚未被覆盖", "appended after the head: not covered yet"),
     "file.title": ("查看或下载原始文件", "Play or download the original"),
     "file.note": ("每次读取原始文件都会记入保管日志（读取人、时间、用途）。",
                   "Every read of an original is written to the custody log (who, when, why)."),

@@ -8,6 +8,12 @@
  *   root       = the inclusion path (RFC 9162 §2.1.3.2), compared with the head's root_hash
  *   signature  = Ed25519 over the RFC 8785 canonical JSON of {"tree_size", "root_hash", "timestamp"}
  * and checks that each leaf names this evidence item. A changed leaf, proof, root or head fails.
+ *
+ * Where the server keeps the SM tree too (FIELDCASE_CUSTODY_SUITES=intl,sm; the section then carries `data-sm`),
+ * the same leaves are checked in it beside, with the vendored sm-crypto-v2 the page loads (Web Crypto has neither
+ * SM3 nor SM2): leaf SM3(0x00 || leaf), node SM3(0x01 || left || right), the SM head's SM2 signature (SM3, the
+ * user ID in `data-sm`, raw r || s with 0 < r, s < n) over the same canonical JSON, its key id the first 16 hex
+ * digits of SM3 of the 65-byte point.
  */
 (function () {
   "use strict";
@@ -57,27 +63,29 @@
     return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
   }
 
-  function leafHash(text) {
-    return sha256(concat([new Uint8Array([0]), new TextEncoder().encode(text)]));
+  /* The hash a tree is made of (RFC 6962 §2.1): SHA-256 for the intl tree; SM3 for the SM tree (below). */
+  function rfc6962(digest) {
+    return {
+      leaf: function (text) { return digest(concat([new Uint8Array([0]), new TextEncoder().encode(text)])); },
+      node: function (left, right) { return digest(concat([new Uint8Array([1]), left, right])); },
+    };
   }
 
-  function nodeHash(left, right) {
-    return sha256(concat([new Uint8Array([1]), left, right]));
-  }
+  var SHA256_TREE = rfc6962(sha256);
 
   /* RFC 9162 §2.1.3.2, with arithmetic that stays exact beyond 2^31 leaves. */
-  async function rootFromPath(index, size, hash, proof) {
+  async function rootFromPath(tree, index, size, hash, proof) {
     if (index >= size) { return null; }
     var fn = index, sn = size - 1, r = hash;
     for (var i = 0; i < proof.length; i++) {
       if (sn === 0) { return null; }
       if (fn % 2 === 1 || fn === sn) {
-        r = await nodeHash(proof[i], r);
+        r = await tree.node(proof[i], r);
         if (fn % 2 === 0) {
           while (fn !== 0 && fn % 2 === 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
         }
       } else {
-        r = await nodeHash(r, proof[i]);
+        r = await tree.node(r, proof[i]);
       }
       fn = Math.floor(fn / 2);
       sn = Math.floor(sn / 2);
@@ -114,6 +122,60 @@
                                 new TextEncoder().encode(payload));
   }
 
+  /* The SM tree's constants and words, or null where the server keeps none (no `data-sm`). */
+  var SM = section.dataset.sm ? JSON.parse(section.dataset.sm) : null;
+  var smMessages = SM ? JSON.parse(section.dataset.smMessages) : null;
+
+  function sm3(bytes) {
+    return unhex(window.SmCryptoV2.sm3(bytes));
+  }
+
+  var SM3_TREE = rfc6962(async function (bytes) { return sm3(bytes); });
+
+  function bigint(bytes) {
+    return BigInt("0x" + (hex(bytes) || "0"));
+  }
+
+  /* Whether the SM head's signature holds under the 65-byte point, as backend/core/crypto/sm2.py checks it: false,
+   * never an exception, for a key or signature of the wrong shape, or r or s outside [1, n-1] (the library would
+   * take s + n for s, a second spelling of one signature). */
+  function checkSmSignature(head, point) {
+    try {
+      var signature = unb64url(head.signature);
+      if (point.length !== SM.publicKeyBytes || point[0] !== 0x04 || signature.length !== SM.signatureBytes) {
+        return false;
+      }
+      var n = BigInt("0x" + SM.n), r = bigint(signature.subarray(0, 32)), s = bigint(signature.subarray(32));
+      if (!(r > BigInt(0) && r < n && s > BigInt(0) && s < n)) { return false; }
+      var payload = canonical({ tree_size: head.tree_size, root_hash: head.root_hash, timestamp: head.timestamp });
+      return window.SmCryptoV2.sm2.doVerifySignature(new TextEncoder().encode(payload), hex(signature), hex(point),
+                                                     { hash: true, der: false, userId: SM.userId }) === true;
+    } catch (error) {
+      return false;  // not base64url, or a point off the curve: the library refuses to read it
+    }
+  }
+
+  /* The SM tree's head and key, or why they cannot be had (the server's words: not built yet, ...). */
+  async function smHeadAndKey() {
+    if (!window.SmCryptoV2) { return { why: smMessages.no_library }; }
+    try {
+      return { head: await fetchJSON(section.dataset.smHeadUrl), key: await fetchJSON(section.dataset.smKeyUrl) };
+    } catch (error) {
+      return { why: error && error.message ? error.message : String(error) };
+    }
+  }
+
+  /* Why this event's leaf is not in `head`'s tree, or "" when its inclusion proof leads to the head's root. */
+  async function included(tree, proofUrl, event, hash, head) {
+    if (event.leaf_index >= head.tree_size) { return messages.after_head; }
+    var url = new URL(proofUrl, window.location.href);
+    url.searchParams.set("leaf_index", event.leaf_index);
+    url.searchParams.set("tree_size", head.tree_size);
+    var proof = await fetchJSON(url.pathname + url.search);
+    var computed = await rootFromPath(tree, event.leaf_index, head.tree_size, hash, proof.proof.map(unhex));
+    return computed === null || hex(computed) !== head.root_hash ? messages.root : "";
+  }
+
   function paragraph(text, className) {
     var p = document.createElement("p");
     p.textContent = text;
@@ -122,7 +184,12 @@
     return p;
   }
 
-  function row(cells, verdict) {
+  function verdictText(reason) {
+    return reason === "" ? messages.pass : messages.fail + ": " + reason;
+  }
+
+  /* One event: its index, action and leaf hash, then a result cell per tree (`reasons`: "" where it passes). */
+  function row(cells, reasons) {
     var tr = document.createElement("tr");
     cells.forEach(function (cell, i) {
       var td = document.createElement("td");
@@ -133,16 +200,49 @@
       } else {
         td.textContent = cell;
       }
-      if (i === cells.length - 1) { td.className = verdict ? "pass" : "fail"; }
       tr.appendChild(td);
     });
-    tr.dataset.verdict = verdict ? "pass" : "fail";
+    Object.keys(reasons).forEach(function (suite) {
+      var td = document.createElement("td");
+      td.textContent = verdictText(reasons[suite]);
+      td.className = reasons[suite] === "" ? "pass" : "fail";
+      tr.appendChild(td);
+      tr.dataset[suite] = td.className;
+    });
+    var passed = Object.keys(reasons).every(function (suite) { return reasons[suite] === ""; });
+    tr.dataset.verdict = passed ? "pass" : "fail";
     table.tBodies[0].appendChild(tr);
+  }
+
+  /* The SM tree's verdict paragraphs; whether its head's SM2 signature holds (true, or false where unchecked). */
+  function smSummary(sm, smFailed) {
+    var signatureOk = false;
+    if (sm.head) {
+      paragraph(fill(smMessages.head, { size: sm.head.tree_size, root: sm.head.root_hash.slice(0, 16) + "…",
+                                         time: sm.head.timestamp, key: sm.head.key_id }));
+      var point = unb64url(sm.key.public_key);
+      var keyId = hex(sm3(point)).slice(0, 16);
+      signatureOk = keyId === sm.head.key_id && checkSmSignature(sm.head, point);
+      if (signatureOk) {
+        paragraph(smMessages.sig_ok, "sm-sig-ok");
+      } else {
+        paragraph(smMessages.sig_bad + (keyId !== sm.head.key_id ? " (" + messages.key_mismatch + ")" : ""),
+                  "sm-sig-bad");
+      }
+      summary.dataset.smSignature = signatureOk ? "valid" : "invalid";
+    } else {
+      paragraph(fill(smMessages.unavailable, { message: sm.why }), "sm-unavailable");
+      summary.dataset.smSignature = "unchecked";
+    }
+    if (smFailed) { paragraph(fill(smMessages.some_fail, { n: smFailed }), "sm-some-fail"); }
+    summary.dataset.sm = signatureOk && smFailed === 0 ? "pass" : "fail";
+    return signatureOk;
   }
 
   async function verify() {
     summary.textContent = "";
     summary.dataset.verdict = "";
+    ["intl", "sm", "signature", "smSignature"].forEach(function (name) { delete summary.dataset[name]; });
     table.tBodies[0].textContent = "";
     table.hidden = true;
     if (!window.isSecureContext || !window.crypto || !crypto.subtle) {
@@ -155,26 +255,29 @@
     var events = (await fetchJSON(section.dataset.eventsUrl)).events;
     var head = await fetchJSON(section.dataset.headUrl);  // after the events: a head that covers them all
     var key = await fetchJSON(section.dataset.keyUrl);
-    var root = unhex(head.root_hash);
-    var failed = 0;
+    var sm = SM ? await smHeadAndKey() : null;  // issued with the intl head, at its size or (leaves since) past it
+    var failed = 0, smFailed = 0, rowsFailed = 0;
     for (var i = 0; i < events.length; i++) {
       var event = events[i];
-      var hash = await leafHash(event.leaf);
-      var ok = true, reason = "";
+      var hash = await SHA256_TREE.leaf(event.leaf);
+      var reason = "";
       var leaf = null;
-      try { leaf = JSON.parse(event.leaf); } catch (error) { ok = false; reason = messages.not_json; }
-      if (ok && (leaf === null || leaf.evidence_id !== evidenceId)) { ok = false; reason = messages.other_item; }
-      if (ok && event.leaf_index >= head.tree_size) { ok = false; reason = messages.after_head; }
-      if (ok) {
-        var proof = await fetchJSON(section.dataset.proofUrl + "?leaf_index=" + encodeURIComponent(event.leaf_index) +
-                                    "&tree_size=" + encodeURIComponent(head.tree_size));
-        var computed = await rootFromPath(event.leaf_index, head.tree_size, hash, proof.proof.map(unhex));
-        if (computed === null || hex(computed) !== hex(root)) { ok = false; reason = messages.root; }
+      try { leaf = JSON.parse(event.leaf); } catch (error) { reason = messages.not_json; }
+      if (!reason && (leaf === null || leaf.evidence_id !== evidenceId)) { reason = messages.other_item; }
+      var reasons = { intl: reason || await included(SHA256_TREE, section.dataset.proofUrl, event, hash, head) };
+      if (sm) {
+        try {
+          reasons.sm = reason || (sm.head ? await included(SM3_TREE, section.dataset.smProofUrl, event,
+                                                           await SM3_TREE.leaf(event.leaf), sm.head) : sm.why);
+        } catch (error) {
+          reasons.sm = error && error.message ? error.message : String(error);
+        }
+        if (reasons.sm !== "") { smFailed += 1; }
       }
-      if (!ok) { failed += 1; }
+      if (reasons.intl !== "") { failed += 1; }
+      if (reasons.intl !== "" || (sm && reasons.sm !== "")) { rowsFailed += 1; }
       var action = leaf && leaf.action ? (messages.actions[leaf.action] || leaf.action) : "?";
-      row([String(event.leaf_index), action, hex(hash).slice(0, 16) + "…",
-           (ok ? messages.pass : messages.fail + (reason ? ": " + reason : ""))], ok);
+      row([String(event.leaf_index), action, hex(hash).slice(0, 16) + "…"], reasons);
     }
     table.hidden = false;
     summary.textContent = "";
@@ -190,12 +293,16 @@
     } else {
       paragraph(messages.sig_bad + (keyId !== head.key_id ? " (" + messages.key_mismatch + ")" : ""), "sig-bad");
     }
-    var passed = failed === 0 && events.length > 0 && signature !== false && (signature === null || signatureOk);
-    summary.dataset.verdict = passed ? "pass" : "fail";
+    var intlPassed = failed === 0 && events.length > 0 && signature !== false && (signature === null || signatureOk);
+    summary.dataset.intl = intlPassed ? "pass" : "fail";
     summary.dataset.signature = signature === null ? "unsupported" : (signatureOk ? "valid" : "invalid");
+    var smSignatureOk = sm ? smSummary(sm, smFailed) : true;
+    var passed = intlPassed && (!sm || summary.dataset.sm === "pass");
+    summary.dataset.verdict = passed ? "pass" : "fail";
     summary.insertBefore(document.createElement("p"), summary.firstChild).textContent =
-      (passed ? messages.pass + ": " + fill(messages.all_pass, { n: events.length })
-              : messages.fail + ": " + fill(messages.some_fail, { n: Math.max(failed, signatureOk ? 0 : 1) }));
+      (passed ? messages.pass + ": " + fill(sm ? smMessages.all_pass : messages.all_pass, { n: events.length })
+              : messages.fail + ": " + fill(messages.some_fail,
+                                            { n: Math.max(rowsFailed, signatureOk && smSignatureOk ? 0 : 1) }));
   }
 
   button.addEventListener("click", function () {

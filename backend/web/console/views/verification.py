@@ -1,34 +1,42 @@
 """The custody data the in-browser verifier fetches, under a signed-in console session.
 
 A browser holds no bearer token, so the console serves these under /console/api/ with its session. The
-answers are exactly the API's (`GET /evidence/{id}/custody`, `/custody/tree-head`, `/custody/proofs/inclusion`);
-the public key is the API's public `GET /api/v1/custody/public-key`. None of them carries a verdict: the
-browser checks them itself.
+answers are exactly the API's (`GET /evidence/{id}/custody`, `/custody/tree-head`, `/custody/proofs/inclusion`,
+each with `suite=sm` for the SM tree where the server keeps one), read with the API routes' own argument schemas
+and answered by the same calls; the public keys are the API's public `GET /api/v1/custody/public-key` (and
+`?suite=sm`). None of them carries a verdict: the browser checks them itself.
+
+Web Crypto has neither SM2 nor SM3, so where the server keeps the SM tree the page also loads the SM2/SM3 library
+the package verifier vendors (media/verify_html/vendor/README.md), served from where it lives, not copied.
 """
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 
-from flask import jsonify, request
+from flask import Response, jsonify, request
+from marshmallow import Schema, ValidationError
 
+from backend.core.crypto import sm2
 from backend.core.errors import Invalid
-from backend.web.api.context import now, state
 from backend.web.api.context import session as db_session
+from backend.web.api.context import state
+from backend.web.api.custody import HeadArgs, InclusionArgs, head_of, inclusion_of
 from backend.web.console import security
 from backend.web.console.views.frame import bp
-from media import uploads
-from media.custody import heads, trees
+from media import uploads, verify_html
+
+LANGUAGE_ARG = "lang"  # every console URL may carry it (views.frame); it is the page's, not the route's
 
 
-def _int_arg(name: str) -> int:
+def _query(schema: Schema) -> dict[str, Any]:
+    """The query string read by the API route's own schema, refused (422) in the API's words."""
+    args = {key: value for key, value in request.args.items() if key != LANGUAGE_ARG}
     try:
-        value = int(request.args.get(name, ""))
-    except ValueError:
-        raise Invalid(f"{name} must be an integer", errors={name: ["not an integer"]}) from None
-    if value < 0:
-        raise Invalid(f"{name} must not be negative", errors={name: ["negative"]})
-    return value
+        return schema.load(args)
+    except ValidationError as exc:
+        raise Invalid("invalid request query; see errors", errors={"query": exc.messages}) from None
 
 
 @bp.get("/api/evidence/<evidence_id>/custody")
@@ -38,12 +46,34 @@ def api_custody_events(evidence_id: str) -> Any:
 
 @bp.get("/api/custody/tree-head")
 def api_tree_head() -> Any:
-    s = db_session()
-    head = heads.latest_head(s, state().signer, now=now())
-    s.commit()
+    args = _query(HeadArgs())
+    head = head_of(args)
+    db_session().commit()  # a head issued on request is stored before it is shown
     return jsonify(head)
 
 
 @bp.get("/api/custody/proofs/inclusion")
 def api_inclusion() -> Any:
-    return jsonify(trees.inclusion(db_session(), _int_arg("leaf_index"), _int_arg("tree_size")))
+    return jsonify(inclusion_of(_query(InclusionArgs())))
+
+
+@bp.get("/vendor/sm-crypto-v2.js")
+def sm_crypto() -> Response:
+    """The vendored sm-crypto-v2 (SM2, SM3), the same file verify.html carries, for the page's SM checks."""
+    script = resources.files(verify_html.__name__).joinpath(*verify_html.VENDOR).read_bytes()
+    return Response(script, mimetype="text/javascript")
+
+
+def sm_custody() -> dict[str, Any] | None:
+    """What the page's SM checks pin, from backend.core.crypto.sm2 (the user ID in Z_A, the curve order that
+    bounds r and s, the sizes of a key and a signature); None where the server keeps no SM tree, and the page
+    then checks the intl tree alone."""
+    if getattr(state().signer, "sm", None) is None:
+        return None
+    return {"userId": sm2.USER_ID.decode("ascii"), "n": f"{sm2.N:064x}", "publicKeyBytes": sm2.PUBLIC_KEY_BYTES,
+            "signatureBytes": sm2.SIGNATURE_BYTES}
+
+
+@bp.context_processor
+def _custody_suites() -> dict[str, Any]:
+    return {"sm_custody": sm_custody}
