@@ -14,7 +14,9 @@ Complainants get a tracking code; `public_status` is all that code reveals.
 What a complainant gives of themselves (name, phone, email, address) is sealed in their clue's row with SM4-GCM
 under a data key of the key ring the caller passes (`COMPLAINANT`, backend.core.crypto), opened only for those who
 handle the clue, and their phone number is findable by exact match through an HMAC-SM3 blind index
-(`clues_by_complainant_phone`), never by reading it in clear.
+(`clues_by_complainant_phone`), never by reading it in clear. Those who handle the clue see it masked
+(backend.casework.masking); in clear only through an unmasking with a purpose, which is recorded
+(backend.casework.personal_data).
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
+from backend.casework.masking import mask_complainant
 from backend.casework.merge import desk_case, resolve_institution
-from backend.core.crypto.data_keys import KeyRing
+from backend.core.crypto.data_keys import INDEX, SEAL, KeyRing
 from backend.core.crypto.sealed_fields import BlindIndex, SealedField, phone_digits
 from backend.core.errors import Conflict, Forbidden, Invalid, NotFound
 from backend.core.jurisdiction import get_scoped, may_see_region, scope
@@ -105,6 +109,35 @@ def complainant_of(session: Session, keys: KeyRing, clue: Clue) -> dict[str, Any
     if clue.complainant_sealed is None:
         return None
     return json.loads(keys.open(session, COMPLAINANT, clue.id, clue.complainant_sealed))
+
+
+def reseal_complainant(session: Session, keys: KeyRing, clue: Clue, *, purposes: Collection[str] = (SEAL, INDEX),
+                       now: datetime) -> bool:
+    """The clue's complainant moved to the newest data keys of `purposes` (`fieldcase keys reseal`): sealed anew if
+    an older key sealed it, its phone's index recomputed; whether the row changed. Nothing is assigned until all is
+    computed, so a value that does not open (SealBroken) leaves the row as it was. Not news for phones (they never
+    see the complainant): no feed change, `updated_at` kept."""
+    if clue.complainant_sealed is None:
+        return False
+    if SEAL in purposes:
+        plaintext, sealed = keys.reseal(session, COMPLAINANT, clue.id, clue.complainant_sealed, now=now)
+    else:
+        plaintext, sealed = keys.open(session, COMPLAINANT, clue.id, clue.complainant_sealed), clue.complainant_sealed
+    index = clue.complainant_phone_index
+    if INDEX in purposes:
+        index = keys.index(session, COMPLAINANT_PHONE, complainant_phone(json.loads(plaintext)), now=now)
+    if (sealed, index) == (clue.complainant_sealed, clue.complainant_phone_index):
+        return False
+    clue.complainant_sealed, clue.complainant_phone_index = sealed, index
+    return True
+
+
+def sealed_clues(session: Session, *, after: str | None, limit: int) -> list[Clue]:
+    """The next `limit` clues with a sealed complainant by id, after `after`, locked: one batch of a reseal."""
+    stmt = select(Clue).where(Clue.complainant_sealed.is_not(None))
+    if after is not None:
+        stmt = stmt.where(Clue.id > after)
+    return list(session.scalars(stmt.order_by(Clue.id).limit(limit).with_for_update()))
 
 
 def lead_department(session: Session) -> str:
@@ -304,7 +337,8 @@ def list_clues(session: Session, viewer: Officer, *, status: str | None = None, 
 
 
 def describe(session: Session, viewer: Officer, clue: Clue, *, keys: KeyRing) -> dict[str, Any]:
-    """The clue with its duplicates and transfers; the complainant only for those who handle it."""
+    """The clue with its duplicates and transfers; the complainant only for those who handle it, and masked
+    (backend.casework.masking): seeing them in clear is an unmasking, with a purpose, on record."""
     duplicates = session.scalars(select(Clue.id).where(Clue.duplicate_of == clue.id)
                                  .order_by(Clue.reported_at, Clue.id))
     transfers = session.scalars(select(Transfer).where(Transfer.subject_kind == "clue",
@@ -312,7 +346,8 @@ def describe(session: Session, viewer: Officer, clue: Clue, *, keys: KeyRing) ->
                                 .order_by(Transfer.requested_at, Transfer.id))
     return {**feed.clue_data(clue), "duplicates": list(duplicates),
             "transfers": [feed.transfer_data(t) for t in transfers],
-            "complainant": complainant_of(session, keys, clue) if may_handle(session, viewer, clue) else None}
+            "complainant": mask_complainant(complainant_of(session, keys, clue))
+            if may_handle(session, viewer, clue) else None}
 
 
 def get_clue(session: Session, viewer: Officer, clue_id: str, *, keys: KeyRing) -> dict[str, Any]:
@@ -323,10 +358,10 @@ def clues_by_complainant_phone(session: Session, viewer: Officer, phone: str, *,
     """The clues, within the viewer's jurisdiction and that the viewer may handle, whose complainant gave this phone
     number (written any way: only its digits count), oldest first. An exact match through the blind index: the
     number is never compared, or stored, in clear."""
-    wanted = keys.index(session, COMPLAINANT_PHONE, phone)
-    if wanted is None:
+    wanted = keys.indexes(session, COMPLAINANT_PHONE, phone)  # every generation: rows not yet resealed count
+    if not wanted:
         return []
-    stmt = scope(select(Clue), Clue.region_code, viewer).where(Clue.complainant_phone_index == wanted)
+    stmt = scope(select(Clue), Clue.region_code, viewer).where(Clue.complainant_phone_index.in_(wanted))
     found = session.scalars(stmt.order_by(Clue.reported_at, Clue.id))
     return [feed.clue_data(c) for c in found if may_handle(session, viewer, c)]
 

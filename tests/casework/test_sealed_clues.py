@@ -23,6 +23,8 @@ CENTRE = {"name": "启航学科辅导中心", "region": "330106", "address": "�
 COMPLAINANT = {"name": "王晓梅", "phone": "139-0000-1111", "email": "wxm@example.cn", "address": "文三路 8 号 2 单元",
                "anonymous": False}
 CLEAR = [b"13900001111", b"139-0000-1111", "王晓梅".encode(), b"wxm@example.cn", "文三路 8 号".encode()]
+# How every answer shows that complainant (backend.casework.masking).
+MASKED = {"name": "王＊＊", "phone": "139****1111", "email": "w＊＊＊＊", "address": "文＊＊＊＊", "anonymous": False}
 
 
 @pytest.fixture
@@ -64,10 +66,16 @@ def test_given_a_clue_with_a_complainant_when_its_row_is_read_with_sql_then_noth
         (kind,) = conn.execute(text("SELECT purpose FROM data_keys WHERE id = :id"),
                                {"id": int.from_bytes(bytes(row.complainant_sealed)[1:5], "big")}).one()
     assert kind == "seal"
-    # ...and who handles it reads it exactly as it was given.
-    assert clue["complainant"] == COMPLAINANT
-    shown = client.get(f"/api/v1/clues/{clue['id']}", headers=desk.headers).json
-    assert shown["complainant"] == COMPLAINANT
+    # ...who handles it sees it masked, and in clear exactly as it was given once they state why.
+    assert clue["complainant"] == MASKED
+    assert client.get(f"/api/v1/clues/{clue['id']}", headers=desk.headers).json["complainant"] == MASKED
+    assert _unmasked(client, clue["id"], desk.headers) == COMPLAINANT
+
+
+def _unmasked(client, clue_id: str, headers) -> dict:
+    r = client.post(f"/api/v1/clues/{clue_id}/complainant/unmask", json={"purpose": "回访举报人"}, headers=headers)
+    assert r.status_code == 200, r.json
+    return r.json["complainant"]
 
 
 def test_given_a_sealed_complainant_copied_to_another_clue_then_it_does_not_open_there(desk, db, app):
@@ -129,8 +137,9 @@ def _env(settings) -> dict[str, str]:
 
 def test_given_sealed_rows_when_the_kek_is_rotated_then_the_rows_are_unchanged_and_still_open(
         desk, db, settings, client):
-    clues = [desk(complainant=COMPLAINANT), desk(complainant={"name": "李先生", "phone": "13900001112"},
-                                                 institution={"name": "另一家机构", "region": "330106"})]
+    given = [COMPLAINANT, {"name": "李先生", "phone": "13900001112"}]
+    clues = [desk(complainant=given[0]),
+             desk(complainant=given[1], institution={"name": "另一家机构", "region": "330106"})]
     with db.engine.connect() as conn:
         before_rows = conn.execute(text("SELECT id, complainant_sealed, complainant_phone_index FROM clues "
                                         "ORDER BY id")).all()
@@ -160,13 +169,12 @@ def test_given_sealed_rows_when_the_kek_is_rotated_then_the_rows_are_unchanged_a
     try:
         fresh_client = fresh.test_client()
         headers = Officers(fresh.extensions["fieldcase"].db, fresh_client).headers(desk.officer)
-        for clue in clues:
-            assert fresh_client.get(f"/api/v1/clues/{clue['id']}", headers=headers).json["complainant"] \
-                == clue["complainant"]
+        for clue, complainant in zip(clues, given, strict=True):
+            assert _unmasked(fresh_client, clue["id"], headers) == complainant
     finally:
         fresh.extensions["fieldcase"].db.dispose()
     # The running process keeps the data keys it had unwrapped.
-    assert client.get(f"/api/v1/clues/{clues[0]['id']}", headers=desk.headers).json["complainant"] == COMPLAINANT
+    assert _unmasked(client, clues[0]["id"], desk.headers) == COMPLAINANT
     status = CliRunner().invoke(main, ["keys", "status"], env=_env(settings))
     assert status.exit_code == 0 and status.output.count("unwraps here") == 2, status.output
 

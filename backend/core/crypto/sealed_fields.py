@@ -6,11 +6,13 @@ Pure functions of the keys and the value; which data key is used, and where the 
     version (1 byte, 1) ‖ data key id (4 bytes, big-endian) ‖ nonce (12) ‖ ciphertext ‖ tag (16)
 
 and its associated data names the table, the column and the row's id, with that header: a sealed value copied
-to another row or column, or relabelled with another key's id, does not open (`SealBroken`).
+to another row or column, or relabelled with another key's id, does not open (`SealBroken`). The key id is also
+what keeps a value sealed under an older generation of the data key opening after a new one is made.
 
 A blind index is HMAC-SM3 under the index key of the value in its normal form (`BlindIndex.normalise`), with the
 table and field in the MAC's input: the same phone number gives the same index in one field, and unrelated
-indexes in two. An exact match is all it answers, and only with the index key.
+indexes in two. An exact match is all it answers, and only with the index key. An index value does not name its
+key (it is the 64 hex digits alone): a look-up computes the value under every generation of the index key.
 
 Why not a SQLAlchemy TypeDecorator: a column type is handed the value and the dialect, never the row, so it
 cannot bind a value to its row id, and it would need the key ring from a module global. The domain functions

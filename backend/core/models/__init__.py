@@ -34,6 +34,7 @@ from backend.core.models.institutions import CATEGORIES, LICENCE_STATUSES, RISK_
 from backend.core.models.keys import DATA_KEY_PURPOSES, DataKey
 from backend.core.models.lifecycle import CaseTransition
 from backend.core.models.officers import ROLES, LoginFailure, Officer, OfficerCertificate, RefreshToken
+from backend.core.models.personal_data import ComplainantUnmasking
 from backend.core.models.reference import Agency, CategoryDepartment, Department, Region, ViolationCategory
 from backend.core.models.sync import ZERO_HASH, ChainGap, DeferredRecord, Device, LedgerRecord, QuarantinedRecord
 from backend.core.models.workflow import (
@@ -83,6 +84,7 @@ __all__ = [
     "TreeHead",
     "WitnessCosignature",
     "Clue",
+    "ComplainantUnmasking",
     "DeferredRecord",
     "Device",
     "Evidence",

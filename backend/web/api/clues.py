@@ -1,4 +1,5 @@
-"""Clues: intake at the desk, triage, becoming a case or closing, and the complainant's public status page."""
+"""Clues: intake at the desk, triage, becoming a case or closing, and the complainant's public status page; the
+complainant masked in every answer, looked up by phone number, and unmasked with a purpose (on record)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from backend.casework import clues
+from backend.casework import clues, personal_data
+from backend.casework.audit import REVIEWER_ROLES
+from backend.casework.masking import PERSONAL_FIELDS
 from backend.core.models import Clue
+from backend.core.models.personal_data import MAX_PURPOSE
+from backend.web.api.audit import PRINTABLE, DayOrTime
 from backend.web.api.blueprint import Blueprint
 from backend.web.api.context import authenticated, committed, current_officer, now, session, state
-from backend.web.api.schemas import PageArgs, StrictSchema, page_schema, paged
+from backend.web.api.schemas import Instant, PageArgs, StrictSchema, page_schema, paged
 from sync.records import CLUE_SOURCES, Hex64, InstitutionRef, Uuid
 
 blp = Blueprint("clues", __name__, url_prefix="/api/v1", description="Clues: intake, triage, tracking")
@@ -35,7 +40,7 @@ class ClueAttachmentSchema(StrictSchema):
 
 class ComplainantSchema(StrictSchema):
     name = fields.String(validate=validate.Length(max=100))
-    phone = fields.String(validate=validate.Length(max=40))
+    phone = fields.String(validate=validate.Length(max=personal_data.MAX_PHONE))
     email = fields.String(validate=validate.Length(max=200))
     address = fields.String(validate=validate.Length(max=400))
     anonymous = fields.Boolean()
@@ -105,7 +110,9 @@ ClueListPage = page_schema(ClueSchema, "ClueListPage")
 class ClueDetailSchema(ClueSchema):
     duplicates = fields.List(fields.String())
     transfers = fields.List(fields.Dict())
-    complainant = fields.Dict(allow_none=True, metadata={"description": "only for those who handle the clue"})
+    complainant = fields.Dict(allow_none=True, metadata={
+        "description": "only for those who handle the clue, and masked (name 张＊＊, phone 138****5678); in clear "
+                       "only through POST /clues/{id}/complainant/unmask"})
 
 
 class ConvertResultSchema(Schema):
@@ -131,6 +138,54 @@ class PublicClueSchema(Schema):
     department = fields.Nested(PublicDepartmentSchema, allow_none=True)
     outcome = fields.String(allow_none=True)
     case_status = fields.String(allow_none=True)
+
+
+class LookupArgs(StrictSchema):
+    complainant_phone = fields.String(
+        required=True, validate=validate.Length(min=1, max=personal_data.MAX_PHONE),
+        metadata={"description": "as the complainant gave it, written any way: only its digits count"})
+
+
+class FoundClueSchema(ClueSchema):
+    complainant = fields.Dict(metadata={"description": "masked, as in GET /clues/{id}"})
+
+
+class LookupResultSchema(Schema):
+    items = fields.List(fields.Nested(FoundClueSchema), metadata={"description": "oldest first"})
+
+
+class UnmaskArgs(StrictSchema):
+    purpose = fields.String(required=True, validate=[validate.Length(min=1, max=MAX_PURPOSE), PRINTABLE],
+                            metadata={"description": "why the clear values are needed; kept in the record"})
+    field_names = fields.List(fields.String(validate=validate.OneOf(PERSONAL_FIELDS)), data_key="fields",
+                              validate=validate.Length(min=1, max=len(PERSONAL_FIELDS)),
+                              metadata={"description": "which to show in clear; default all the complainant gave"})
+
+
+class UnmaskingSchema(Schema):
+    id = fields.String()
+    clue_id = fields.String()
+    region = fields.String()
+    shown = fields.List(fields.String(), attribute="fields", data_key="fields",
+                        metadata={"description": "the fields shown in clear"})
+    purpose = fields.String()
+    by = fields.String(metadata={"description": "the officer who unmasked"})
+    by_name = fields.String(allow_none=True)
+    at = Instant()
+
+
+UnmaskingPage = page_schema(UnmaskingSchema, "ComplainantUnmaskingPage")
+
+
+class UnmaskedSchema(UnmaskingSchema):
+    complainant = fields.Dict(metadata={"description": "`fields` in clear, the rest masked"})
+
+
+class UnmaskingListArgs(PageArgs):
+    clue_id = fields.String(validate=[validate.Length(max=40), PRINTABLE])
+    by = fields.String(validate=[validate.Length(max=40), PRINTABLE], metadata={"description": "an officer's id"})
+    since = DayOrTime(data_key="from", metadata={"description": "`at` on or after this (a date: 00:00 Hangzhou)"})
+    until = DayOrTime(data_key="to", metadata={"description": "`at` before this (a date: 00:00 Hangzhou)"})
 
 
 def _described(act: Callable[..., Clue], *subject: str, **args: Any) -> dict[str, Any]:
@@ -166,6 +221,43 @@ def list_clues(args):
 def get_clue(clue_id):
     """One clue with its duplicates and transfers; the complainant only for those who handle it."""
     return clues.get_clue(session(), current_officer(), clue_id, keys=state().keys)
+
+
+@blp.post("/clues/lookup")
+@authenticated()
+@blp.arguments(LookupArgs)
+@blp.response(200, LookupResultSchema)
+@committed
+def lookup_clues(args):
+    """Clues the caller handles whose complainant gave this phone number, the complainant masked.
+
+    A POST, so that the number is in no URL (access logs record URLs); found by the blind index, never in clear.
+    """
+    return {"items": personal_data.lookup_by_phone(session(), current_officer(), args["complainant_phone"],
+                                                   keys=state().keys)}
+
+
+@blp.post("/clues/<clue_id>/complainant/unmask")
+@authenticated()
+@blp.arguments(UnmaskArgs)
+@blp.response(200, UnmaskedSchema)
+@committed
+def unmask_complainant(args, clue_id):
+    """The clue's complainant in clear, for a stated purpose; the unmasking is recorded before the answer leaves."""
+    shown = personal_data.unmask_complainant(session(), current_officer(), clue_id, purpose=args["purpose"],
+                                             fields=args.get("field_names"), keys=state().keys, now=now())
+    return shown, {"Cache-Control": "no-store"}
+
+
+@blp.get("/clues/unmaskings")
+@authenticated(*REVIEWER_ROLES)
+@blp.arguments(UnmaskingListArgs, location="query")
+@blp.response(200, UnmaskingPage)
+def list_unmaskings(args):
+    """Who saw which complainant's data in clear, and why: newest first, within the caller's jurisdiction."""
+    paging = {"page": args.pop("page"), "page_size": args.pop("page_size")}
+    rows, total = personal_data.list_unmaskings(session(), current_officer(), **args, **paging)
+    return paged(rows, total, paging)
 
 
 @blp.post("/clues/<clue_id>/triage")

@@ -12,6 +12,7 @@ All of them register on one blueprint, `bp` (endpoints `console.*`), one module 
 - `pages`: the parts pages and forms share (scoped reads, paging, form fields, refusals);
 - `signin`: signing in and out;
 - `cases`: the case list, a case and its lifecycle step, an inspection;
+- `clues`: the clue list, a clue with its complainant masked, unmasking with a purpose, the log of unmaskings;
 - `evidence`: an evidence item, its thumbnail, reading its original;
 - `custody`: holdings, hand-overs between custodians, evidence package export;
 - `audit_queue`: the reviewers' audit queue;
@@ -25,6 +26,7 @@ from __future__ import annotations
 from backend.web.console.views import (  # noqa: F401
     audit_queue,
     cases,
+    clues,
     custody,
     evidence,
     signin,
