@@ -114,7 +114,7 @@ def _empty_tables(db: Database) -> None:
 @pytest.fixture
 def settings(database_url, tmp_path: Path) -> Settings:
     # Passwords hashed at a test's cost (scrypt N = 2^10, ~1 ms): officers are made and log in by the hundred here.
-    # The deployment's default cost is backend.core.passwords.PASSWORD_KDF (tests/core/test_passwords.py).
+    # The deployment's default cost is backend.core.crypto.passwords.PASSWORD_KDF (tests/core/test_passwords.py).
     settings = Settings(instance_dir=tmp_path / "instance", database_url=database_url,
                         password_kdf=TEST_KDF).resolved()
     if not generates_secrets(settings):  # on PostgreSQL, as a deployment does: `fieldcase init-secrets` first

@@ -6,6 +6,9 @@ tests need no fixture; they run the same on the PostgreSQL leg of the suite.
 
 from __future__ import annotations
 
+import fcntl
+import os
+
 import pytest
 import requests
 from click.testing import CliRunner
@@ -16,12 +19,25 @@ from backend.cli import main
 from backend.demo import people, scenario
 
 
-@pytest.fixture(scope="module")
-def demo_output() -> str:
-    """One run of `fieldcase demo` for the tests that read its report."""
+def _run_demo() -> str:
     result = CliRunner().invoke(main, ["demo"])
     assert result.exit_code == 0, result.output
     return result.output
+
+
+@pytest.fixture(scope="session")
+def demo_output(tmp_path_factory) -> str:
+    """One run of `fieldcase demo` (8 s) for all the tests that read its report, however pytest-xdist shares them
+    out: the first worker to ask runs it, under a lock, and the others read its report from the run's folder."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _run_demo()
+    shared = tmp_path_factory.getbasetemp().parent  # this run's folder, above each worker's own
+    report = shared / "demo-output.txt"
+    with open(shared / "demo-output.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not report.exists():
+            report.write_text(_run_demo(), encoding="utf-8")
+    return report.read_text(encoding="utf-8")
 
 
 def test_given_a_clean_machine_when_the_demo_runs_then_it_exits_0_and_reports_one_merged_case(demo_output):
