@@ -72,6 +72,7 @@ CODES: dict[str, tuple[str, str]] = {
     "action.mismatch": ("哈希不符", "mismatch"),
     "action.read": ("读取原件", "read"),
     "action.thumbnail": ("生成缩略图", "thumbnail made"),
+    "action.digest_added": ("补算摘要", "digest added"),
     "action.transfer_requested": ("申请移交", "transfer requested"),
     "action.transferred": ("已移交", "transferred"),
     "action.transfer_refused": ("拒收", "transfer refused"),
