@@ -5,8 +5,76 @@
 
 const ED25519 = { name: "Ed25519" };
 
-/* Web Crypto's Ed25519 key from raw bytes; Refused (with the browser's reason) when it will not take them. */
+/* The curve (RFC 8032 §5.1): the field prime p, d, and the order L of the prime-order subgroup. */
+const ED_P = 2n ** 255n - 19n;
+const ED_D = 37095705934669439343138083508754565189542113879843219016388785533085940283555n;
+const ED_L = 2n ** 252n + 27742317777372353535851937790883648493n;
+
+/* The encodings of the 8 points of small order, compared with x's sign bit cleared: libsodium's blocklist
+ * (src/libsodium/crypto_core/ed25519/ref10/ed25519_ref10.c `ge25519_has_small_order`), hex of the 32 bytes:
+ * y = 0 (the two of order 4), 1 (the identity), the two y of the four of order 8, p − 1 (order 2), and p and
+ * p + 1 (0 and 1 again, not reduced). */
+const ED_SMALL_ORDER = [
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+  "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+];
+
+function edMod(a) {
+  const r = a % ED_P;
+  return r < 0n ? r + ED_P : r;
+}
+
+function edPow(a, e) {
+  let r = 1n;
+  for (a = edMod(a); e > 0n; e >>= 1n, a = a * a % ED_P) { if (e & 1n) { r = r * a % ED_P; } }
+  return r;
+}
+
+/* The point [x, y] 32 bytes spell (RFC 8032 §5.1.3), or null when y is not below p or no x fits it. */
+function edDecode(raw) {
+  const y = bigint(Uint8Array.from(raw).reverse()) & (2n ** 255n - 1n);
+  if (y >= ED_P) { return null; }
+  const u = edMod(y * y - 1n), v = edMod(ED_D * y * y + 1n);
+  let x = u * edPow(v, 3n) * edPow(u * edPow(v, 7n), (ED_P - 5n) / 8n) % ED_P;
+  if (edMod(v * x * x) !== u) {
+    if (edMod(v * x * x) !== edMod(-u)) { return null; }
+    x = x * edPow(2n, (ED_P - 1n) / 4n) % ED_P;  // times √−1
+  }
+  return [(x & 1n) === BigInt(raw[31] >> 7) ? x : edMod(-x), y];
+}
+
+/* P + Q in extended coordinates (RFC 8032 §5.1.4), complete: it doubles too. */
+function edAdd([x1, y1, z1, t1], [x2, y2, z2, t2]) {
+  const a = (y1 - x1) * (y2 - x2), b = (y1 + x1) * (y2 + x2), c = 2n * ED_D * t1 * t2 % ED_P, d = 2n * z1 * z2;
+  const e = b - a, f = d - c, g = d + c, h = b + a;
+  return [edMod(e * f), edMod(g * h), edMod(f * g), edMod(e * h)];
+}
+
+/* Whether the 32 bytes are a key libsodium's crypto_core_ed25519_is_valid_point takes, the test the server and
+ * verify-package load an Ed25519 key with (backend/core/crypto/suites.py): y below p, not a point of small order,
+ * on the curve, [L]P the identity. Web Crypto checks none of it (Chromium imports any 32 bytes), and under a point
+ * of small order a forged signature (identity ‖ 0³²) verifies for any message. */
+function ed25519ValidPoint(raw) {
+  const masked = Uint8Array.from(raw);
+  masked[31] &= 0x7f;
+  const point = raw.length === 32 && !ED_SMALL_ORDER.includes(hex(masked)) ? edDecode(raw) : null;
+  if (point === null) { return false; }
+  let sum = [0n, 1n, 1n, 0n], add = [point[0], point[1], 1n, point[0] * point[1] % ED_P];
+  for (let k = ED_L; k > 0n; k >>= 1n, add = edAdd(add, add)) { if (k & 1n) { sum = edAdd(sum, add); } }
+  return sum[0] === 0n && sum[1] === sum[2];
+}
+
+/* Web Crypto's Ed25519 key from raw bytes; Refused in the server's words (backend/core/crypto/suites.py) for a
+ * point it refuses, or with the browser's reason when the browser will not take them. */
 async function ed25519Key(raw) {
+  if (!ed25519ValidPoint(raw)) {
+    throw new Refused(T("公钥不是有效的 Ed25519 点", "the public key is not a valid Ed25519 point"));
+  }
   try {
     return await crypto.subtle.importKey("raw", raw, ED25519, false, ["verify"]);
   } catch (error) {
