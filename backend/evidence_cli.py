@@ -76,7 +76,9 @@ def custody_verify(public_keys: tuple[str, ...], sm_public_keys: tuple[str, ...]
         click.echo(f"RFC 3161 timestamps: {report.timestamped} of {report.heads} tree heads hold"
                    f"{', chained to FIELDCASE_TSA_CERT' if trust else ''}")
     if sm_keys is not None:
-        click.echo(f"SM tree (SM3, SM2 heads): {report.sm_leaves} leaves, {report.sm_heads} signed SM tree heads")
+        click.echo(f"SM tree (SM3, SM2 heads): {report.sm_leaves} leaves, {report.sm_heads} signed SM tree heads"
+                   + (f"; RFC 3161 timestamps (SM3 imprint): {report.sm_timestamped} of {report.sm_heads} hold"
+                      if report.sm_timestamped or settings.tsa_url else ""))
     click.echo(f"custody log: {report.leaves} leaves, {report.heads} signed tree heads: {verdict}")
     sys.exit(0 if report.ok else 1)
 
@@ -235,8 +237,9 @@ def verify(clock: Clock, as_json: bool, sample: int | None, seed: int | None, re
               help="PEM certificate (the TSA's CA, or the TSA's own) that the tree head's RFC 3161 timestamp must "
                    "chain to (default: the token is checked with the certificate inside it, which only proves "
                    "self-consistency)")
-@click.option("--sm-public-key", help="base64url SM2 custody key (65-byte point) to check the SM tree head against, "
-              "when the package carries one (default: the key inside the package, which only proves "
+@click.option("--sm-public-key", help="base64url SM2 custody key (65-byte point) to check the SM tree head and the "
+              "index's SM2 seal against, when the package carries them (default: the key inside the package, which "
+              "only proves "
               "self-consistency)")
 def verify_package(file: Path, public_key: str | None, tsa_cert: Path | None, sm_public_key: str | None) -> None:
     """Check an evidence package offline (signatures, chains, files, proofs, tree head and its timestamp). Exit 1 on

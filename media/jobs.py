@@ -112,14 +112,15 @@ def issue_tree_head(ctx: JobContext, session: Session, tree_size: int) -> None:
 
 @limited(300)  # a few TSA round trips, each bounded by FIELDCASE_TSA_TIMEOUT
 def timestamp_head(ctx: JobContext, session: Session, tree_size: int) -> None:
-    """The RFC 3161 timestamp of the head at `tree_size`, then of a few older heads still without one.
+    """The RFC 3161 timestamp of the head at `tree_size` (and of the SM tree's head there, where it is kept), then
+    of a few older heads still without one.
 
     `session` stays unused: the TSA is asked with no transaction open, and the token stored in a short one of
     its own (media.custody.head_stamps). A TSA that fails raises, so that RQ tries again later.
     """
     if ctx.tsa is None or ctx.database is None:
         return
-    head_stamps.timestamp_head(ctx.database, ctx.tsa, int(tree_size))
+    head_stamps.timestamp_heads(ctx.database, ctx.tsa, int(tree_size))
     head_stamps.timestamp_pending(ctx.database, ctx.tsa, limit=head_stamps.CATCH_UP)
 
 
@@ -155,7 +156,7 @@ def unfinished(session: Session, *, tsa: bool) -> dict[str, list[list[str | int]
     return {VERIFY: [[upload_id] for upload_id in stuck_verifications(session)],
             ANALYSE: [[evidence_id] for evidence_id in unanalysed(session)],
             ISSUE_HEAD: [[size] for size in unsigned_periodic_heads(session)],
-            TIMESTAMP_HEAD: [[size] for size in head_stamps.heads_without_token(session)] if tsa else []}
+            TIMESTAMP_HEAD: [[size] for size in head_stamps.sizes_without_token(session)] if tsa else []}
 
 
 JOBS: dict[str, Job] = {VERIFY: verify_upload, ANALYSE: analyse_evidence, ISSUE_HEAD: issue_tree_head,

@@ -81,6 +81,7 @@ class PackageFile:
     object_key: str
     size: int
     sha256: str
+    sm3: str | None = None  # the item's, for the SM seal (none before the server computed SM3)
 
 
 @dataclass
@@ -198,7 +199,7 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, export: E
         name = None
         if item.status == "verified" and item.object_key:
             name = f"files/{n:04d}_{item.id}{_extension(item.media_type)}"
-            files.append(PackageFile(name, item.object_key, item.size, item.sha256))
+            files.append(PackageFile(name, item.object_key, item.size, item.sha256, item.sm3))
         holder = holders.get(item.id)
         events, declared_sm3 = [], False
         for event in custody.events_for(session, item.id):
@@ -270,7 +271,8 @@ def prepare_package(session: Session, signer: Signer, viewer: Officer, export: E
                  (PDF_NAME, evidence_list.to_pdf(listing)),
                  (verify_html.NAME, verify_html.page())]  # the no-install verifier, sealed like every member
     index = package_index.seal(signer, package_id=package_id, case_id=case_id, head=head, documents=documents,
-                               files=[(f.name, f.sha256, f.size) for f in files])
+                               files=[(f.name, f.sha256, f.size, f.sm3) for f in files],
+                               sm=signer.sm if sm_part is not None else None)  # sealed in SM2 with the SM tree
     return PreparedPackage(id=package_id, case_id=case_id, filename=f"case-{case_id}-{stamp}.zip",
                            manifest=manifest, documents=documents, index=index, created_at=created_at, files=files)
 

@@ -44,6 +44,7 @@ class TestTSA:
     __test__ = False  # not a test class, whatever its name
 
     folder: Path
+    digests: str = "sha256, sha384, sha512, sm3"  # the imprints it takes: SM3 too, for the SM tree's heads
     url: str = ""
     available: bool = True
     requests: int = 0
@@ -71,7 +72,7 @@ class TestTSA:
         (self.folder / "ts.cnf").write_text(
             "[ tsa ]\ndefault_tsa = tsa_config\n[ tsa_config ]\n"
             f"serial = {self.folder / 'serial'}\ncrypto_device = builtin\nsigner_digest = sha256\n"
-            f"default_policy = {POLICY}\nother_policies = {POLICY}\ndigests = sha256, sha384, sha512\n"
+            f"default_policy = {POLICY}\nother_policies = {POLICY}\ndigests = {self.digests}\n"
             "accuracy = secs:1\nordering = no\ntsa_name = yes\ness_cert_id_chain = no\ness_cert_id_alg = sha256\n")
 
     def reply(self, query: bytes) -> bytes:

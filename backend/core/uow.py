@@ -79,8 +79,9 @@ class Timestamper(Protocol):
     @property
     def url(self) -> str: ...
 
-    def stamp(self, message: bytes) -> tuple[bytes, Any]:
-        """A checked token over SHA-256 of `message`, and what it says; raises when there is none."""
+    def stamp(self, message: bytes, imprint: Any = ...) -> tuple[bytes, Any]:
+        """A checked token over SHA-256 of `message` (or the digest `imprint` names: SM3 for an SM tree head), and
+        what it says; raises when there is none."""
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ A head is issued at a size at most once and kept for good: at every multiple of 
 append reaches it (media.custody.log), at the sizes asked for (`latest_head`), and by the periodic job
 (`issue_head`). With an SM key (FIELDCASE_CUSTODY_SUITES=intl,sm) every issue also signs the SM tree's head at the
 same size, once the SM tree reaches it: wherever an intl head is, an SM head is (media.custody.sm_tree keeps the SM
-tree in step and serves its heads). An intl head's RFC 3161 timestamp is asked for once its transaction commits
-(media.custody.head_stamps).
+tree in step and serves its heads). A head's RFC 3161 timestamp, intl or SM, is asked for once its transaction
+commits (media.custody.head_stamps).
 """
 
 from __future__ import annotations
@@ -40,9 +40,11 @@ def issue(session: Session, signer: Signer, size: int, now: datetime,
 
 
 def issue_sm(session: Session, sm: SmSigner, size: int, now: datetime,
-             nodes: dict[tuple[int, int], bytes] | None = None, *, covered: int | None = None) -> SmTreeHead | None:
+             nodes: dict[tuple[int, int], bytes] | None = None, *, covered: int | None = None,
+             stamp: bool = True) -> SmTreeHead | None:
     """The SM tree's head at `size`, SM2-signed as of `now`, unless one exists; None while the SM tree (`covered`
-    leaves, read when not given) does not reach `size`."""
+    leaves, read when not given) does not reach `size`. A new one is timestamped once the transaction commits,
+    unless `stamp` is False (`build-sm-tree`'s many heads: head_stamps says who stamps those)."""
     existing = session.get(SmTreeHead, size)
     if existing is not None:
         return existing
@@ -54,6 +56,8 @@ def issue_sm(session: Session, sm: SmSigner, size: int, now: datetime,
                       signature=sm.sign(head_payload(size, root, timestamp)))
     session.add(head)
     session.flush()
+    if stamp:
+        head_stamps.issued(session, size)  # the same job as the intl head's at this size, queued once for both
     return head
 
 

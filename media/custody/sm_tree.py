@@ -11,7 +11,8 @@ intl head issued before.
 
 Its nodes are stored and read as the intl tree's are (media.custody.trees), and its heads signed where the intl
 ones are (media.custody.heads); what is the SM tree's own is here: when the commit hook (media.custody.log) appends
-to it, how it is built over an existing log, and its heads as served.
+to it, how it is built over an existing log, and its heads as served. Each SM head gets an RFC 3161 token of its
+own, over SM3 of its signed bytes (media.custody.head_stamps), which a package carries with it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from sqlalchemy.orm import Session
 from backend.core.errors import Invalid, NotFound
 from backend.core.models import SmMerkleNode, SmTreeHead, TreeHead
 from backend.core.uow import Services
+from media.custody.head_stamps import token_of
 from media.custody.heads import issue_sm, latest_head
 from media.custody.keys import Signer, SmSigner
+from media.custody.timestamps import encode_token
 from media.custody.trees import (
     CUSTODY_LOCK_KEY,
     TREES,
@@ -119,19 +122,22 @@ def extend_sm_tree(session: Session, signer: Signer, *, now: datetime, batch: in
     missing = list(session.scalars(
         select(TreeHead.tree_size).outerjoin(SmTreeHead, SmTreeHead.tree_size == TreeHead.tree_size)
         .where(SmTreeHead.tree_size.is_(None), TreeHead.tree_size <= size).order_by(TreeHead.tree_size).limit(heads)))
-    for head_size in missing:
-        issue_sm(session, sm, head_size, now, nodes, covered=size)
+    for head_size in missing:  # timestamped later, by the jobs' catch-up, the sweep or `fieldcase custody timestamp`
+        issue_sm(session, sm, head_size, now, nodes, covered=size, stamp=False)
     return SmProgress(added=len(texts), heads=len(missing), size=size, log_size=total)
 
 
 # --- the SM tree's heads -------------------------------------------------------------------------------------------
 
 
-def sm_head_dict(head: SmTreeHead) -> dict[str, Any]:
-    """An SM tree head as served: the same fields as an intl head's (no RFC 3161 token: see PROTOCOL), its
-    `signature` SM2 and `key_id` the SM2 key's."""
-    return {"tree_size": head.tree_size, "root_hash": head.root_hash, "timestamp": head.timestamp,
-            "signature": head.signature, "key_id": head.key_id}
+def sm_head_dict(head: SmTreeHead, token: bytes | None = None) -> dict[str, Any]:
+    """An SM tree head: the same fields as an intl head's, its `signature` SM2 and `key_id` the SM2 key's; with
+    `token`, its RFC 3161 token (`timestamp_token`, spelt as an intl head's; its imprint is SM3)."""
+    served = {"tree_size": head.tree_size, "root_hash": head.root_hash, "timestamp": head.timestamp,
+              "signature": head.signature, "key_id": head.key_id}
+    if token is not None:
+        served["timestamp_token"] = encode_token(token)
+    return served
 
 
 def sm_key(signer: Signer | None) -> SmSigner:
@@ -170,9 +176,10 @@ def issued_sm_head(session: Session, tree_size: int) -> SmTreeHead:
 
 
 def session_sm_head(session: Session, tree_size: int) -> dict[str, Any] | None:
-    """The SM head issued at exactly `tree_size`, as served, or None."""
+    """The SM head issued at exactly `tree_size` with its RFC 3161 token once it has one, as a package carries it,
+    or None. (The API serves SM heads without it: its TreeHeadSchema says a token imprints SHA-256.)"""
     head = session.get(SmTreeHead, tree_size)
-    return sm_head_dict(head) if head is not None else None
+    return sm_head_dict(head, token_of(session, tree_size, "sm")) if head is not None else None
 
 
 def stored_sm_head(session: Session, signer: Signer | None, tree_size: int) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 A signed tree head states when it was signed by the log's own clock, which whoever holds the custody key could
 set back. A token from an independent TSA states that the head existed no later than the TSA's time. The token's
-message imprint is SHA-256 of exactly the bytes the head's Ed25519 signature covers
-(`media.custody.keys.head_payload`), so whoever checks the head re-derives the imprint from the same fields.
+message imprint is a digest of exactly the bytes the head's signature covers (`media.custody.keys.head_payload`),
+so whoever checks the head re-derives the imprint from the same fields: SHA-256 for an intl head (`SHA256_IMPRINT`),
+SM3 for a head of the SM tree (`SM3_IMPRINT`, OID 1.2.156.10197.1.401; docs/crypto.md says why), so that each
+tree's time rests on its own suite's digest.
 
 The token is a CMS ContentInfo (RFC 5652) holding a TSTInfo (RFC 3161 §2.4.2). It is read with asn1crypto, its
 signature checked by `backend.core.crypto.cms_signatures` (the home of primitives) and its certificate path by
@@ -14,7 +16,7 @@ responses against a trust root only, while a package verifier holds a bare token
 `check_token` is the one check, used at receipt, by `fieldcase custody verify` and by `fieldcase verify-package`:
 
 - the token is a SignedData whose content is a TSTInfo, with exactly one signer;
-- the imprint is SHA-256, of exactly the head payload;
+- the imprint is of the algorithm asked for (SHA-256, or SM3 for an SM head), of exactly the head payload;
 - the signed attributes name TSTInfo as the content type and carry its digest, and the signature over them holds
   with the signer's certificate, found in the token;
 - that certificate is the one the ESS signing-certificate attribute names (RFC 5816), it was valid at the
@@ -30,23 +32,36 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import requests
-from asn1crypto import cms, tsp
+from asn1crypto import cms, core, tsp
 from cryptography import x509
 from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
-from backend.core.crypto import cms_signatures, digests
+from backend.core.crypto import SM, cms_signatures, digests
 from backend.core.errors import TimestampFailed
 from media.custody.keys import head_payload
 
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
+
+
+@dataclass(frozen=True)
+class Imprint:
+    """The hash of a message imprint (RFC 3161 §2.4.1): how a request names it and how a token's is recomputed."""
+
+    label: str  # as messages name it
+    oid: str  # the AlgorithmIdentifier's, dotted (written with NULL parameters, as OpenSSL writes both)
+    digest: Callable[[bytes], bytes]
+
+
+SHA256_IMPRINT = Imprint(label="SHA-256", oid="2.16.840.1.101.3.4.2.1", digest=digests.sha256)
+SM3_IMPRINT = Imprint(label="SM3", oid="1.2.156.10197.1.401", digest=SM.digest)  # GM/T 0006, as GB/T 35275 names it
 
 
 @dataclass(frozen=True)
@@ -61,7 +76,7 @@ class TokenFacts:
 
 
 def head_message(head: Mapping[str, Any]) -> bytes:
-    """The bytes a head's token imprints (SHA-256 of them): exactly what its Ed25519 signature covers."""
+    """The bytes a head's token imprints (SHA-256 of them; SM3 for an SM head): exactly what its signature covers."""
     return head_payload(head["tree_size"], head["root_hash"], head["timestamp"])
 
 
@@ -93,24 +108,32 @@ def load_trust(pem: bytes) -> tuple[x509.Certificate, ...]:
     return certificates
 
 
-def request_for(message: bytes) -> tuple[bytes, int]:
-    """A TimeStampReq (DER) for SHA-256 of `message`, asking for the TSA's certificate, and its random nonce."""
+def request_for(message: bytes, imprint: Imprint = SHA256_IMPRINT) -> tuple[bytes, int]:
+    """A TimeStampReq (DER) for the `imprint` digest of `message`, asking for the TSA's certificate, and its random
+    nonce."""
     nonce = secrets.randbits(63) | 1 << 62  # positive, and always 8 bytes of DER: no leading-zero questions
     request = tsp.TimeStampReq({
         "version": 1,
-        "message_imprint": {"hash_algorithm": {"algorithm": "sha256"},
-                            "hashed_message": digests.sha256(message)},
+        "message_imprint": {"hash_algorithm": {"algorithm": imprint.oid, "parameters": core.Null()},
+                            "hashed_message": imprint.digest(message)},
         "nonce": nonce,
         "cert_req": True,
     })
     return request.dump(), nonce
 
 
-def token_from_reply(reply: bytes, nonce: int, message: bytes,
-                     trust: Sequence[x509.Certificate] = ()) -> tuple[bytes, TokenFacts]:
+class _TimeStampResp(tsp.TimeStampResp):
+    """RFC 3161 §2.4.2's TimeStampResp, whose token is OPTIONAL (absent when the TSA refuses: OpenSSL's answer to an
+    imprint it does not take, badAlg). asn1crypto's class requires it, so a refusal would read as no answer at all."""
+
+    _fields = [("status", tsp.PKIStatusInfo), ("time_stamp_token", cms.ContentInfo, {"optional": True})]
+
+
+def token_from_reply(reply: bytes, nonce: int, message: bytes, trust: Sequence[x509.Certificate] = (),
+                     imprint: Imprint = SHA256_IMPRINT) -> tuple[bytes, TokenFacts]:
     """The token of a TSA's TimeStampResp to our request, checked: granted, our nonce, and `check_token`."""
     try:
-        response = tsp.TimeStampResp.load(reply, strict=True)
+        response = _TimeStampResp.load(reply, strict=True)
         status = response["status"]
         granted = status["status"].native in ("granted", "granted_with_mods")
         if not granted:
@@ -127,17 +150,20 @@ def token_from_reply(reply: bytes, nonce: int, message: bytes,
         raise TimestampFailed(f"the TSA's answer is not a TimeStampResp ({type(exc).__name__}: {exc})") from None
     if answered != nonce:
         raise TimestampFailed("the TSA's token does not carry the nonce of our request (a replayed answer?)")
-    return token, check_token(token, message, trust)
+    return token, check_token(token, message, trust, imprint)
 
 
-def check_head_token(token: bytes, head: Mapping[str, Any],
-                     trust: Sequence[x509.Certificate] = ()) -> TokenFacts:
-    """`check_token` for a tree head given as its JSON fields (`tree_size`, `root_hash`, `timestamp`)."""
-    return check_token(token, head_message(head), trust)
+def check_head_token(token: bytes, head: Mapping[str, Any], trust: Sequence[x509.Certificate] = (),
+                     imprint: Imprint = SHA256_IMPRINT) -> TokenFacts:
+    """`check_token` for a tree head given as its JSON fields (`tree_size`, `root_hash`, `timestamp`); an SM tree
+    head's token imprints SM3 (`SM3_IMPRINT`)."""
+    return check_token(token, head_message(head), trust, imprint)
 
 
-def check_token(token: bytes, message: bytes, trust: Sequence[x509.Certificate] = ()) -> TokenFacts:
-    """Check a TimeStampToken (DER) over SHA-256 of `message`, offline; its facts, or TimestampFailed naming why."""
+def check_token(token: bytes, message: bytes, trust: Sequence[x509.Certificate] = (),
+                imprint: Imprint = SHA256_IMPRINT) -> TokenFacts:
+    """Check a TimeStampToken (DER) over the `imprint` digest of `message`, offline; its facts, or TimestampFailed
+    naming why."""
     try:
         info = cms.ContentInfo.load(token, strict=True)
         if info["content_type"].native != "signed_data":
@@ -154,7 +180,7 @@ def check_token(token: bytes, message: bytes, trust: Sequence[x509.Certificate] 
         signer = signers[0]
         certificates = [c.chosen for c in signed["certificates"] if c.name == "certificate"] \
             if signed["certificates"] else []
-        facts = _check(tst, tst_der, signer, certificates, message, trust)
+        facts = _check(tst, tst_der, signer, certificates, message, trust, imprint)
     except TimestampFailed:
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -164,11 +190,12 @@ def check_token(token: bytes, message: bytes, trust: Sequence[x509.Certificate] 
 
 
 def _check(tst: Any, tst_der: bytes, signer: Any, certificates: list[Any], message: bytes,
-           trust: Sequence[x509.Certificate]) -> TokenFacts:
+           trust: Sequence[x509.Certificate], expected: Imprint) -> TokenFacts:
     imprint = tst["message_imprint"]
-    if imprint["hash_algorithm"]["algorithm"].native != "sha256":
-        raise TimestampFailed(f"the token imprints {imprint['hash_algorithm']['algorithm'].native}, not SHA-256")
-    if imprint["hashed_message"].native != digests.sha256(message):
+    if imprint["hash_algorithm"]["algorithm"].dotted != expected.oid:
+        raise TimestampFailed(f"the token imprints {imprint['hash_algorithm']['algorithm'].native}, not "
+                              f"{expected.label}")
+    if imprint["hashed_message"].native != expected.digest(message):
         raise TimestampFailed("the token imprints another message, not this tree head (a token of another head?)")
     digest_name = signer["digest_algorithm"]["algorithm"].native
     if digest_name not in cms_signatures.SHA2:
@@ -302,18 +329,19 @@ class TimestampAuthority:
     timeout: float = 10.0
     trust: tuple[x509.Certificate, ...] = ()
 
-    def stamp(self, message: bytes) -> tuple[bytes, TokenFacts]:
-        """A checked token over SHA-256 of `message`; TimestampFailed if the TSA is unreachable, refuses, or
-        answers with anything that does not check. Make no call with a transaction open: this waits on the
-        network for up to `timeout` seconds."""
-        query, nonce = request_for(message)
+    def stamp(self, message: bytes, imprint: Imprint = SHA256_IMPRINT) -> tuple[bytes, TokenFacts]:
+        """A checked token over the `imprint` digest of `message` (SHA-256 unless told); TimestampFailed if the TSA
+        is unreachable, refuses (a TSA that takes no SM3 imprints refuses an SM head's: badAlg), or answers with
+        anything that does not check. Make no call with a transaction open: this waits on the network for up to
+        `timeout` seconds."""
+        query, nonce = request_for(message, imprint)
         try:
             answer = requests.post(self.url, data=query, headers={"Content-Type": QUERY_TYPE}, timeout=self.timeout)
         except requests.RequestException as exc:
             raise TimestampFailed(f"the TSA at {self.url} did not answer ({type(exc).__name__})") from None
         if answer.status_code != 200:
             raise TimestampFailed(f"the TSA at {self.url} answered HTTP {answer.status_code}")
-        return token_from_reply(answer.content, nonce, message, self.trust)
+        return token_from_reply(answer.content, nonce, message, self.trust, imprint)
 
 
 def authority_for(settings: Any) -> TimestampAuthority | None:

@@ -7,7 +7,8 @@ head's RFC 3161 timestamp token is checked against the head (media.custody.times
 Given the SM2 keys (`sm_keys`: FIELDCASE_CUSTODY_SUITES=intl,sm), the same pass recomputes the SM tree (SM3) from
 the same events and holds it against its stored nodes and its SM2-signed heads the same way; its problems are
 named "SM tree ..." (and "leaf N: ... SM tree"), and an intl head the SM tree covers but has no SM head at its size is
-one too. Leaves the SM tree does not reach yet (`fieldcase custody build-sm-tree` not run) are one problem.
+one too. Leaves the SM tree does not reach yet (`fieldcase custody build-sm-tree` not run) are one problem. Every SM
+head's RFC 3161 token is checked against it as an intl head's is, its imprint SM3 (media.custody.head_stamps).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.core.errors import TimestampFailed
-from backend.core.models import CustodyEvent, HeadTimestamp, MerkleNode, SmMerkleNode, SmTreeHead, TreeHead
-from media.custody import merkle
+from backend.core.models import CustodyEvent, MerkleNode, SmMerkleNode, SmTreeHead, TreeHead
+from media.custody import head_stamps, merkle
 from media.custody.encoding import canonical
 from media.custody.heads import head_dict
 from media.custody.keys import verify_head, verify_sm_head
@@ -40,6 +41,7 @@ class VerifyReport:
     timestamped: int = 0  # heads whose RFC 3161 token checks
     sm_leaves: int = 0  # leaves of the SM tree held against the events (when its keys were given)
     sm_heads: int = 0
+    sm_timestamped: int = 0  # SM heads whose RFC 3161 token (SM3 imprint) checks
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -146,6 +148,7 @@ def verify_log(session: Session, keys: Mapping[str, bytes], *,
         previous = head
     if sm is not None and sm_keys is not None:
         _check_sm(session, sm, sm_keys, heads, expected, report)
+        _check_timestamps(session, [sm.heads[size] for size in sorted(sm.heads)], tsa_trust, report, "sm")
     return report
 
 
@@ -190,25 +193,31 @@ def _check_sm(session: Session, sm: _SmPass, keys: Mapping[str, bytes], heads: l
                                    "loaded: `fieldcase custody build-sm-tree` signs the missing ones)")
 
 
-def _check_timestamps(session: Session, heads: list[TreeHead], trust: Sequence[x509.Certificate],
-                      report: VerifyReport) -> None:
-    """Every stored token against its head: a token altered, or moved from another head, is named by size."""
-    stamps = {row.tree_size: row for row in session.scalars(select(HeadTimestamp))}
+def _check_timestamps(session: Session, heads: list[TreeHead] | list[SmTreeHead], trust: Sequence[x509.Certificate],
+                      report: VerifyReport, suite: str = "intl") -> None:
+    """Every stored token against its head (of the tree of `suite`): a token altered, or moved from another head,
+    is named by size."""
+    tree = head_stamps.TREES[suite]
+    stamps = {row.tree_size: row for row in session.scalars(select(tree.tokens))}
     for head in heads:
         row = stamps.get(head.tree_size)
         if row is None:
             continue
+        signed = {"tree_size": head.tree_size, "root_hash": head.root_hash, "timestamp": head.timestamp}
         try:
-            facts = check_head_token(bytes(row.token), head_dict(head), trust)
+            facts = check_head_token(bytes(row.token), signed, trust, tree.imprint)
         except TimestampFailed as exc:
-            report.problems.append(f"tree head {head.tree_size}: its RFC 3161 timestamp token does not check: "
+            report.problems.append(f"{tree.name} {head.tree_size}: its RFC 3161 timestamp token does not check: "
                                    f"{exc.message}")
             continue
         if facts.gen_time != row.gen_time or facts.tsa[:1000] != row.tsa or str(facts.serial) != row.serial:
-            report.problems.append(f"tree head {head.tree_size}: the stored time, TSA or serial of its timestamp "
+            report.problems.append(f"{tree.name} {head.tree_size}: the stored time, TSA or serial of its timestamp "
                                    "disagrees with its token")
             continue
-        report.timestamped += 1
+        if suite == "intl":
+            report.timestamped += 1
+        else:
+            report.sm_timestamped += 1
 
 
 def _consistent(first: TreeHead, second: TreeHead, proof: list[bytes]) -> bool:

@@ -24,7 +24,10 @@ given by the person verifying:
   proven above, against its root;
 - the head's RFC 3161 timestamp token, when it has one (`timestamp.py`): over
   the head's signed bytes, signed by a timeStamping certificate, chained to
-  the TSA anchor given (`--tsa-cert`); the report names the TSA and its time.
+  the TSA anchor given (`--tsa-cert`); the report names the TSA and its time;
+- the sealed index (`index.py`): every member's SHA-256 and size, signed with
+  the custody key, and in a package with the SM tree every member's SM3 too,
+  sealed with the SM2 key the SM tree head is checked with.
 
 Strict as the server is (PROTOCOL "Records and push, as built", "Custody log,
 as built"): every base64url in the package (record parts, keys, signatures) is
@@ -64,7 +67,7 @@ __all__ = ["PackageReport", "key_id", "load_key", "verify_package"]
 def verify_package(source: str | Path | IO[bytes], public_key: str | None = None, *,
                    tsa_trust: Sequence[x509.Certificate] = (), sm_public_key: str | None = None) -> PackageReport:
     """Check a package; `tsa_trust` are the anchors its tree head's RFC 3161 timestamp must chain to,
-    `sm_public_key` the SM2 key its SM tree head must be signed with (when it carries one)."""
+    `sm_public_key` the SM2 key its SM tree head and SM2 seal must be signed with (when it carries them)."""
     report = PackageReport()
     try:
         zf = zipfile.ZipFile(source)
@@ -92,7 +95,7 @@ def verify_package(source: str | Path | IO[bytes], public_key: str | None = None
 
 def _verify(zf: zipfile.ZipFile, manifest: dict[str, Any], public_key: str | None,
             tsa_trust: Sequence[x509.Certificate], report: PackageReport, sm_public_key: str | None = None) -> None:
-    members = Members(zf)
+    members = Members(zf, sm3="sm" in manifest["custody"])  # sealed in SM2 too: every member's SM3 in its one read
     key = custody_key(manifest, public_key, report)
     keys = device_keys(manifest["devices"], report)
     tree = head_tree(manifest["custody"]["tree_head"], report)
@@ -106,4 +109,4 @@ def _verify(zf: zipfile.ZipFile, manifest: dict[str, Any], public_key: str | Non
     check_tree_head(manifest, key, bool(public_key), report)
     check_sm_tree(manifest, sm_public_key, report)
     check_head_timestamp(manifest, tsa_trust, report)
-    check_index(members, manifest, key, report)
+    check_index(members, manifest, key, report, sm_public_key)

@@ -1,5 +1,6 @@
 """The ZIP's members, each read once: its SHA-256 and size, for the sealed index and the evidence files alike, and
-the SM3 of an evidence file whose item carries one, in the same pass.
+the SM3 of an evidence file whose item carries one, in the same pass. In a package sealed in SM2 too (one with the
+SM tree, `sm3=True`) every member's SM3 is taken in that pass, since the seal lists it: no file is read twice.
 
 Files are read in chunks, so memory does not grow with them; a member whose bytes fail the ZIP's own CRC was
 changed inside the archive and is reported as damaged.
@@ -19,8 +20,9 @@ class Damaged(Exception):
 
 
 class Members:
-    def __init__(self, zf: zipfile.ZipFile) -> None:
+    def __init__(self, zf: zipfile.ZipFile, *, sm3: bool = False) -> None:
         self.zf = zf
+        self.sm3 = sm3  # hash every member with SM3 too, whoever asks first
         self._digests: dict[str, tuple[str, int, str | None] | Damaged] = {}
 
     def names(self) -> list[str]:
@@ -38,6 +40,7 @@ class Members:
         return sha256, size, sm3
 
     def _read(self, name: str, *, sm3: bool) -> tuple[str, int, str | None]:
+        sm3 = sm3 or self.sm3
         found = self._digests.get(name)
         if found is None or (sm3 and not isinstance(found, Damaged) and found[2] is None):
             info = self.zf.getinfo(name)

@@ -6,7 +6,8 @@ The leaves are the ones the rest of the package proves in the SHA-256 tree (each
 device's head), so each is proven in both trees from the same text. The SM2 key is the one given by the person
 verifying (`--sm-public-key`), or, which proves only that the package is self-consistent, the one inside it. A
 package without `custody.sm` was made where no SM tree is kept (or before it reached the head): it is checked as
-before, and a note says so.
+before, and a note says so. The SM head's RFC 3161 token, when it carries one, is checked with the intl head's
+(`timestamp.py`).
 """
 
 from __future__ import annotations

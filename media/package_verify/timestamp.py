@@ -1,5 +1,7 @@
-"""The RFC 3161 timestamp of the tree head a package cites (PROTOCOL "Timestamps (RFC 3161)"): the TSA's token
-in `custody.tree_head.timestamp_token`, checked offline by the server's own check (media.custody.timestamps).
+"""The RFC 3161 timestamps of the tree heads a package cites (PROTOCOL "Timestamps (RFC 3161)"): the TSA's token
+in `custody.tree_head.timestamp_token`, and, in a package that carries the SM tree, the SM head's own in
+`custody.sm.tree_head.timestamp_token` (its imprint SM3), each checked offline by the server's own check
+(media.custody.timestamps).
 
 A package whose head carries no token is not wrong (the TSA may have been down, or none is configured): the
 report says so in a note. A token that is there must check: over this head's signed bytes, with a valid
@@ -14,7 +16,7 @@ from typing import Any
 from cryptography import x509
 
 from backend.core.errors import TimestampFailed
-from media.custody.timestamps import check_head_token, decode_token
+from media.custody.timestamps import SM3_IMPRINT, check_head_token, decode_token
 from media.package_verify.report import PackageReport
 
 FIELD = "timestamp_token"
@@ -26,7 +28,14 @@ def check_head_timestamp(manifest: dict[str, Any], trust: Sequence[x509.Certific
     if FIELD not in head:
         report.notes.append("tree head not timestamped: the package carries no RFC 3161 token for it"
                             + (" (so --tsa-cert checked nothing)" if trust else ""))
-        return
+    else:
+        _check_intl(head, trust, report)
+    sm = manifest["custody"].get("sm")
+    if sm is not None:
+        check_sm_head_timestamp(sm["tree_head"], trust, report)
+
+
+def _check_intl(head: dict[str, Any], trust: Sequence[x509.Certificate], report: PackageReport) -> None:
     try:
         facts = check_head_token(decode_token(head[FIELD]), head, trust)
     except TimestampFailed as exc:
@@ -41,3 +50,25 @@ def check_head_timestamp(manifest: dict[str, Any], trust: Sequence[x509.Certific
         report.notes.append("WARNING: the timestamp was checked only with the certificate inside its token: this "
                             "shows who signed it, not that the TSA is the one you trust; pass --tsa-cert with the "
                             "TSA's CA certificate")
+
+
+def check_sm_head_timestamp(head: dict[str, Any], trust: Sequence[x509.Certificate], report: PackageReport) -> None:
+    """The SM head's token, as the intl head's is checked, with an SM3 imprint; its notes and problems are named
+    "SM tree head"."""
+    if FIELD not in head:
+        report.notes.append("SM tree head not timestamped: the package carries no RFC 3161 token for it"
+                            + (" (so --tsa-cert checked nothing for it)" if trust else ""))
+        return
+    try:
+        facts = check_head_token(decode_token(head[FIELD]), head, trust, SM3_IMPRINT)
+    except TimestampFailed as exc:
+        report.problems.append(f"SM tree head (size {head.get('tree_size')!r}): its RFC 3161 timestamp does not "
+                               f"check: {exc.message}")
+        return
+    when = facts.gen_time.isoformat().replace("+00:00", "Z")
+    report.notes.append(f"SM tree head timestamped by the TSA {facts.tsa} at {when} (RFC 3161, SM3 imprint, serial "
+                        f"{facts.serial}{', chained to the given --tsa-cert' if facts.anchored else ''})")
+    if not facts.anchored:
+        report.notes.append("WARNING: the SM tree head's timestamp was checked only with the certificate inside its "
+                            "token: this shows who signed it, not that the TSA is the one you trust; pass --tsa-cert "
+                            "with the TSA's CA certificate")

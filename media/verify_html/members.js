@@ -1,6 +1,8 @@
 /* The ZIP's members, each read once (media/package_verify/members.py): its SHA-256 and size, for the sealed index
- * and the evidence files alike, and the SM3 of an evidence file whose item carries one, in the same pass. A member
- * whose bytes fail the ZIP's CRC is Damaged; a name the ZIP does not hold is NoMember (Python's KeyError).
+ * and the evidence files alike, and the SM3 of an evidence file whose item carries one, in the same pass. In a
+ * package sealed in SM2 too (one with the SM tree, `withSm3`) every member's SM3 is taken in that pass, since the
+ * seal lists it: no file is read twice. A member whose bytes fail the ZIP's CRC is Damaged; a name the ZIP does not
+ * hold is NoMember (Python's KeyError).
  */
 
 class NoMember extends Error {}
@@ -13,6 +15,7 @@ class Members {
     this.hashes = new Map();  // name -> [SHA-256 hex, size, SM3 hex or null], or Damaged
     this.progress = progress;
     this.streamAbove = STREAM_ABOVE;
+    this.withSm3 = false;  // hash every member with SM3 too, whoever asks first
   }
 
   names() {
@@ -36,6 +39,7 @@ class Members {
   }
 
   async hashed(name, withSm3) {
+    withSm3 = withSm3 || this.withSm3;
     let found = this.hashes.get(name);
     if (found === undefined || (withSm3 && !(found instanceof Damaged) && found[2] === null)) {
       const entry = this.entry(name);

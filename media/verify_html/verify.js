@@ -87,6 +87,7 @@ async function verifyPackage(file, entered, progress, streamAbove) {
 }
 
 async function verifyManifest(members, manifest, entered, report) {
+  members.withSm3 = has(req(manifest, "custody"), "sm");  // sealed in SM2 too: every member's SM3 in its one read
   const key = await custodyKey(manifest, entered.key, report);
   const keys = await deviceKeys(req(manifest, "devices"), report);
   const tree = headTree(req(req(manifest, "custody"), "tree_head"), report);
@@ -100,5 +101,5 @@ async function verifyManifest(members, manifest, entered, report) {
   await checkTreeHead(manifest, key, Boolean(entered.key), report);
   await checkSmTree(manifest, entered.smKey, report);
   await checkTimestamp(manifest, report);
-  await checkIndex(members, manifest, key, report);
+  await checkIndex(members, manifest, key, report, entered.smKey);
 }

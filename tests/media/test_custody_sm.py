@@ -502,7 +502,9 @@ def test_an_sm_head_of_another_size_or_key_is_named(sm_built):
     report = verify_package(io.BytesIO(sm_built.zip), sm_built.key, sm_public_key=other)
     size = manifest_of(sm_built.zip)["custody"]["tree_head"]["tree_size"]
     assert report.problems == [f"SM tree head (size {size}): its SM2 signature does not verify with the given SM2 key "
-                               "(forged or altered SM head or root, or another server's key)"]
+                               "(forged or altered SM head or root, or another server's key)",
+                               "package-index.json: its SM2 signature does not verify with the given SM2 key (the "
+                               "index was altered, or made by another key)"]  # the SM2 seal is that key's to check too
     bare = verify_package(io.BytesIO(sm_built.zip), sm_built.key)
     assert bare.ok and any(n.startswith("WARNING: SM tree head checked against the SM2 key inside") for n in bare.notes)
 

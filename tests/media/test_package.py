@@ -15,10 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 from backend.cli import main
+from backend.core.crypto import SM
 from media import package as packages
 from media.custody import heads
 from media.custody.keys import Signer
-from media.package_index import INDEX_NAME, signed_part
+from media.package_index import INDEX_NAME, sign
 from media.package_verify import verify_package
 from tests.phones import TestPhone
 
@@ -141,7 +142,8 @@ def rewrite(data: bytes, manifest: Callable[[dict], None] | None = None,
             files: Callable[[dict[str, bytes]], None] | None = None, *, reseal: Signer | None = None) -> bytes:
     """A copy of the package with its manifest and/or entries changed. With `reseal`, its index is made again for
     the changed members and signed with that (the server's) key: what only someone holding the custody key could
-    do, and what a test of one of the other checks needs, so that the seal does not answer first."""
+    do, and what a test of one of the other checks needs, so that the seal does not answer first. An index sealed in
+    SM2 too is resealed in SM2 with that signer's SM2 key, its members with their SM3."""
     src = zipfile.ZipFile(io.BytesIO(data))
     entries = {n: src.read(n) for n in src.namelist()}
     if manifest:
@@ -152,10 +154,11 @@ def rewrite(data: bytes, manifest: Callable[[dict], None] | None = None,
         files(entries)
     if reseal is not None:
         index = json.loads(entries[INDEX_NAME])
-        index["members"] = sorted(({"name": n, "sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
+        sm = reseal.sm if "sm_signature" in index else None
+        index["members"] = sorted(({"name": n, "sha256": hashlib.sha256(b).hexdigest(), "size": len(b),
+                                    **({"sm3": SM.hexdigest(b)} if sm else {})}
                                    for n, b in entries.items() if n != INDEX_NAME), key=lambda e: e["name"])
-        index["signature"] = reseal.sign(signed_part(index))
-        entries[INDEX_NAME] = json.dumps(index).encode()
+        entries[INDEX_NAME] = json.dumps(sign(reseal, index, sm)).encode()
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
         for name, content in entries.items():

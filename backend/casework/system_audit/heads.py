@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.casework.system_audit.report import Problem
-from backend.core.models import CustodyEvent, TreeHead
+from backend.core.models import CustodyEvent, SmTreeHead, TreeHead
 from media.custody.head_stamps import heads_without_token
 from media.custody.log import HEAD_EVERY
 
@@ -60,17 +60,24 @@ def check_heads(session: Session, size: int, interval: timedelta, now: datetime,
 
 def check_timestamps(session: Session, required: bool, interval: timedelta, now: datetime) -> Iterator[Problem]:
     """With a TSA configured (FIELDCASE_TSA_URL), every head older than the head interval has its RFC 3161 token
-    (a head is stamped just after it commits; a TSA that was down leaves it to a later run). A token that is
-    there but does not check is the tree check's (`media.custody.verify.verify_log`)."""
+    (a head is stamped just after it commits; a TSA that was down leaves it to a later run); so does every SM tree
+    head, named `sm_tree_head`. A token that is there but does not check is the tree check's
+    (`media.custody.verify.verify_log`)."""
     if not required:
         return
-    missing = heads_without_token(session)
+    for kind, suite, model in (("tree_head", "intl", TreeHead), ("sm_tree_head", "sm", SmTreeHead)):
+        yield from _without_token(session, kind, suite, model, interval, now)
+
+
+def _without_token(session: Session, kind: str, suite: str, model: type[TreeHead] | type[SmTreeHead],
+                   interval: timedelta, now: datetime) -> Iterator[Problem]:
+    missing = heads_without_token(session, suite=suite)
     for start in range(0, len(missing), 500):
         chunk = missing[start:start + 500]
-        for size, stamp in session.execute(select(TreeHead.tree_size, TreeHead.timestamp)
-                                           .where(TreeHead.tree_size.in_(chunk))):
+        for size, stamp in session.execute(select(model.tree_size, model.timestamp)
+                                           .where(model.tree_size.in_(chunk))):
             if now - datetime.fromisoformat(stamp.replace("Z", "+00:00")) > interval:
-                yield Problem("heads", "tree_head", str(size),
+                yield Problem("heads", kind, str(size),
                               "it has no RFC 3161 timestamp token, though a TSA is configured (FIELDCASE_TSA_URL): "
                               "`fieldcase custody timestamp` asks for the missing ones")
 

@@ -7,8 +7,8 @@ head, leave no gap it could see. The Merkle nodes do: each leaf's hash is stored
 appended, so a node past the last event names leaves that were there once.
 
 With the SM tree's keys (FIELDCASE_CUSTODY_SUITES=intl,sm) `verify_log` recomputes it in the same pass and checks its
-SM2 heads; its problems are named `sm_tree_head` (by size) or `sm_tree`, and a leaf whose SM3 node disagrees is a
-`leaf` like any other.
+SM2 heads and their RFC 3161 tokens (SM3 imprints); its problems are named `sm_tree_head` (by size) or `sm_tree`, and
+a leaf whose SM3 node disagrees is a `leaf` like any other.
 """
 
 from __future__ import annotations

@@ -93,6 +93,23 @@ class HeadTimestamp(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class SmHeadTimestamp(Base):
+    """The RFC 3161 token of an SM tree head, as `head_timestamps` keeps the intl head's: its message imprint is SM3
+    of the SM head's signed bytes (media.custody.timestamps.SM3_IMPRINT). A table of its own beside `sm_tree_heads`,
+    as the SM tree's nodes and heads are beside the intl ones: the intl rows and queries stay exactly as they were."""
+
+    __tablename__ = "sm_head_timestamps"
+
+    tree_size: Mapped[int] = mapped_column(BigId, ForeignKey("sm_tree_heads.tree_size"), primary_key=True,
+                                           autoincrement=False)
+    token: Mapped[bytes] = mapped_column(LargeBinary)
+    gen_time: Mapped[datetime] = mapped_column(UTCDateTime)  # the TSA's time (genTime)
+    tsa: Mapped[str] = mapped_column(String(1000))  # the signing certificate's subject (RFC 4514)
+    serial: Mapped[str] = mapped_column(String(64))  # the token's serial number, decimal (up to 160 bits)
+    tsa_url: Mapped[str] = mapped_column(String(1000))  # where it was asked (FIELDCASE_TSA_URL then)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class WitnessCosignature(Base):
     """A witness's cosignature (c2sp.org/tlog-cosignature, cosignature/v1) of a checkpoint this log issued.
 
