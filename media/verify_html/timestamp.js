@@ -140,18 +140,32 @@ function decodeToken(text) {
   return raw;
 }
 
-/* The binding of the head's token (media/package_verify/timestamp.py, without the authority's signature and
- * certificate, which this page cannot judge: see the top of this file). */
+/* The binding of each head's token (media/package_verify/timestamp.py, without the authority's signature and
+ * certificate, which this page cannot judge: see the top of this file): the intl head's imprints SHA-256 of the
+ * signed head, the SM head's (a package with the SM tree) SM3 of it. */
 async function checkTimestamp(manifest, report) {
-  const head = req(req(manifest, "custody"), "tree_head");
+  const custody = req(manifest, "custody");
+  const intl = await checkHeadToken(req(custody, "tree_head"), INTL_TOKEN, report);
+  if (intl !== null) { report.timestamped = intl; }
+  if (has(custody, "sm")) { await checkHeadToken(req(req(custody, "sm"), "tree_head"), SM_TOKEN, report); }
+}
+
+const INTL_TOKEN = {algorithm: "sha256", label: "SHA-256", digest: (bytes) => sha256(bytes),
+                    zh: "树头", en: "tree head"};
+// asn1crypto names no SM3, so verify-package names it by its OID (GM/T 0006): the page says what it says.
+const SM_TOKEN = {algorithm: "1.2.156.10197.1.401", label: "SM3", digest: async (bytes) => sm3(bytes),
+                  zh: "国密树头", en: "SM tree head"};
+
+/* The time the token gives, or null (no token, or one that does not bind this head: a problem then). */
+async function checkHeadToken(head, kind, report) {
   if (!has(head, CONSTANTS.timestampField)) {
-    report.note(T("树头没有可信时间戳：证据包没有带上它的 RFC 3161 令牌",
-                  "tree head not timestamped: the package carries no RFC 3161 token for it"));
-    return;
+    report.note(T(kind.zh + "没有可信时间戳：证据包没有带上它的 RFC 3161 令牌",
+                  kind.en + " not timestamped: the package carries no RFC 3161 token for it"));
+    return null;
   }
   const size = pyrepr(get(head, "tree_size"));
-  const failed = (why) => report.problem(T("树头（大小 " + size + "）：其 RFC 3161 时间戳核验不通过：" + why.zh,
-                                           "tree head (size " + size + "): its RFC 3161 timestamp does not check: " +
+  const failed = (why) => report.problem(T(kind.zh + "（大小 " + size + "）：其 RFC 3161 时间戳核验不通过：" + why.zh,
+                                           kind.en + " (size " + size + "): its RFC 3161 timestamp does not check: " +
                                            why.en));
   let read;
   try {
@@ -159,21 +173,23 @@ async function checkTimestamp(manifest, report) {
   } catch (error) {
     if (!(error instanceof DerError)) { throw error; }
     failed(error.why);
-    return;
+    return null;
   }
-  if (read.algorithm !== "sha256") {
-    failed(T("令牌的摘要算法是 " + read.algorithm + "，不是 SHA-256", "the token imprints " + read.algorithm + ", not SHA-256"));
-    return;
+  if (read.algorithm !== kind.algorithm) {
+    failed(T("令牌的摘要算法是 " + read.algorithm + "，不是 " + kind.label,
+             "the token imprints " + read.algorithm + ", not " + kind.label));
+    return null;
   }
-  if (!sameBytes(read.hashed, await sha256(headPayload(head)))) {
+  if (!sameBytes(read.hashed, await kind.digest(headPayload(head)))) {
     failed(T("令牌摘要的是另一条消息，不是这个树头（是另一个树头的令牌？）",
              "the token imprints another message, not this tree head (a token of another head?)"));
-    return;
+    return null;
   }
-  report.timestamped = generalizedTime(read.genTime);
-  report.note(T("树头由 RFC 3161 时间戳机构于 " + report.timestamped + " 加盖时间戳：令牌的消息摘要就是已签名树头的 SHA-256" +
+  const when = generalizedTime(read.genTime);
+  report.note(T(kind.zh + "由 RFC 3161 时间戳机构于 " + when + " 加盖时间戳：令牌的消息摘要就是已签名树头的 " + kind.label +
                 "（时间戳机构的签名和证书未在本页核验：请用 fieldcase verify-package --tsa-cert）",
-                "tree head timestamped at " + report.timestamped + " (RFC 3161): the token's message imprint is the " +
-                "SHA-256 of the signed head (the authority's signature and certificate are not checked on this page: " +
+                kind.en + " timestamped at " + when + " (RFC 3161): the token's message imprint is the " + kind.label +
+                " of the signed head (the authority's signature and certificate are not checked on this page: " +
                 "use fieldcase verify-package --tsa-cert)"));
+  return when;
 }

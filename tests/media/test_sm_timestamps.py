@@ -17,6 +17,7 @@ import zipfile
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import gmssl_pyx
 import pytest
@@ -29,6 +30,7 @@ from backend.casework.system_audit.heads import check_timestamps
 from backend.cli import main
 from backend.core.config import Settings
 from backend.core.models import HeadTimestamp, SmHeadTimestamp, SmTreeHead, TreeHead, utcnow
+from media import verify_html
 from media.custody import head_stamps
 from media.custody import log as custody
 from media.custody.timestamps import SM3_IMPRINT, check_head_token, decode_token, load_trust, request_for
@@ -37,6 +39,7 @@ from media.package_verify import verify_package
 from tests.conftest import Officers, _empty_tables, app_on
 from tests.media.test_custody_sm import SM_ENV, signed_bytes, with_sm
 from tests.media.test_package import build, cli, rewrite
+from tests.media.verify_page import driver, in_python, open_and_pick  # noqa: F401 - driver: the fixture
 from tests.tsa import TestTSA, make_ca
 
 SM3_OID = "1.2.156.10197.1.401"
@@ -432,3 +435,36 @@ def test_given_rq_workers_when_heads_are_issued_then_a_worker_stamps_the_sm_head
     finally:
         _empty_tables(db)
         db.dispose()
+
+
+# --- in the browser -------------------------------------------------------------------------------------------------
+
+def test_given_an_sm_package_when_a_clerk_picks_it_in_verify_html_then_both_tokens_bind_as_verify_package_says(
+        sm_built, driver, tmp_path):  # noqa: F811 - the fixture
+    """verify.html checks each head's token binding (not the TSA's signature, which it cannot judge): the SM head's
+    imprint is SM3 of its signed bytes, and a token that is not is named with verify-package's own line."""
+    page = tmp_path / verify_html.NAME
+    page.write_bytes(zipfile.ZipFile(io.BytesIO(sm_built.zip)).read(verify_html.NAME))
+    where = SimpleNamespace(page=page, folder=tmp_path)
+    sm_key = sm_key_of(sm_built)
+    seen = open_and_pick(driver, where, sm_built.zip, key=sm_built.key, sm_key=sm_key)
+    assert seen.verdict == "ok", seen.problems
+    assert [n for n in seen.notes if n.startswith("SM tree head timestamped at ")
+            and "the token's message imprint is the SM3 of the signed head" in n], seen.notes
+    assert [n for n in seen.notes if n.startswith("tree head timestamped at ")
+            and "the token's message imprint is the SHA-256 of the signed head" in n], seen.notes
+
+    size = manifest_of(sm_built.zip)["custody"]["tree_head"]["tree_size"]
+    swapped = rewrite(sm_built.zip, _sm_token_change(lambda _t, m: m["custody"]["tree_head"]["timestamp_token"]),
+                      reseal=sm_built.signer)
+    seen = open_and_pick(driver, where, swapped, key=sm_built.key, sm_key=sm_key, name="swapped.zip")
+    assert seen.problems == in_python(swapped, sm_built.key, sm_key) == [
+        f"SM tree head (size {size}): its RFC 3161 timestamp does not check: the token imprints sha256, not SM3"]
+
+    def drop(m: dict) -> None:
+        del m["custody"]["sm"]["tree_head"]["timestamp_token"]
+
+    bare = rewrite(sm_built.zip, drop, reseal=sm_built.signer)
+    seen = open_and_pick(driver, where, bare, key=sm_built.key, sm_key=sm_key, name="bare.zip")
+    assert seen.verdict == "ok", seen.problems
+    assert "SM tree head not timestamped: the package carries no RFC 3161 token for it" in seen.notes
