@@ -19,6 +19,11 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def b64url_decode(text: str) -> bytes:
+    """What `b64url` wrote, back to bytes (the padding it dropped restored)."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 _SAFE_INTEGER = 2**53 - 1
 
 

@@ -10,20 +10,20 @@ heads of the SM tree (SM3 nodes): its own key file (private key then public poin
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from backend.core.config import secret_file
-from backend.core.crypto import INTL, SM, Suite, digests
+from backend.core.crypto import INTL, SM, Suite, digests, ed25519_public_key
 from backend.core.secret_files import SM2_KEY_BYTES, generates_secrets, new_sm2_key
 from backend.core.times import utc_millis
-from media.custody.encoding import b64url, canonical
+from media.custody.encoding import b64url, b64url_decode, canonical
 
 
 def key_id_of(public_raw: bytes) -> str:
@@ -37,48 +37,56 @@ def sm_key_id_of(public_point: bytes) -> str:
     return SM.hexdigest(public_point)[:16]
 
 
-def _b64d(text_: str) -> bytes:
-    return base64.urlsafe_b64decode(text_ + "=" * (-len(text_) % 4))
-
-
 @dataclass(frozen=True)
-class SmSigner:
-    """The SM tree's head key (SM2 with SM3, user ID 1234567812345678: backend.core.crypto.sm2), and the public
-    points of the SM2 keys it replaced (`retired`: key id, base64url of the 65-byte point)."""
+class _HeadKey:
+    """A head-signing key of one suite, and the public keys of the keys it replaced (`retired`: key id, base64url),
+    so heads signed before a rotation stay verifiable."""
 
-    private_key: bytes = field(repr=False)  # 32 bytes; kept out of repr, so out of logs
-    public_raw: bytes  # the uncompressed point, 65 bytes
+    private_key: bytes = field(repr=False)  # kept out of repr, so out of logs
+    public_raw: bytes
     retired: tuple[tuple[str, str], ...] = ()
 
-    algorithm = "SM2"
+    suite = INTL
+    _key_id = staticmethod(key_id_of)
 
     @property
     def key_id(self) -> str:
-        return sm_key_id_of(self.public_raw)
+        return self._key_id(self.public_raw)
 
     @property
     def public_key(self) -> str:
         return b64url(self.public_raw)
 
     def sign(self, data: bytes) -> str:
-        """base64url of the raw r ‖ s SM2 signature (64 bytes) of `data`."""
-        return b64url(SM.sign(self.private_key, self.public_raw, data))
+        """base64url of the suite's 64-byte signature of `data` (Ed25519; SM2's raw r ‖ s)."""
+        return b64url(self.suite.sign(self.private_key, self.public_raw, data))
 
     def public_keys(self) -> dict[str, str]:
-        """Every SM2 key id this deployment has signed SM heads with, to its base64url point (current last)."""
+        """Every key id this deployment has signed heads with in this suite, to its base64url key (current last)."""
         return {**dict(self.retired), self.key_id: self.public_key}
 
     def public_key_for(self, key_id: str) -> str | None:
         return self.public_keys().get(key_id)
 
     def verification_keys(self) -> dict[str, bytes]:
-        """Key id to the raw 65-byte point, for `verify_sm_head`."""
-        return {kid: _b64d(pub) for kid, pub in self.public_keys().items()}
+        """Key id to the raw public key, for `verify_head` / `verify_sm_head`."""
+        return {kid: b64url_decode(pub) for kid, pub in self.public_keys().items()}
 
 
 @dataclass(frozen=True)
-class Signer:
-    """The current tree-head key, and the public halves of the keys it replaced (`retired`: key id, base64url).
+class SmSigner(_HeadKey):
+    """The SM tree's head key (SM2 with SM3, user ID 1234567812345678: backend.core.crypto.sm2): a 32-byte private
+    key and its 65-byte uncompressed point, kept together in its file."""
+
+    suite = SM
+    algorithm = "SM2"
+    _key_id = staticmethod(sm_key_id_of)
+
+
+@dataclass(frozen=True)
+class Signer(_HeadKey):
+    """The current tree-head key (Ed25519: the 32-byte seed as kept in its file, and its public key, derived once by
+    `from_seed`).
 
     Heads are stored with the id of the key that signed them; after a rotation
     the old heads stay verifiable with the retired public keys. `sm` is the SM
@@ -86,51 +94,29 @@ class Signer:
     whoever appends leaves with this signer then appends them to both trees.
     """
 
-    private_key: bytes = field(repr=False)  # the 32-byte Ed25519 seed (RFC 8032), as kept in its file
-    public_raw: bytes  # its 32-byte public key: `from_seed` derives it once
-    retired: tuple[tuple[str, str], ...] = ()
     sm: SmSigner | None = None
 
     @classmethod
     def from_seed(cls, seed: bytes, retired: tuple[tuple[str, str], ...] = (), sm: SmSigner | None = None) -> Signer:
         """The key file holds only the seed: its public half is derived here, once, not per signature."""
-        return cls(seed, INTL.public_key(seed), retired, sm)
-
-    @property
-    def key_id(self) -> str:
-        return key_id_of(self.public_raw)
-
-    @property
-    def public_key(self) -> str:
-        return b64url(self.public_raw)
-
-    def sign(self, data: bytes) -> str:
-        """base64url of the Ed25519 signature (64 bytes) of `data`."""
-        return b64url(INTL.sign(self.private_key, self.public_raw, data))
-
-    def public_keys(self) -> dict[str, str]:
-        """Every key id this deployment has signed heads with, to its base64url public key (current last)."""
-        return {**dict(self.retired), self.key_id: self.public_key}
-
-    def public_key_for(self, key_id: str) -> str | None:
-        return self.public_keys().get(key_id)
-
-    def verification_keys(self) -> dict[str, bytes]:
-        """Key id to the raw 32-byte public key, for `verify_head`."""
-        return {kid: _b64d(pub) for kid, pub in self.public_keys().items()}
+        return cls(seed, ed25519_public_key(seed), retired, sm)
 
 
-def read_keyring(path: Path | None) -> list[dict[str, str]]:
-    """The retired public keys kept at `path` (JSON `{"keys": [{"key_id", "public_key", "retired_at"}]}`)."""
+def _read_keyring(path: Path | None, size: int, key_id: Callable[[bytes], str], what: str) -> list[dict[str, str]]:
     if path is None or not Path(path).exists():
         return []
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     keys = data.get("keys", []) if isinstance(data, dict) else []
     for entry in keys:
-        raw = _b64d(entry["public_key"])
-        if len(raw) != 32 or key_id_of(raw) != entry["key_id"]:
-            raise RuntimeError(f"custody keyring {path}: entry {entry.get('key_id')!r} does not match its key")
+        raw = b64url_decode(entry["public_key"])
+        if len(raw) != size or key_id(raw) != entry["key_id"]:
+            raise RuntimeError(f"{what} {path}: entry {entry.get('key_id')!r} does not match its key")
     return keys
+
+
+def read_keyring(path: Path | None) -> list[dict[str, str]]:
+    """The retired public keys kept at `path` (JSON `{"keys": [{"key_id", "public_key", "retired_at"}]}`)."""
+    return _read_keyring(path, 32, key_id_of, "custody keyring")
 
 
 def load_signer(instance_dir: Path | None = None, *, key_file: Path | None = None,
@@ -167,15 +153,7 @@ def signer_for(settings: Any) -> Signer:
 
 def read_sm_keyring(path: Path | None) -> list[dict[str, str]]:
     """The retired SM2 public keys kept at `path`, as `read_keyring` (each a 65-byte point, id by SM3)."""
-    if path is None or not Path(path).exists():
-        return []
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    keys = data.get("keys", []) if isinstance(data, dict) else []
-    for entry in keys:
-        raw = _b64d(entry["public_key"])
-        if len(raw) != 65 or sm_key_id_of(raw) != entry["key_id"]:
-            raise RuntimeError(f"SM2 custody keyring {path}: entry {entry.get('key_id')!r} does not match its key")
-    return keys
+    return _read_keyring(path, SM.public_key_bytes, sm_key_id_of, "SM2 custody keyring")
 
 
 def load_sm_signer(key_file: Path, keyring_file: Path | None = None, *, create: bool = True) -> SmSigner:
@@ -254,7 +232,7 @@ def head_payload(tree_size: int, root_hash: str, timestamp: str) -> bytes:
 
 def _head_holds(suite: Suite, public_raw: bytes, head: dict[str, Any]) -> bool:
     try:
-        signature = _b64d(head["signature"])
+        signature = b64url_decode(head["signature"])
         return suite.verify(public_raw, head_payload(head["tree_size"], head["root_hash"], head["timestamp"]),
                             signature)
     except Exception:  # noqa: BLE001 - any failure to verify is a failed verification

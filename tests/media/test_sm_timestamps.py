@@ -37,10 +37,19 @@ from media.custody.timestamps import SM3_IMPRINT, check_head_token, decode_token
 from media.jobs import TIMESTAMP_HEAD, unfinished
 from media.package_verify import verify_package
 from tests.conftest import Officers, _empty_tables, app_on
-from tests.media.test_custody_sm import SM_ENV, signed_bytes, with_sm
+from tests.media.test_custody_sm import (
+    SM_ENV,
+    signed_bytes,
+    sm_app,
+    sm_client,
+    sm_officers,
+    with_sm,
+)
 from tests.media.test_package import build, cli, rewrite
 from tests.media.verify_page import driver, in_python, open_and_pick  # noqa: F401 - driver: the fixture
 from tests.tsa import TestTSA, make_ca
+
+__all__ = ["sm_app", "sm_client", "sm_officers"]  # test_custody_sm's fixtures, over this module's sm_settings
 
 SM3_OID = "1.2.156.10197.1.401"
 TSA_NAME = "CN=Test TSA,O=fieldcase tests"
@@ -57,19 +66,9 @@ def sm_tsa_settings(settings, tsa) -> Settings:
 
 
 @pytest.fixture
-def sm_app(sm_tsa_settings):
-    with app_on(sm_tsa_settings) as application:
-        yield application
-
-
-@pytest.fixture
-def sm_client(sm_app):
-    return sm_app.test_client()
-
-
-@pytest.fixture
-def sm_officers(sm_app, sm_client) -> Officers:
-    return Officers(sm_app.extensions["fieldcase"].db, sm_client)
+def sm_settings(sm_tsa_settings) -> Settings:
+    """test_custody_sm's SM app, client and officers, on a server that also has a TSA."""
+    return sm_tsa_settings
 
 
 def env_of(settings: Settings, tsa: TestTSA) -> dict[str, str]:

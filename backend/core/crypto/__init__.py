@@ -18,8 +18,10 @@ from backend.core.crypto.suites import (
     InvalidPublicKey,
     Suite,
     Verifier,
+    ed25519_public_key,
     suite_for_alg,
     suite_named,
 )
 
-__all__ = ["INTL", "SM", "SUITES", "Hasher", "InvalidPublicKey", "Suite", "Verifier", "suite_for_alg", "suite_named"]
+__all__ = ["INTL", "SM", "SUITES", "Hasher", "InvalidPublicKey", "Suite", "Verifier", "ed25519_public_key",
+           "suite_for_alg", "suite_named"]

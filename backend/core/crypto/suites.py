@@ -104,8 +104,10 @@ def _ed25519_verifier(public_key: bytes) -> Verifier:
     return verify
 
 
-def _ed25519_public(private_key: bytes) -> bytes:
-    return Ed25519PrivateKey.from_private_bytes(private_key).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+def ed25519_public_key(seed: bytes) -> bytes:
+    """The raw public key of a 32-byte Ed25519 seed: a custody key file holds the seed alone, and its public half is
+    derived. (An SM2 key is kept with its public half: GmSSL derives none.)"""
+    return Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 def _sm2_check(public_key: bytes) -> None:
@@ -113,11 +115,6 @@ def _sm2_check(public_key: bytes) -> None:
         sm2.check_public_key(public_key)
     except sm2.InvalidKey as exc:
         raise InvalidPublicKey(str(exc)) from None
-
-
-def _sm2_public(private_key: bytes) -> bytes:
-    raise NotImplementedError("GmSSL derives no SM2 public key: an SM2 key is kept with its public half "
-                              "(backend.core.secret_files.SM2_KEY_BYTES)")
 
 
 def _sm2_verifier(public_key: bytes) -> Verifier:
@@ -152,7 +149,6 @@ class Suite:
     """The digest of `data` in one call: a plain function, not a method, as Merkle nodes and chain hashes are many
     and small (a method and a wrapper around hashlib cost a tenth of a leaf hash)."""
     _verifier: Callable[[bytes], Verifier]
-    _public_of: Callable[[bytes], bytes]
 
     def hasher(self) -> Hasher:
         return self._hasher()
@@ -168,11 +164,6 @@ class Suite:
         """What checks signatures under `public_key`, the key loaded once: for a device's records in a push, or a log's
         heads in an audit. InvalidPublicKey for bytes that are not a key of this suite."""
         return self._verifier(public_key)
-
-    def public_key(self, private_key: bytes) -> bytes:
-        """The public key of `private_key`, raw: an Ed25519 seed kept in a file has its public half derived. SM2 keys
-        are kept with their public half, and asking raises NotImplementedError."""
-        return self._public_of(private_key)
 
     def sign(self, private_key: bytes, public_key: bytes, message: bytes) -> bytes:
         """A signature of `message`: 64 bytes in both suites (Ed25519; SM2's raw r ‖ s)."""
@@ -190,11 +181,11 @@ class Suite:
 INTL = Suite(name="intl", digest_name="sha256", signature_name="Ed25519", jws_algs=("EdDSA", "Ed25519"),
              public_key_bytes=32, _hasher=hashlib.sha256, _sign=_ed25519_sign, _verify=_ed25519_verify,
              _generate=_ed25519_generate, digest=_sha256,
-             _verifier=_ed25519_verifier, _public_of=_ed25519_public)
+             _verifier=_ed25519_verifier)
 SM = Suite(name="sm", digest_name="sm3", signature_name="SM2", jws_algs=("SM2SM3",),
            public_key_bytes=sm2.PUBLIC_KEY_BYTES, _hasher=lambda: _Streaming(hashes.SM3()), _sign=sm2.sign,
            _verify=sm2.verify, _generate=sm2.generate, digest=_sm3,
-           _verifier=_sm2_verifier, _public_of=_sm2_public)
+           _verifier=_sm2_verifier)
 SUITES: dict[str, Suite] = {INTL.name: INTL, SM.name: SM}
 _BY_ALG = {alg: suite for suite in SUITES.values() for alg in suite.jws_algs}
 
