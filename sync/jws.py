@@ -14,7 +14,6 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from backend.core.crypto import INTL, SM, SUITES, InvalidPublicKey, Suite, Verifier, suite_for_alg, suite_named
@@ -231,20 +230,12 @@ def load_public_key(b64: str, *, canonical: bool = False) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class DeviceKey:
-    """A device's key: its suite, its raw bytes, and what checks a signature under it.
-
-    `load_device_key` loads the key once (per push, per audit) and holds the suite's verifier, so nothing is made
-    per record: a push checks hundreds under one key. Made from the raw bytes alone (a package's key, which the
-    verifier only spells out), nothing is refused up front and each check loads the key anew (`Suite.verify`): a
-    key off the curve then verifies no signature."""
+    """A device's key: its suite, its raw bytes, and what checks a signature under it, the key loaded once (per push,
+    per audit, per package), so nothing is made per record: a push checks hundreds under one key."""
 
     suite: Suite
     raw: bytes
-    verifier: Verifier = None  # type: ignore[assignment]  # None: made in __post_init__
-
-    def __post_init__(self) -> None:
-        if self.verifier is None:
-            object.__setattr__(self, "verifier", partial(self.suite.verify, self.raw))
+    verifier: Verifier
 
     @property
     def alg(self) -> str:
