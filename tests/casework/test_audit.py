@@ -291,10 +291,11 @@ def test_an_inspection_with_one_certified_officer_is_listed(client, officers, re
 def test_an_officer_whose_certificate_had_lapsed_on_the_day_is_listed(client, officers, db, reviewing):
     lapsed = officers.make(department="market")
     field = Field(client, officers)
-    yesterday = datetime.now(SHANGHAI).date() - timedelta(days=1)
+    # "The day" is the inspection's own Hangzhou date: just after midnight, five minutes ago was yesterday.
+    now = datetime.now(SHANGHAI).replace(microsecond=0) - timedelta(minutes=5)
+    yesterday = now.date() - timedelta(days=1)
     with db.transaction() as s:
         s.execute(update(Officer).where(Officer.id == lapsed.id).values(cert_valid_until=yesterday))
-    now = datetime.now(SHANGHAI).replace(microsecond=0) - timedelta(minutes=5)
     three = field.start([field.officer.id, field.partner.id, lapsed.id], at=now)
     two = field.start([field.officer.id, lapsed.id, "ofc_nobody"], at=now + timedelta(seconds=1))
     field.push()
