@@ -21,6 +21,7 @@ from media.custody import heads
 from media.custody.keys import Signer
 from media.package_index import INDEX_NAME, sign
 from media.package_verify import verify_package
+from tests.conftest import Officers, app_on
 from tests.phones import TestPhone
 
 PURPOSE = "移送法制审核"
@@ -40,8 +41,19 @@ class Built:
         self.__dict__.update(kw)
 
 
+@pytest.fixture(scope="module")
+def built(module_settings) -> Built:
+    """The package built once for the tests that only take it apart offline: its server is gone when they run."""
+    with app_on(module_settings) as app:
+        client = app.test_client()
+        package = build(app, client, Officers(app.extensions["fieldcase"].db, client))
+    package.client = package.officers = None
+    return package
+
+
 @pytest.fixture
-def built(app, client, officers) -> Built:
+def served(app, client, officers) -> Built:
+    """The case on a running server, for the tests that ask that server more."""
     return build(app, client, officers)
 
 
@@ -129,13 +141,13 @@ def test_the_manifest_holds_the_case_and_hides_unrelated_records(built):
     assert "电子数据清单" in page and items[built.e3]["sha256"] in page
 
 
-def test_the_export_is_in_each_items_custody_log(built):
-    for eid in (built.e1, built.e2, built.e3):
-        events = built.client.get(f"/api/v1/evidence/{eid}/custody", headers=built.hc).json["events"]
+def test_the_export_is_in_each_items_custody_log(served):
+    for eid in (served.e1, served.e2, served.e3):
+        events = served.client.get(f"/api/v1/evidence/{eid}/custody", headers=served.hc).json["events"]
         exported = [e for e in events if e["action"] == "exported"]
         assert len(exported) == 1
-        assert exported[0]["purpose"] == PURPOSE and exported[0]["package"] == built.package_id
-        assert exported[0]["actor"] == built.custodian.id
+        assert exported[0]["purpose"] == PURPOSE and exported[0]["package"] == served.package_id
+        assert exported[0]["actor"] == served.custodian.id
 
 
 def rewrite(data: bytes, manifest: Callable[[dict], None] | None = None,
@@ -238,7 +250,7 @@ def test_a_changed_root_also_breaks_every_proof(built):
     assert sum("inclusion proof does not hold" in p for p in report.problems) == report.events + report.devices
 
 
-def test_the_wrong_public_key_is_refused(built, tmp_path, app):
+def test_the_wrong_public_key_is_refused(built, tmp_path):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -258,10 +270,10 @@ def test_not_a_package(tmp_path):
     assert "manifest.json is missing" in cli(tmp_path, empty.getvalue()).output
 
 
-def test_roles_and_jurisdiction(built):
-    client, officers = built.client, built.officers
-    url = f"/api/v1/cases/{built.case_id}/package"
-    assert client.get(url, query_string={"purpose": PURPOSE}, headers=built.pa.headers).status_code == 403
+def test_roles_and_jurisdiction(served):
+    client, officers = served.client, served.officers
+    url = f"/api/v1/cases/{served.case_id}/package"
+    assert client.get(url, query_string={"purpose": PURPOSE}, headers=served.pa.headers).status_code == 403
     far = officers.make(region="330105", roles=("reviewer",))
     r = client.get(url, query_string={"purpose": PURPOSE}, headers=officers.headers(far))
     assert r.status_code == 404 and r.json["code"] == 404
@@ -270,11 +282,11 @@ def test_roles_and_jurisdiction(built):
         assert client.get(url, query_string={"purpose": "复核"}, headers=officers.headers(who)).status_code == 200
     city = officers.make(region="330100", roles=("custodian",))
     assert client.get(url, query_string={"purpose": "复核"}, headers=officers.headers(city)).status_code == 200
-    assert client.get(url, headers=built.hc).status_code == 422  # a purpose is required
+    assert client.get(url, headers=served.hc).status_code == 422  # a purpose is required
     assert client.get(url, query_string={"purpose": PURPOSE}).status_code == 401
 
 
-def test_write_package_streams_into_a_non_seekable_file(built, app):
+def test_write_package_streams_into_a_non_seekable_file(served, app):
     class Sink:
         def __init__(self) -> None:
             self.parts: list[bytes] = []
@@ -288,18 +300,18 @@ def test_write_package_streams_into_a_non_seekable_file(built, app):
     with st.db.session() as s:
         from backend.core.models import Officer
 
-        viewer = s.get(Officer, built.custodian.id)
+        viewer = s.get(Officer, served.custodian.id)
         at = st.clock()
-        export = packages.record_export(s, viewer, built.case_id, purpose="归档", now=at)
+        export = packages.record_export(s, viewer, served.case_id, purpose="归档", now=at)
         s.commit()
         head = heads.latest_head(s, st.signer, now=at)
         s.commit()
         package = packages.prepare_package(s, st.signer, viewer, export, head)
         package.write(st.store, sink)  # type: ignore[arg-type]
-    report = verify_package(io.BytesIO(b"".join(sink.parts)), built.key)
+    report = verify_package(io.BytesIO(b"".join(sink.parts)), served.key)
     assert report.ok, report.problems
     assert report.records == 7 and report.items == 3 and report.files == 2
-    assert package.id != built.package_id
+    assert package.id != served.package_id
 
 
 # --- strict verifying (PROTOCOL "Evidence packages, as built", "Custody log, as built") ------------------------

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import delete, select
 
 from backend.core.models import CustodyEvent, LedgerRecord
-from tests.media.test_package import PURPOSE, Built, built, cli, rewrite
+from tests.media.test_package import PURPOSE, Built, built, cli, rewrite, served
 
-__all__ = ["built"]  # the fixture: a package of a real case (tests/media/test_package.py)
+__all__ = ["built", "served"]  # the fixtures: a package of a real case, offline and on its server (test_package)
 
 
 def _device(m: dict, built: Built) -> dict:
@@ -64,19 +64,19 @@ def test_given_a_forged_head_leaf_then_its_proof_fails(built, tmp_path):
 
 
 @pytest.mark.parametrize("rows", ["newest", "middle"])
-def test_given_ledger_rows_deleted_on_the_server_then_the_next_package_shows_the_hole(built, db, tmp_path, rows):
+def test_given_ledger_rows_deleted_on_the_server_then_the_next_package_shows_the_hole(served, db, tmp_path, rows):
     """Someone with database access deletes a device's ledger rows: its signed head leaf still names seq 7."""
     seqs = [7] if rows == "newest" else [5]
     with db.transaction() as s:
-        s.execute(delete(LedgerRecord).where(LedgerRecord.device_id == built.pa.device_id,
+        s.execute(delete(LedgerRecord).where(LedgerRecord.device_id == served.pa.device_id,
                                              LedgerRecord.seq.in_(seqs)))
-        assert s.scalar(select(CustodyEvent.leaf_index).where(CustodyEvent.device_id == built.pa.device_id))
-    again = built.client.get(f"/api/v1/cases/{built.case_id}/package", query_string={"purpose": PURPOSE},
-                             headers=built.hc)
+        assert s.scalar(select(CustodyEvent.leaf_index).where(CustodyEvent.device_id == served.pa.device_id))
+    again = served.client.get(f"/api/v1/cases/{served.case_id}/package", query_string={"purpose": PURPOSE},
+                             headers=served.hc)
     assert again.status_code == 200
-    result = cli(tmp_path, again.data, "--public-key", built.key)
+    result = cli(tmp_path, again.data, "--public-key", served.key)
     assert result.exit_code == 1
-    assert f"device {built.pa.device_id}: record seq {seqs[0]} is missing from the chain" in result.output
+    assert f"device {served.pa.device_id}: record seq {seqs[0]} is missing from the chain" in result.output
     if rows == "newest":
-        assert (f"device {built.pa.device_id}: the record at seq 7 is not the one the custody log witnessed as its "
+        assert (f"device {served.pa.device_id}: the record at seq 7 is not the one the custody log witnessed as its "
                 "head") in result.output

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select, update
 
 from backend.core.models import Evidence, Finding, Inspection, LedgerRecord
-from tests.media.test_package import PURPOSE, Built, built, cli, rewrite
+from tests.media.test_package import PURPOSE, Built, built, cli, rewrite, served
 
-__all__ = ["built"]  # the fixture: a package of a real case
+__all__ = ["built", "served"]  # the fixtures: a package of a real case, offline and on its server
 
 
 def export(built: Built) -> bytes:
@@ -33,24 +33,24 @@ def export(built: Built) -> bytes:
     (Inspection, "outcome", "no_violation", "outcome 'no_violation' differs from the signed record"),
     (Inspection, "officers", ["ofc_nobody"], "officers ['ofc_nobody'] differs from the signed record"),
 ])
-def test_given_a_row_edited_in_the_database_when_exported_then_the_field_is_named(built, db, tmp_path, model,
+def test_given_a_row_edited_in_the_database_when_exported_then_the_field_is_named(served, db, tmp_path, model,
                                                                                column, value, says):
-    assert cli(tmp_path, export(built), "--public-key", built.key).exit_code == 0
+    assert cli(tmp_path, export(served), "--public-key", served.key).exit_code == 0
     with db.transaction() as s:
         s.execute(update(model).values({column: value}))
-    result = cli(tmp_path, export(built), "--public-key", built.key)
+    result = cli(tmp_path, export(served), "--public-key", served.key)
     assert result.exit_code == 1
     assert says in result.output
     assert "not the member the index sealed" not in result.output  # the server sealed what it was given
 
 
-def test_given_a_capture_time_edited_in_the_database_then_the_item_says_so(built, db, tmp_path):
+def test_given_a_capture_time_edited_in_the_database_then_the_item_says_so(served, db, tmp_path):
     with db.transaction() as s:
-        item = s.scalars(select(Evidence).where(Evidence.id == built.e1)).one()
+        item = s.scalars(select(Evidence).where(Evidence.id == served.e1)).one()
         item.captured_at = item.captured_at.replace(year=2020)
-    result = cli(tmp_path, export(built), "--public-key", built.key)
+    result = cli(tmp_path, export(served), "--public-key", served.key)
     assert result.exit_code == 1
-    assert f"({built.e1}): captured_at" in result.output and "differs from the signed record" in result.output
+    assert f"({served.e1}): captured_at" in result.output and "differs from the signed record" in result.output
 
 
 def test_given_a_finding_record_moved_out_of_the_package_then_the_finding_has_no_signed_record(built, tmp_path):
@@ -69,24 +69,24 @@ def test_given_a_finding_record_moved_out_of_the_package_then_the_finding_has_no
             in result.output)
 
 
-def test_given_a_record_of_another_case_slipped_in_then_it_does_not_belong(built, tmp_path):
+def test_given_a_record_of_another_case_slipped_in_then_it_does_not_belong(served, tmp_path):
     """Phone A's case.open of another institution sits between this case's records: moved into the package, it
     is refused by what it says, whatever the manifest claims."""
-    manifest = json.loads(zipfile.ZipFile(io.BytesIO(built.zip)).read("manifest.json"))
-    device = manifest["devices"][built.pa.device_id]
+    manifest = json.loads(zipfile.ZipFile(io.BytesIO(served.zip)).read("manifest.json"))
+    device = manifest["devices"][served.pa.device_id]
     (other,) = [o for o in device["other_records"] if o["seq"] == 5]
 
-    with built.officers.db.session() as s:
+    with served.officers.db.session() as s:
         jws = s.scalar(select(LedgerRecord.jws).where(LedgerRecord.hash == other["hash"]))
 
     def slip(m: dict) -> None:
-        m["devices"][built.pa.device_id]["other_records"].remove(other)
-        m["records"].append({"device": built.pa.device_id, "seq": 5, "hash": other["hash"], "type": "case.open",
+        m["devices"][served.pa.device_id]["other_records"].remove(other)
+        m["records"].append({"device": served.pa.device_id, "seq": 5, "hash": other["hash"], "type": "case.open",
                              "status": "applied", "code": None, "jws": jws})
 
-    result = cli(tmp_path, rewrite(built.zip, slip, reseal=built.signer), "--public-key", built.key)
+    result = cli(tmp_path, rewrite(served.zip, slip, reseal=served.signer), "--public-key", served.key)
     assert result.exit_code == 1
-    assert (f"record {built.pa.device_id}#5: a case.open that, by what it says, does not belong to this case"
+    assert (f"record {served.pa.device_id}#5: a case.open that, by what it says, does not belong to this case"
             in result.output)
 
 

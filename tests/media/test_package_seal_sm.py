@@ -29,11 +29,13 @@ from backend.core.models import Evidence
 from media.custody.keys import Signer, SmSigner, b64url
 from media.package_index import INDEX_NAME, seal, sign, signed_part
 from media.package_verify import verify_package
+from tests.conftest import Officers, app_on
 from tests.core.test_crypto_vectors import openssl_verifies
-from tests.media.test_custody_sm import built, sm_app, sm_built, sm_client, sm_key_of, sm_officers, sm_settings
-from tests.media.test_package import Built, cli, rewrite
+from tests.media.test_custody_sm import build, sm_app, sm_client, sm_key_of, sm_officers, sm_settings, with_sm
+from tests.media.test_custody_sm import sm_built as sm_served
+from tests.media.test_package import Built, built, cli, rewrite
 
-__all__ = ["built", "sm_app", "sm_built", "sm_client", "sm_officers", "sm_settings"]  # the fixtures
+__all__ = ["built", "sm_app", "sm_client", "sm_officers", "sm_served", "sm_settings"]  # the fixtures
 
 SM_FIELDS = {"sm_algorithm", "sm_key_id", "sm_signature"}
 INTL_FIELDS = {"format", "version", "package", "case_id", "tree_head", "members", "algorithm", "key_id", "signature"}
@@ -75,7 +77,7 @@ def with_index(data: bytes, change: Callable[[dict], None], *, signer: Signer | 
 
 
 def problems(data: bytes, built: Built) -> list[str]:
-    return verify_package(io.BytesIO(data), built.key, sm_public_key=sm_key_of(built)).problems
+    return verify_package(io.BytesIO(data), built.key, sm_public_key=built.sm_key).problems
 
 
 def a_file(index: dict) -> dict:
@@ -87,13 +89,26 @@ def stranger() -> SmSigner:
     return SmSigner(private_key=private, public_raw=public)
 
 
+@pytest.fixture(scope="module")
+def sm_built(module_settings) -> Built:
+    """A package of an SM server, built once for the tests that only take it apart offline (its server is gone), with
+    the SM2 key the server published."""
+    with app_on(with_sm(module_settings)) as app:
+        client = app.test_client()
+        package = build(app, client, Officers(app.extensions["fieldcase"].db, client))
+        package.sm_published = client.get("/api/v1/custody/public-key", query_string={"suite": "sm"}).json
+    package.client = package.officers = None
+    package.sm_key = package.sm_published["public_key"]
+    return package
+
+
 # --- sealed in SM2 ------------------------------------------------------------------------------------------------
 
 
 def test_given_an_sm_server_when_it_exports_then_every_member_has_its_sm3_and_the_index_is_sealed_in_sm2(
         sm_built, tmp_path):
     index, entries = index_of(sm_built.zip), entries_of(sm_built.zip)
-    published = sm_built.client.get("/api/v1/custody/public-key", query_string={"suite": "sm"}).json
+    published = sm_built.sm_published
     assert set(index) == INTL_FIELDS | SM_FIELDS
     assert (index["sm_algorithm"], index["sm_key_id"]) == ("SM2", published["key_id"])
     assert {m["name"] for m in index["members"]} == set(entries)
@@ -108,7 +123,7 @@ def test_given_an_sm_server_when_it_exports_then_every_member_has_its_sm3_and_th
     ed_key = Ed25519PublicKey.from_public_bytes(b64d(sm_built.key))
     ed_key.verify(b64d(index["signature"]), rfc8785.dumps({k: v for k, v in index.items() if k != "signature"}))
 
-    result = cli(tmp_path, sm_built.zip, "--public-key", sm_built.key, "--sm-public-key", sm_key_of(sm_built))
+    result = cli(tmp_path, sm_built.zip, "--public-key", sm_built.key, "--sm-public-key", sm_built.sm_key)
     assert result.exit_code == 0, result.output
     assert result.output.rstrip().endswith(": OK")
     assert "not sealed in SM2" not in result.output and "no SM3 for" not in result.output
@@ -118,7 +133,7 @@ def test_given_an_sm_sealed_index_when_openssl_checks_its_sm2_signature_then_it_
     """A second implementation, the one an assessor has at hand: `openssl pkeyutl -verify -rawin -digest sm3
     -pkeyopt distid:1234567812345678` over the bytes PROTOCOL names."""
     index = index_of(sm_built.zip)
-    key, signature = b64d(sm_key_of(sm_built)), b64d(index["sm_signature"])
+    key, signature = b64d(sm_built.sm_key), b64d(index["sm_signature"])
     assert openssl_verifies(tmp_path, key, sm_signed(index), signature)
     flipped = bytearray(signature)
     flipped[40] ^= 0x01
@@ -171,7 +186,7 @@ def test_given_an_sm2_seal_by_another_sm2_key_then_it_is_named(sm_built, tmp_pat
     assert problems(data, sm_built) == [SM_SEAL]
     bare = verify_package(io.BytesIO(data), sm_built.key)  # checked with the package's own SM2 key: still not it
     assert bare.problems == [SM_SEAL.replace("given SM2 key", "package SM2 key")]
-    result = cli(tmp_path, data, "--public-key", sm_built.key, "--sm-public-key", sm_key_of(sm_built))
+    result = cli(tmp_path, data, "--public-key", sm_built.key, "--sm-public-key", sm_built.sm_key)
     assert result.exit_code == 1 and f"PROBLEM {SM_SEAL}" in result.output
 
 
@@ -205,7 +220,7 @@ def test_given_the_sm2_seal_stripped_by_one_holding_the_ed25519_key_then_it_veri
         for member in index["members"]:
             del member["sm3"]
     report = verify_package(io.BytesIO(with_index(sm_built.zip, strip, signer=sm_built.signer)), sm_built.key,
-                            sm_public_key=sm_key_of(sm_built))
+                            sm_public_key=sm_built.sm_key)
     assert report.ok, report.problems
     assert (f"{INDEX_NAME} is not sealed in SM2 (a package made before the seal was): its members are sealed by "
             "Ed25519 over SHA-256 alone") in report.notes
@@ -220,17 +235,18 @@ def test_given_an_sm2_seal_but_no_sm_tree_in_the_manifest_then_it_cannot_be_chec
 
 
 def test_given_an_item_verified_before_the_server_computed_sm3_then_its_file_is_sealed_by_sha256_and_a_note_says_so(
-        sm_built):
-    db = sm_built.client.application.extensions["fieldcase"].db
+        sm_served):
+    db = sm_served.client.application.extensions["fieldcase"].db
     with db.transaction() as s:
-        s.execute(update(Evidence).where(Evidence.id == sm_built.e1).values(sm3=None))
-    r = sm_built.client.get(f"/api/v1/cases/{sm_built.case_id}/package", query_string={"purpose": "复核"},
-                            headers=sm_built.hc)
+        s.execute(update(Evidence).where(Evidence.id == sm_served.e1).values(sm3=None))
+    r = sm_served.client.get(f"/api/v1/cases/{sm_served.case_id}/package", query_string={"purpose": "复核"},
+                            headers=sm_served.hc)
     assert r.status_code == 200, r.data[:300]
     index = index_of(r.data)
     (name,) = [m["name"] for m in index["members"] if "sm3" not in m]
-    assert sm_built.e1 in name and SM.verify(b64d(sm_key_of(sm_built)), sm_signed(index), b64d(index["sm_signature"]))
-    report = verify_package(io.BytesIO(r.data), sm_built.key, sm_public_key=sm_key_of(sm_built))
+    key = sm_key_of(sm_served)
+    assert sm_served.e1 in name and SM.verify(b64d(key), sm_signed(index), b64d(index["sm_signature"]))
+    report = verify_package(io.BytesIO(r.data), sm_served.key, sm_public_key=key)
     assert report.ok, report.problems
     assert (f"{INDEX_NAME}: no SM3 for {name} (files of items verified before the server computed SM3, not "
             "backfilled since): the SM2 seal covers their SHA-256 alone") in report.notes

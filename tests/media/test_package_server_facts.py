@@ -17,9 +17,9 @@ from sqlalchemy import update
 
 from backend.core.models import Case, CustodyHolder, Institution
 from media.custody.encoding import fact_digest
-from tests.media.test_package import PURPOSE, Built, built, cli, rewrite
+from tests.media.test_package import PURPOSE, Built, built, cli, rewrite, served
 
-__all__ = ["built"]  # the fixture: a package of a real case
+__all__ = ["built", "served"]  # the fixtures: a package of a real case, offline and on its server
 
 
 def export(built: Built, purpose: str = PURPOSE) -> bytes:
@@ -51,39 +51,39 @@ def test_given_a_case_then_its_package_carries_the_proven_leaves_of_its_status_a
     assert cli(tmp_path, built.zip, "--public-key", built.key).exit_code == 0
 
 
-def test_given_a_review_step_then_the_new_status_is_bound_and_the_package_verifies(built, tmp_path):
-    move(built, "investigating")
-    data = export(built)
+def test_given_a_review_step_then_the_new_status_is_bound_and_the_package_verifies(served, tmp_path):
+    move(served, "investigating")
+    data = export(served)
     case = manifest_of(data)["case"]
     assert case["status"] == "investigating"
     assert [json.loads(e["leaf"])["action"] for e in case["custody_events"]] == ["case_opened", "case_changed"]
-    result = cli(tmp_path, data, "--public-key", built.key)
+    result = cli(tmp_path, data, "--public-key", served.key)
     assert result.exit_code == 0, result.output
 
 
-def test_given_the_status_edited_in_the_database_when_exported_then_the_status_is_named(built, db, tmp_path):
+def test_given_the_status_edited_in_the_database_when_exported_then_the_status_is_named(served, db, tmp_path):
     """The case was never reviewed, yet its row says closed: the sealed package says so, and is refused."""
     with db.transaction() as s:
-        s.execute(update(Case).where(Case.id == built.case_id).values(status="closed"))
-    result = cli(tmp_path, export(built), "--public-key", built.key)
+        s.execute(update(Case).where(Case.id == served.case_id).values(status="closed"))
+    result = cli(tmp_path, export(served), "--public-key", served.key)
     assert result.exit_code == 1
     assert "case: status 'closed' is not the value the custody log bound at leaf" in result.output
     assert "not the member the index sealed" not in result.output  # the server sealed what it was given
 
 
-def test_given_the_status_edited_after_a_review_step_then_the_newest_bound_value_decides(built, db, tmp_path):
-    move(built, "investigating")
+def test_given_the_status_edited_after_a_review_step_then_the_newest_bound_value_decides(served, db, tmp_path):
+    move(served, "investigating")
     with db.transaction() as s:
-        s.execute(update(Case).where(Case.id == built.case_id).values(status="registered"))  # the step undone
-    result = cli(tmp_path, export(built), "--public-key", built.key)
+        s.execute(update(Case).where(Case.id == served.case_id).values(status="registered"))  # the step undone
+    result = cli(tmp_path, export(served), "--public-key", served.key)
     assert result.exit_code == 1
     assert "case: status 'registered' is not the value the custody log bound" in result.output
 
 
-def test_given_the_summary_edited_in_the_database_then_the_summary_is_named(built, db, tmp_path):
+def test_given_the_summary_edited_in_the_database_then_the_summary_is_named(served, db, tmp_path):
     with db.transaction() as s:
-        s.execute(update(Case).where(Case.id == built.case_id).values(summary="无违规"))
-    result = cli(tmp_path, export(built), "--public-key", built.key)
+        s.execute(update(Case).where(Case.id == served.case_id).values(summary="无违规"))
+    result = cli(tmp_path, export(served), "--public-key", served.key)
     assert result.exit_code == 1
     assert "case: summary '无违规' is not the value the custody log bound" in result.output
 
@@ -109,28 +109,28 @@ def test_given_a_case_leaf_with_a_forged_proof_then_it_binds_nothing(built, tmp_
     assert "case: its status is bound by no proven custody event" in result.output
 
 
-def test_given_the_holder_edited_in_the_database_then_the_item_names_its_holder(built, db, tmp_path):
+def test_given_the_holder_edited_in_the_database_then_the_item_names_its_holder(served, db, tmp_path):
     """Nobody handed the item over (no 'transferred' event), yet the row names the custodian as its holder."""
     with db.transaction() as s:
-        s.execute(update(CustodyHolder).where(CustodyHolder.evidence_id == built.e1)
-                  .values(holder_id=built.custodian.id))
-    result = cli(tmp_path, export(built), "--public-key", built.key)
+        s.execute(update(CustodyHolder).where(CustodyHolder.evidence_id == served.e1)
+                  .values(holder_id=served.custodian.id))
+    result = cli(tmp_path, export(served), "--public-key", served.key)
     assert result.exit_code == 1
-    assert (f"({built.e1}): custody_holder '{built.custodian.id}' is not the holder its proven custody events name "
-            f"('{built.a.id}')") in result.output
+    assert (f"({served.e1}): custody_holder '{served.custodian.id}' is not the holder its proven custody events name "
+            f"('{served.a.id}')") in result.output
 
 
-def test_given_a_real_hand_over_then_the_new_holder_is_proven(built, tmp_path):
-    c = built.client
-    r = c.post(f"/api/v1/custody/holdings/{built.e1}/transfer", json={"to": built.custodian.id, "reason": "入库"},
-               headers=built.pa.headers)
+def test_given_a_real_hand_over_then_the_new_holder_is_proven(served, tmp_path):
+    c = served.client
+    r = c.post(f"/api/v1/custody/holdings/{served.e1}/transfer", json={"to": served.custodian.id, "reason": "入库"},
+               headers=served.pa.headers)
     assert r.status_code == 200, r.json
-    r = c.post(f"/api/v1/custody/holdings/{built.e1}/acknowledge", json={"accept": True}, headers=built.hc)
+    r = c.post(f"/api/v1/custody/holdings/{served.e1}/acknowledge", json={"accept": True}, headers=served.hc)
     assert r.status_code == 200, r.json
-    data = export(built)
-    (item,) = [i for i in manifest_of(data)["evidence"] if i["id"] == built.e1]
-    assert item["custody_holder"] == built.custodian.id
-    result = cli(tmp_path, data, "--public-key", built.key)
+    data = export(served)
+    (item,) = [i for i in manifest_of(data)["evidence"] if i["id"] == served.e1]
+    assert item["custody_holder"] == served.custodian.id
+    result = cli(tmp_path, data, "--public-key", served.key)
     assert result.exit_code == 0, result.output
 
 
@@ -155,21 +155,21 @@ def test_given_the_author_changed_in_a_resealed_manifest_then_the_export_event_d
         in result.output
 
 
-def test_given_the_institution_renamed_in_the_database_then_the_name_the_phone_signed_disagrees(built, db,
+def test_given_the_institution_renamed_in_the_database_then_the_name_the_phone_signed_disagrees(served, db,
                                                                                               tmp_path):
     with db.transaction() as s:
-        inst_id = s.get(Case, built.case_id).institution_id
+        inst_id = s.get(Case, served.case_id).institution_id
         s.execute(update(Institution).where(Institution.id == inst_id).values(name="另一家培训中心"))
-    result = cli(tmp_path, export(built), "--public-key", built.key)
+    result = cli(tmp_path, export(served), "--public-key", served.key)
     assert result.exit_code == 1
     assert "institution.name '另一家培训中心' differs from the signed record ('星光艺术培训中心')" in result.output
 
 
-def test_given_the_institution_spelled_with_other_widths_and_spaces_then_it_is_the_same_name(built, db,
+def test_given_the_institution_spelled_with_other_widths_and_spaces_then_it_is_the_same_name(served, db,
                                                                                            tmp_path):
     """The registry's rule for when two spellings name one institution is the verifier's rule too."""
     with db.transaction() as s:
-        inst_id = s.get(Case, built.case_id).institution_id
+        inst_id = s.get(Case, served.case_id).institution_id
         s.execute(update(Institution).where(Institution.id == inst_id).values(name="星光 艺术培训中心"))
-    result = cli(tmp_path, export(built), "--public-key", built.key)
+    result = cli(tmp_path, export(served), "--public-key", served.key)
     assert result.exit_code == 0, result.output

@@ -40,7 +40,8 @@ from media.custody.trees import CUSTODY_LOCK_KEY
 from media.custody.verify import verify_log
 from media.package_verify import verify_package
 from tests.conftest import _empty_tables, app_on
-from tests.media.test_package import built, cli, rewrite  # noqa: F401 - `built` is a fixture, made on this app
+from tests.media.test_package import cli, rewrite
+from tests.media.test_package import served as built  # the package on this module's app: with its TSA
 from tests.tsa import make_ca, misspelt
 
 __all__ = ["built"]
