@@ -236,16 +236,17 @@ def open_and_pick(driver, base: Base | National, data: bytes, *, key: str | None
     if stream_above is not None:
         driver.execute_script("document.documentElement.dataset.streamAbove = arguments[0]", str(stream_above))
     driver.find_element(By.ID, "package").send_keys(str(package))
-    verdict = WebDriverWait(driver, WAIT, poll_frequency=0.1).until(
+    verdict = WebDriverWait(driver, WAIT, poll_frequency=0.025).until(
         lambda d: d.find_element(By.ID, "verdict").get_attribute("data-verdict"), "the page's verdict")
-
-    def lines(list_id: str, lang: str) -> list[str]:
-        return [li.find_element(By.CSS_SELECTOR, f"[lang='{lang}']").get_attribute("textContent")
-                for li in driver.find_elements(By.CSS_SELECTOR, f"#{list_id} li")]
-
-    return Seen(verdict=verdict, key=driver.find_element(By.ID, "verdict").get_attribute("data-key"),
-                problems=lines("problems", "en"), problems_zh=lines("problems", "zh-CN"), notes=lines("notes", "en"),
-                summary=driver.find_element(By.ID, "summary").get_attribute("textContent"))
+    # Read in one round trip: a WebDriver call per list item cost up to 0.4 s a page.
+    shown = driver.execute_script("""
+        const lines = (id, lang) => Array.from(document.querySelectorAll(`#${id} li`),
+                                               li => li.querySelector(`[lang='${lang}']`).textContent);
+        return {key: document.getElementById("verdict").getAttribute("data-key"),
+                problems: lines("problems", "en"), problems_zh: lines("problems", "zh-CN"),
+                notes: lines("notes", "en"), summary: document.getElementById("summary").textContent};
+    """)
+    return Seen(verdict=verdict, **shown)
 
 
 def in_python(data: bytes, key: str | None, sm_key: str | None = None) -> list[str]:

@@ -153,7 +153,7 @@ def shot(driver, name: str) -> Path:
 def wait_for(driver, condition, what: str):
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, WAIT, poll_frequency=0.2).until(condition, message=what)
+    return WebDriverWait(driver, WAIT, poll_frequency=0.05).until(condition, message=what)
 
 
 def sign_in(driver, demo: Demo, username: str | None = None) -> None:
