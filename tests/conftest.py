@@ -115,8 +115,8 @@ def _empty_tables(db: Database) -> None:
             for t in tables:
                 conn.execute(t.delete())
         else:
-            quote = conn.dialect.identifier_preparer.quote
-            conn.exec_driver_sql("".join(f"DELETE FROM {quote(t.name)};" for t in tables))
+            # Each statement as SQLAlchemy writes it for the table (no parameters), joined into one batch.
+            conn.exec_driver_sql(";".join(str(t.delete().compile(dialect=conn.dialect)) for t in tables))
             conn.execute(text(
                 "SELECT setval(s.oid, 1, false) FROM pg_class s JOIN pg_depend d ON d.objid = s.oid "
                 "JOIN pg_class t ON t.oid = d.refobjid WHERE s.relkind = 'S' AND t.relname = ANY(:tables)"),

@@ -38,7 +38,6 @@ from sqlalchemy import func, insert, select
 
 from backend.casework.apply import RecordApplier
 from backend.core.models import (
-    Base,
     Case,
     CaseAlias,
     CaseConflict,
@@ -58,7 +57,7 @@ from backend.core.times import system_clock
 from backend.core.uow import commit_retrying
 from sync.devices import enrol
 from sync.push import push
-from tests.conftest import REFERENCE_TABLES
+from tests.conftest import _empty_tables
 from tests.phones import SHANGHAI, ZERO, TestPhone
 
 INSTITUTIONS = [
@@ -180,15 +179,10 @@ class World:
         self.names.update({p.device_id: f"device{slot}/{o}" for (slot, o), p in self.phones.items()})
 
     def reset(self) -> None:
-        """An empty database with the same officers and devices (heads back at zero).
-
-        Like conftest's _empty_tables (DELETE: on PostgreSQL a TRUNCATE of every table costs far more than
-        deleting the few rows an example leaves), then the officers and devices put back.
-        """
+        """An empty database with the same officers and devices (heads back at zero): emptied as after every test,
+        then the officers and devices put back."""
+        _empty_tables(self.db)
         with self.db.engine.begin() as conn:
-            for table in reversed(Base.metadata.sorted_tables):
-                if table.name not in REFERENCE_TABLES:
-                    conn.execute(table.delete())
             for table, rows in self.rows.items():
                 conn.execute(insert(table), rows)
 
