@@ -24,7 +24,7 @@ from backend.bootstrap import create_app
 from backend.casework.accounts import create_officer
 from backend.core.config import Settings
 from backend.core.db import Database
-from backend.core.models import Base
+from backend.core.models import Base, Officer
 from backend.core.redis_client import bounded_redis
 from backend.core.schema import prepare
 from backend.core.secret_files import generates_secrets, init_secrets
@@ -180,7 +180,13 @@ def client(app):
 
 
 class Officers:
-    """Makes officers with real hashed passwords (at the tests' KDF cost), and logs them in through the API."""
+    """Makes officers with real hashed passwords (at the tests' KDF cost), and gives them tokens.
+
+    `login` goes through the API (POST /auth/token). `headers`, which hundreds of tests call only to act as an
+    officer, has the app's own token issuer sign the access token a login would give, for the officer as the
+    database has them now: logging in each time was a twentieth of the suite's time, and login itself is tested
+    where it is the subject (tests/web/test_auth.py and the throttle's tests).
+    """
 
     def __init__(self, db: Database, client, kdf: str = TEST_KDF) -> None:
         self.db = db
@@ -208,7 +214,12 @@ class Officers:
         return r.json
 
     def headers(self, officer) -> dict[str, str]:
-        return {"Authorization": "Bearer " + self.login(officer)["access_token"]}
+        state = self.client.application.extensions["fieldcase"]
+        with self.db.session() as session:
+            current = session.get(Officer, officer.id)
+            assert current is not None and current.active, f"{officer.id} could not log in"
+            token = state.issuer.access_token(current, now=state.clock())
+        return {"Authorization": "Bearer " + token}
 
 
 @pytest.fixture

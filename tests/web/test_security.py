@@ -15,6 +15,7 @@ import io
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from http import HTTPStatus
@@ -434,6 +435,15 @@ def _raw(port: int, request: bytes) -> tuple[int, str, dict[str, Any]]:
     return int(lines[0].split(" ")[1]), headers.get("Content-Type", ""), json.loads(body)
 
 
+@pytest.fixture(scope="module")
+def production_port(module_settings, tmp_path_factory) -> Iterator[int]:
+    """One production server (gunicorn) for the requests it refuses itself: nothing of them reaches the app."""
+    from tests.live import live_server, port_of
+
+    with live_server(module_settings, tmp_path_factory.mktemp("gunicorn") / "server.log", workers=1) as base:
+        yield port_of(base)
+
+
 @pytest.mark.parametrize("request_bytes, status", [
     (b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"x" * 20000 + b"\r\n\r\n", 431),
     (b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(120)) + b"\r\n",
@@ -442,12 +452,9 @@ def _raw(port: int, request: bytes) -> tuple[int, str, dict[str, Any]]:
     (b"GET /api/v1/health HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400),
 ], ids=["header_too_large", "too_many_headers", "request_line_too_long", "broken_request_line"])
 def test_given_what_the_production_server_refuses_itself_then_the_answer_is_the_json_error_too(
-        settings, tmp_path, request_bytes, status):
+        production_port, request_bytes, status):
     """gunicorn answers these before the app sees the request; a phone still gets PROTOCOL's JSON error."""
-    from tests.live import live_server, port_of
-
-    with live_server(settings, tmp_path / "server.log", workers=1) as base:
-        got, content_type, body = _raw(port_of(base), request_bytes)
+    got, content_type, body = _raw(production_port, request_bytes)
     assert (got, content_type) == (status, "application/json")
     assert set(body) == {"code", "status", "message"} and body["code"] == status
     assert body["status"] == HTTPStatus(status).phrase and body["message"]
