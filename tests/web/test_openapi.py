@@ -4,6 +4,7 @@ summed up, the upload probe, a push's results), and the docs page works with no 
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 
 from openapi_spec_validator import validate
@@ -20,6 +21,27 @@ def test_openapi_document_validates(client):
     validate(r.json)
     assert "/api/v1/auth/token" in r.json["paths"]
     assert r.json["paths"]["/api/v1/me"]["get"]["security"] == [{"bearerAuth": []}]
+
+
+def test_given_two_first_readers_at_once_then_both_get_the_whole_document(app):
+    """The document is written when first read (backend/web/api/blueprint.py `Api`): a second reader meanwhile
+    waits for all of it, not half."""
+    barrier = threading.Barrier(2)
+    bodies: list[bytes] = []
+
+    def read() -> None:
+        client = app.test_client()
+        barrier.wait()
+        bodies.append(client.get("/api/v1/openapi.json").data)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    whole = app.test_client().get("/api/v1/openapi.json").data
+    assert len(json.loads(whole)["paths"]) > 50
+    assert bodies == [whole, whole]
 
 
 def test_docs_page_serves_its_own_assets(client):

@@ -151,22 +151,29 @@ class Api(flask_smorest.Api):
     The same goes for the error response of every HTTP status that flask-smorest adds to the document's
     components (a third of what was left). The routes themselves are registered at once, as before; only the
     document waits, and is written in the order it always was. A lock keeps two first readers in two threads
-    from writing it twice.
+    from writing it twice, or the second from reading half of it.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._pending: list[Callable[[], None]] = []
         self._doc_lock = threading.Lock()
+        self._writer: int | None = None
         self._spec: Any = None
         super().__init__(*args, **kwargs)
 
     @property  # type: ignore[override]
     def spec(self) -> Any:
-        if self._pending:
+        # Another thread waits until the whole document is written, not just begun; flask-smorest's own parts read
+        # `spec` while being written, and get it as it stands.
+        if self._pending and self._writer != threading.get_ident():
             with self._doc_lock:
-                pending, self._pending = self._pending, []
-                for write in pending:
-                    write()
+                self._writer = threading.get_ident()
+                try:
+                    while self._pending:
+                        self._pending[0]()
+                        del self._pending[0]
+                finally:
+                    self._writer = None
         return self._spec
 
     def _register_responses(self) -> None:
