@@ -14,12 +14,12 @@ from typing import Any
 
 import rfc8785
 
-from backend.core.crypto import INTL, SM, sm2
+from backend.core.crypto import INTL, SM
 from media.package_index import HEAD_FIELDS, INDEX_FORMAT, INDEX_NAME
 from media.package_verify.members import Damaged, Members
 from media.package_verify.report import PackageReport
 from media.package_verify.sm_tree import _sm_key
-from media.package_verify.spelling import Refused, b64d, hash32
+from media.package_verify.spelling import Refused, b64d, hash32, sm2_signature
 
 
 def check_index(members: Members, manifest: dict[str, Any], key: bytes | None,
@@ -80,9 +80,7 @@ def _sm_seal(index: dict[str, Any], manifest: dict[str, Any], given: str | None,
     if key is None:
         return True
     try:
-        signature = b64d(index["sm_signature"])
-        if len(signature) != sm2.SIGNATURE_BYTES:
-            raise Refused(f"{len(signature)} bytes, not the 64 of SM2's r ‖ s")
+        signature = sm2_signature(index["sm_signature"])
     except Refused as exc:
         report.problems.append(f"{INDEX_NAME}: refused, its SM2 signature is {exc}, so nothing it lists is vouched "
                                "for in SM2")

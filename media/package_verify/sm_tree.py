@@ -22,7 +22,7 @@ from backend.core.crypto import SM, sm2
 from media.custody.merkle import SM3_TREE
 from media.custody.proofs import check_inclusion
 from media.package_verify.report import PackageReport
-from media.package_verify.spelling import Refused, b64d, hash32, typed_key
+from media.package_verify.spelling import Refused, b64d, hash32, sm2_signature, typed_key
 
 
 def _proven_leaves(manifest: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -83,9 +83,7 @@ def _sm_head(sm: dict[str, Any], manifest: dict[str, Any], key: bytes | None, gi
         return None
     if key is not None:
         try:
-            signature = b64d(head["signature"])
-            if len(signature) != sm2.SIGNATURE_BYTES:
-                raise Refused(f"{len(signature)} bytes, not the 64 of SM2's r ‖ s")
+            signature = sm2_signature(head["signature"])
         except Refused as exc:
             report.problems.append(f"SM tree head (size {size}): refused, its signature is {exc}, so it was not "
                                    "checked")

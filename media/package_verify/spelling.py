@@ -10,12 +10,11 @@ import json
 import re
 from typing import Any
 
-from backend.core.crypto import INTL
+from backend.core.crypto import INTL, sm2
 from media.custody.keys import key_id_of
 from sync.jws import canonical_b64decode
 
 _HEX_HASH = re.compile(r"[0-9a-f]{64}")
-
 
 
 class Refused(ValueError):
@@ -31,6 +30,14 @@ def b64d(text: object) -> bytes:
         return canonical_b64decode(text)
     except (ValueError, binascii.Error) as exc:
         raise Refused(str(exc)) from None
+
+
+def sm2_signature(text: object) -> bytes:
+    """An SM2 signature: canonical base64url of exactly r ‖ s (64 bytes); Refused (saying why) otherwise."""
+    signature = b64d(text)
+    if len(signature) != sm2.SIGNATURE_BYTES:
+        raise Refused(f"{len(signature)} bytes, not the 64 of SM2's r ‖ s")
+    return signature
 
 
 def hash32(text: object, what: str) -> bytes:

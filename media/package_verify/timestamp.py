@@ -16,7 +16,7 @@ from typing import Any
 from cryptography import x509
 
 from backend.core.errors import TimestampFailed
-from media.custody.timestamps import SM3_IMPRINT, check_head_token, decode_token
+from media.custody.timestamps import SHA256_IMPRINT, SM3_IMPRINT, Imprint, TokenFacts, check_head_token, decode_token
 from media.package_verify.report import PackageReport
 
 FIELD = "timestamp_token"
@@ -36,20 +36,9 @@ def check_head_timestamp(manifest: dict[str, Any], trust: Sequence[x509.Certific
 
 
 def _check_intl(head: dict[str, Any], trust: Sequence[x509.Certificate], report: PackageReport) -> None:
-    try:
-        facts = check_head_token(decode_token(head[FIELD]), head, trust)
-    except TimestampFailed as exc:
-        report.problems.append(f"tree head (size {head.get('tree_size')!r}): its RFC 3161 timestamp does not "
-                               f"check: {exc.message}")
-        return
-    report.tsa_time = facts.gen_time.isoformat().replace("+00:00", "Z")
-    report.tsa_name = facts.tsa
-    report.notes.append(f"tree head timestamped by the TSA {facts.tsa} at {report.tsa_time} (RFC 3161, serial "
-                        f"{facts.serial}{', chained to the given --tsa-cert' if facts.anchored else ''})")
-    if not facts.anchored:
-        report.notes.append("WARNING: the timestamp was checked only with the certificate inside its token: this "
-                            "shows who signed it, not that the TSA is the one you trust; pass --tsa-cert with the "
-                            "TSA's CA certificate")
+    facts = _check_token(head, trust, report, "tree head", SHA256_IMPRINT)
+    if facts is not None:
+        report.tsa_time, report.tsa_name = _when(facts), facts.tsa
 
 
 def check_sm_head_timestamp(head: dict[str, Any], trust: Sequence[x509.Certificate], report: PackageReport) -> None:
@@ -59,16 +48,29 @@ def check_sm_head_timestamp(head: dict[str, Any], trust: Sequence[x509.Certifica
         report.notes.append("SM tree head not timestamped: the package carries no RFC 3161 token for it"
                             + (" (so --tsa-cert checked nothing for it)" if trust else ""))
         return
+    _check_token(head, trust, report, "SM tree head", SM3_IMPRINT)
+
+
+def _when(facts: TokenFacts) -> str:
+    return facts.gen_time.isoformat().replace("+00:00", "Z")
+
+
+def _check_token(head: dict[str, Any], trust: Sequence[x509.Certificate], report: PackageReport, name: str,
+                 imprint: Imprint) -> TokenFacts | None:
+    """One head's token checked, and what it says (or why it does not check) reported under the head's `name`."""
     try:
-        facts = check_head_token(decode_token(head[FIELD]), head, trust, SM3_IMPRINT)
+        facts = check_head_token(decode_token(head[FIELD]), head, trust, imprint)
     except TimestampFailed as exc:
-        report.problems.append(f"SM tree head (size {head.get('tree_size')!r}): its RFC 3161 timestamp does not "
-                               f"check: {exc.message}")
-        return
-    when = facts.gen_time.isoformat().replace("+00:00", "Z")
-    report.notes.append(f"SM tree head timestamped by the TSA {facts.tsa} at {when} (RFC 3161, SM3 imprint, serial "
-                        f"{facts.serial}{', chained to the given --tsa-cert' if facts.anchored else ''})")
+        report.problems.append(f"{name} (size {head.get('tree_size')!r}): its RFC 3161 timestamp does not check: "
+                               f"{exc.message}")
+        return None
+    own = imprint is not SHA256_IMPRINT  # the SM head's: named as such, in the note and the warning
+    report.notes.append(f"{name} timestamped by the TSA {facts.tsa} at {_when(facts)} (RFC 3161, "
+                        f"{f'{imprint.label} imprint, ' if own else ''}serial {facts.serial}"
+                        f"{', chained to the given --tsa-cert' if facts.anchored else ''})")
     if not facts.anchored:
-        report.notes.append("WARNING: the SM tree head's timestamp was checked only with the certificate inside its "
-                            "token: this shows who signed it, not that the TSA is the one you trust; pass --tsa-cert "
-                            "with the TSA's CA certificate")
+        whose = f"the {name}'s" if own else "the"
+        report.notes.append(f"WARNING: {whose} timestamp was checked only with the certificate inside its token: "
+                            "this shows who signed it, not that the TSA is the one you trust; pass --tsa-cert with the "
+                            "TSA's CA certificate")
+    return facts
