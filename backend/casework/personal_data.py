@@ -26,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.casework.audit import REVIEWER_ROLES
+from backend.casework.audit.scan import officers_by_id
 from backend.casework.clues import clues_by_complainant_phone, complainant_of, may_handle
 from backend.casework.masking import PERSONAL_FIELDS, mask_complainant, reveal
 from backend.core.crypto.data_keys import KeyRing
@@ -119,6 +120,5 @@ def list_unmaskings(session: Session, viewer: Officer, *, clue_id: str | None = 
     if until is not None:
         stmt = stmt.where(ComplainantUnmasking.viewed_at < until)
     rows, total = paginate(session, stmt, ComplainantUnmasking.id.desc(), page=page, page_size=page_size)
-    ids = sorted({r.viewed_by for r in rows})
-    names = {oid: name for oid, name in session.execute(select(Officer.id, Officer.name).where(Officer.id.in_(ids)))}
+    names = {oid: o.name for oid, o in officers_by_id(session, (r.viewed_by for r in rows)).items()}
     return [record_data(r, names) for r in rows], total
