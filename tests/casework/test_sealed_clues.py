@@ -17,30 +17,14 @@ from backend.cli import main
 from backend.core import logs
 from backend.core.crypto.sealing import SealBroken
 from backend.core.models import Clue, DataKey, Officer
+from tests.casework.test_personal_data import MASKED, desk
 from tests.conftest import Officers
 
-CENTRE = {"name": "启航学科辅导中心", "region": "330106", "address": "西湖区文三路 100 号"}
 COMPLAINANT = {"name": "王晓梅", "phone": "139-0000-1111", "email": "wxm@example.cn", "address": "文三路 8 号 2 单元",
                "anonymous": False}
 CLEAR = [b"13900001111", b"139-0000-1111", "王晓梅".encode(), b"wxm@example.cn", "文三路 8 号".encode()]
-# How every answer shows that complainant (backend.casework.masking).
-MASKED = {"name": "王＊＊", "phone": "139****1111", "email": "w＊＊＊＊", "address": "文＊＊＊＊", "anonymous": False}
 
-
-@pytest.fixture
-def desk(client, officers):
-    """A hotline officer of education (the lead department: clues without a category come to it) taking clues."""
-    hotline = officers.make(department="education", region="330106", name="热线员甲")
-    headers = officers.headers(hotline)
-
-    def take(**body):
-        payload = {"source": "hotline", "institution": CENTRE, "description": "周末在居民楼内开展培训", **body}
-        r = client.post("/api/v1/clues", json=payload, headers=headers)
-        assert r.status_code == 201, r.json
-        return r.json
-
-    take.officer, take.headers = hotline, headers
-    return take
+__all__ = ["desk"]  # the fixture: a hotline officer taking clues (tests/casework/test_personal_data.py)
 
 
 def _stored(db, clue_id: str):
