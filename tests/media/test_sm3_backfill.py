@@ -31,7 +31,7 @@ from media.s3_store import S3Store
 from media.store import LocalStore
 from tests.casework.test_system_audit import env_of, named, verify
 from tests.conftest import Officers
-from tests.media.test_sm3_evidence import INSTITUTION, PURPOSE, Hand, leaves, sha256, sm3
+from tests.media.test_sm3_evidence import PURPOSE, Hand, leaves, sha256, sm3
 
 NOT_COMPUTED = "（未计算 not computed）"
 
@@ -238,12 +238,7 @@ def test_a_limited_run_fills_that_many_in_batches_and_the_next_run_goes_on_from_
 def test_given_a_package_of_items_verified_before_sm3_when_backfilled_then_its_evidence_list_shows_their_sm3(site):
     hand = site.hand
     custodian = site.officers.make(roles=("custodian",))
-    phone = hand.phone
-    cid, opened = phone.open_case(INSTITUTION)
-    iid, started = phone.start(cid, [phone.officer.id])
-    results = phone.push([opened, started])["results"]
-    assert [r["status"] for r in results] == ["applied", "applied"], results
-    case_id = results[0]["refs"]["case_id"]
+    case_id, iid = hand.open_inspection()
     files = {"legacy": os.urandom(21_000), "nulled": os.urandom(22_000)}
     ids = {"legacy": site.verified_before_sm3(files["legacy"], inspection_id=iid),  # its `verified` event: no SM3
            "nulled": site.verified(files["nulled"], inspection_id=iid)}

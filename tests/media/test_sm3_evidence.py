@@ -275,6 +275,14 @@ class Hand:
         (result,) = self.phone.push([self.phone.record("evidence.capture", body)])["results"]
         return body["evidence_id"], result
 
+    def open_inspection(self) -> tuple[str, str]:
+        """A case opened at the institution and an inspection started in it: (the server's case id, inspection id)."""
+        cid, opened = self.phone.open_case(INSTITUTION)
+        iid, started = self.phone.start(cid, [self.phone.officer.id])
+        results = self.phone.push([opened, started])["results"]
+        assert [r["status"] for r in results] == ["applied", "applied"], results
+        return results[0]["refs"]["case_id"], iid
+
     def upload(self, eid: str, data: bytes) -> dict:
         plan = self.client.post(f"/api/v1/evidence/{eid}/uploads", headers=self.headers)
         assert plan.status_code == 200, plan.json
@@ -372,12 +380,7 @@ def exported(app, client, officers) -> Exported:
     uploaded."""
     custodian = officers.make(roles=("custodian",))
     hand = Hand(app, officers)
-    phone = hand.phone
-    cid, opened = phone.open_case(INSTITUTION)
-    iid, started = phone.start(cid, [phone.officer.id])
-    results = phone.push([opened, started])["results"]
-    assert [r["status"] for r in results] == ["applied", "applied"], results
-    case_id = results[0]["refs"]["case_id"]
+    case_id, iid = hand.open_inspection()
     files = {name: os.urandom(20_000 + n) for n, name in enumerate(("sm3", "both", "sha256", "legacy", "never"))}
     digests = {"sm3": ("sm3",), "both": ("sha256", "sm3"), "sha256": ("sha256",), "legacy": ("sha256",),
                "never": ("sm3",)}
