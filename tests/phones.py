@@ -36,6 +36,12 @@ def uid() -> str:
     return str(uuid.uuid4())
 
 
+def field_day_start() -> datetime:
+    """When a phone made now starts its field day: two hours ago, by its (Shanghai) clock. Its date is the day the
+    server judges its inspections on, which is not UTC's date between 16:00 and 24:00 UTC."""
+    return (datetime.now(SHANGHAI) - timedelta(hours=2)).replace(microsecond=0)
+
+
 class TestPhone:
     __test__ = False
 
@@ -46,8 +52,7 @@ class TestPhone:
         assert r.status_code == 201, r.json
         self.device_id = r.json["id"]
         self.seq, self.prev = 0, ZERO
-        # A field day that started two hours ago, by the phone's (Shanghai) clock.
-        self.clock = (datetime.now(SHANGHAI) - timedelta(hours=2)).replace(microsecond=0)
+        self.clock = field_day_start()
 
     @property
     def public_key(self) -> str:

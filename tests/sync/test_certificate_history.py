@@ -19,7 +19,7 @@ from backend.core.models import Inspection, Officer, OfficerCertificate
 from backend.core.times import LOCAL_TZ
 from media.evidence_list import build
 from sync.certificate_history import CertificateBook, HeldCertificate, _chosen
-from tests.phones import TestPhone
+from tests.phones import TestPhone, field_day_start
 
 CENTRE = {"name": "明日之星培训中心", "region": "330106", "address": "杭州市西湖区文三路 9 号"}
 ISSUES = "/api/v1/audit/issues"
@@ -67,12 +67,14 @@ def test_given_a_certificate_changed_by_an_admin_then_each_version_is_kept_once_
 
 def test_given_a_renewal_after_the_inspection_when_the_case_is_exported_then_the_list_names_the_old_certificate(
         client, officers, db):
+    at = field_day_start() + timedelta(hours=1)  # the inspection starts an hour into the phone's field day
+    day = at.date()  # its day, in Hangzhou: what the server judges certificates on
     admin, custodian = officers.make(roles=("admin",)), officers.make(roles=("custodian",))
     a, b = officers.make(name="张伟"), officers.make(name="李娜")
     old_number = a.cert_number
-    _, case_id, _ = inspect(client, officers, [a, b])
-    renew(client, officers.headers(admin), a, "ZJ-NEW-0001", date.today() + timedelta(days=1),
-          date.today() + timedelta(days=1100))
+    _, case_id, _ = inspect(client, officers, [a, b], at=at)
+    renew(client, officers.headers(admin), a, "ZJ-NEW-0001", day + timedelta(days=1),
+          day + timedelta(days=1100))
 
     r = client.get(f"/api/v1/cases/{case_id}/package", query_string={"purpose": "移送"},
                    headers=officers.headers(custodian))
@@ -88,12 +90,14 @@ def test_given_a_renewal_after_the_inspection_when_the_case_is_exported_then_the
 
 
 def test_given_a_renewal_after_the_inspection_when_reviewers_audit_then_no_certificate_issue(client, officers):
+    at = field_day_start() + timedelta(hours=1)  # the inspection starts an hour into the phone's field day
+    day = at.date()  # its day, in Hangzhou: what the server judges certificates on
     admin, reviewer = officers.make(roles=("admin",)), officers.make(roles=("reviewer",))
     a, b = officers.make(), officers.make(department="market")
-    inspect(client, officers, [a, b])
+    inspect(client, officers, [a, b], at=at)
     for officer in (a, b):
-        renew(client, officers.headers(admin), officer, f"ZJ-NEXT-{officer.id[-6:]}", date.today() + timedelta(days=1),
-              date.today() + timedelta(days=900))
+        renew(client, officers.headers(admin), officer, f"ZJ-NEXT-{officer.id[-6:]}", day + timedelta(days=1),
+              day + timedelta(days=900))
 
     for kind in ("expired_certificate", "too_few_certified"):
         r = client.get(ISSUES, query_string={"kind": kind}, headers=officers.headers(reviewer))
@@ -102,15 +106,17 @@ def test_given_a_renewal_after_the_inspection_when_reviewers_audit_then_no_certi
 
 def test_given_a_certificate_revoked_before_the_day_then_the_correction_decides_and_the_audit_lists_it(
         client, officers):
+    at = field_day_start() + timedelta(hours=1)  # the inspection starts an hour into the phone's field day
+    day = at.date()  # its day, in Hangzhou: what the server judges certificates on
     admin, reviewer = officers.make(roles=("admin",)), officers.make(roles=("reviewer",))
     a, b, c = officers.make(), officers.make(department="market"), officers.make()
-    revoked_on = date.today() - timedelta(days=2)
+    revoked_on = day - timedelta(days=2)
     old_number = c.cert_number
     renew(client, officers.headers(admin), c, old_number, c.cert_valid_from, revoked_on)  # same number: a correction
-    _, _, iid = inspect(client, officers, [a, b, c])
+    _, _, iid = inspect(client, officers, [a, b, c], at=at)
     # Given a new certificate after the day, the day is still judged by the revoked one: "expired", not "not yet".
-    renew(client, officers.headers(admin), c, "ZJ-AFTER-0001", date.today() + timedelta(days=1),
-          date.today() + timedelta(days=900))
+    renew(client, officers.headers(admin), c, "ZJ-AFTER-0001", day + timedelta(days=1),
+          day + timedelta(days=900))
 
     r = client.get(ISSUES, query_string={"kind": "expired_certificate"}, headers=officers.headers(reviewer))
     (issue,) = r.json["items"]
@@ -121,13 +127,15 @@ def test_given_a_certificate_revoked_before_the_day_then_the_correction_decides_
 
 
 def test_given_a_renewal_before_a_late_push_then_the_inspection_is_judged_on_its_own_day(client, officers, db):
+    at = field_day_start() + timedelta(hours=1)  # the inspection starts an hour into the phone's field day
+    day = at.date()  # its day, in Hangzhou: what the server judges certificates on
     admin = officers.make(roles=("admin",))
     a, b = officers.make(), officers.make(department="market")
     # Both certificates are replaced by ones valid from tomorrow before the phone, offline for a day, pushes.
     for officer in (a, b):
-        renew(client, officers.headers(admin), officer, f"ZJ-LATE-{officer.id[-6:]}", date.today() + timedelta(days=1),
-              date.today() + timedelta(days=900))
-    _, _, iid = inspect(client, officers, [a, b])
+        renew(client, officers.headers(admin), officer, f"ZJ-LATE-{officer.id[-6:]}", day + timedelta(days=1),
+              day + timedelta(days=900))
+    _, _, iid = inspect(client, officers, [a, b], at=at)
 
     with db.transaction() as s:
         assert "fewer_than_two_certified" not in (s.get(Inspection, iid).flags or [])
