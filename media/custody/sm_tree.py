@@ -150,8 +150,9 @@ def sm_key(signer: Signer | None) -> SmSigner:
 
 
 def latest_sm_head(session: Session, signer: Signer, *, now: datetime) -> dict[str, Any]:
-    """The SM tree's head for the log as it is now: `latest_head` issues both heads; a 404 while the SM tree is not
-    in step with the log (`fieldcase custody build-sm-tree`)."""
+    """The SM tree's head for the log as it is now, as `latest_head` answers the intl one (with its RFC 3161 token
+    once it has one): `latest_head` issues both heads; a 404 while the SM tree is not in step with the log
+    (`fieldcase custody build-sm-tree`)."""
     sm_key(signer)
     size = latest_head(session, signer, now=now)["tree_size"]
     head = session.get(SmTreeHead, size)
@@ -159,7 +160,7 @@ def latest_sm_head(session: Session, signer: Signer, *, now: datetime) -> dict[s
         raise NotFound(f"the SM custody tree holds {sm_size(session)} of the log's {size} leaves: "
                        "`fieldcase custody build-sm-tree` builds it over the rest",
                        errors={"tree_size": ["the SM tree does not reach this size yet"]})
-    return sm_head_dict(head)
+    return sm_head_dict(head, token_of(session, size, "sm"))
 
 
 def issued_sm_head(session: Session, tree_size: int) -> SmTreeHead:
@@ -176,12 +177,12 @@ def issued_sm_head(session: Session, tree_size: int) -> SmTreeHead:
 
 
 def session_sm_head(session: Session, tree_size: int) -> dict[str, Any] | None:
-    """The SM head issued at exactly `tree_size` with its RFC 3161 token once it has one, as a package carries it,
-    or None. (The API serves SM heads without it: its TreeHeadSchema says a token imprints SHA-256.)"""
+    """The SM head issued at exactly `tree_size` with its RFC 3161 token once it has one, as a package carries it
+    and the API serves it, or None."""
     head = session.get(SmTreeHead, tree_size)
     return sm_head_dict(head, token_of(session, tree_size, "sm")) if head is not None else None
 
 
 def stored_sm_head(session: Session, signer: Signer | None, tree_size: int) -> dict[str, Any]:
     sm_key(signer)
-    return sm_head_dict(issued_sm_head(session, tree_size))
+    return sm_head_dict(issued_sm_head(session, tree_size), token_of(session, tree_size, "sm"))

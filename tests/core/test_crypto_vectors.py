@@ -287,8 +287,9 @@ process.stdout.write(vm.runInContext(`(() => {
   answer.verified = request.verify.map((v) =>
     sm2.doVerifySignature(sm2.hexToArray(v.message), v.signature, v.publicKey, options));
   if (request.sign !== undefined) {
-    const pair = sm2.generateKeyPairHex();
+    const pair = request.keyPair ?? sm2.generateKeyPairHex();
     answer.publicKey = pair.publicKey;
+    answer.privateKey = pair.privateKey;
     answer.signature = sm2.doSignature(sm2.hexToArray(request.sign), pair.privateKey,
                                        { ...options, publicKey: pair.publicKey });
   }
@@ -299,9 +300,10 @@ process.stdout.write(vm.runInContext(`(() => {
 
 
 def sm_crypto_v2(folder: Path, *, verify: Sequence[tuple[bytes, bytes, bytes]] = (), sign: bytes | None = None,
-                 sm3: bytes | None = None) -> dict[str, object]:
-    """Asks the vendored sm-crypto-v2 to verify (public key, message, raw signature) triples, to sign `sign` under a
-    key pair it makes itself, and to hash `sm3`; everything crosses as hex, as the browser verifier will hand it."""
+                 key_pair: dict[str, str] | None = None, sm3: bytes | None = None) -> dict[str, object]:
+    """Asks the vendored sm-crypto-v2 to verify (public key, message, raw signature) triples, to sign `sign` under
+    `key_pair` (`privateKey`, `publicKey`, hex, as it answered them before) or a key pair it makes itself, and to
+    hash `sm3`; everything crosses as hex, as the browser verifier will hand it."""
     request: dict[str, object] = {
         "userId": USER_ID.decode(),
         "verify": [{"publicKey": key.hex(), "message": message.hex(), "signature": signature.hex()}
@@ -309,6 +311,8 @@ def sm_crypto_v2(folder: Path, *, verify: Sequence[tuple[bytes, bytes, bytes]] =
     }
     if sign is not None:
         request["sign"] = sign.hex()
+    if key_pair is not None:
+        request["keyPair"] = key_pair
     if sm3 is not None:
         request["sm3"] = sm3.hex()
     (folder / "page.js").write_text(_PAGE_JS, encoding="utf-8")

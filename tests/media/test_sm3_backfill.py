@@ -57,8 +57,8 @@ class Site:
         assert result.exception is None or isinstance(result.exception, SystemExit), result.output
         return result
 
-    def audit(self) -> tuple[int, dict]:
-        return verify(self.settings, **{k: v for k, v in self.env().items() if k.startswith("FIELDCASE_S3")})
+    def audit(self, *args: str) -> tuple[int, dict]:
+        return verify(self.settings, *args, **{k: v for k, v in self.env().items() if k.startswith("FIELDCASE_S3")})
 
     def verified(self, data: bytes, **extra: Any) -> str:
         eid, result = self.hand.declare(data, ("sha256",), **extra)
@@ -217,6 +217,28 @@ def test_given_a_file_altered_after_verification_when_backfilled_then_it_alone_i
 
 
 @pytest.mark.parametrize("store_kind", ["local"])
+def test_given_sm3s_the_server_computed_when_rows_are_edited_then_fieldcase_verify_names_them_sampled_or_not(site):
+    """An SM3 the phone did not declare is tied to its file by the custody log alone (the `verified` event, or the
+    backfill's `digest_added`): the audit holds every item's SM3 against it, not only the files it re-hashes."""
+    edited, erased, untouched = (site.verified(os.urandom(20_000 + n)) for n in range(3))
+    backfilled = site.verified_before_sm3(os.urandom(9_000))
+    assert site.backfill().exit_code == 0
+    assert site.audit("--sample", "1")[0] == 0
+
+    with site.db.transaction() as s:
+        s.execute(update(Evidence).where(Evidence.id.in_([edited, backfilled])).values(sm3="ab" * 32))
+        s.execute(update(Evidence).where(Evidence.id == erased).values(sm3=None))
+    code, report = site.audit("--sample", "1")
+
+    assert code == 1
+    for eid in (edited, backfilled):
+        assert "its SM3 is not the one its custody log recorded when the server computed it" in [
+            p["message"] for p in named(report, "evidence", "evidence", eid)], report["problems"]
+    assert "its custody log records an SM3 for it, but the item has none" in [
+        p["message"] for p in named(report, "evidence", "evidence", erased)], report["problems"]
+    assert named(report, "evidence", "evidence", untouched) == []
+
+
 def test_a_limited_run_fills_that_many_in_batches_and_the_next_run_goes_on_from_there(site):
     files = [os.urandom(5_000 + n) for n in range(5)]
     ids = [site.verified(data) for data in files]

@@ -152,6 +152,23 @@ def test_given_an_sm_server_with_a_tsa_when_heads_are_issued_then_each_sm_head_g
         assert head_stamps.heads_without_token(s, suite="sm") == [] and head_stamps.sizes_without_token(s) == []
 
 
+def test_given_stamped_sm_heads_when_a_client_asks_the_api_for_them_then_each_comes_with_its_own_sm3_token(
+        stamped, sm_client, sm_officers, trust, tmp_path, tsa):
+    h = sm_officers.headers(sm_officers.make())
+    latest = sm_client.get("/api/v1/custody/tree-head", query_string={"suite": "sm"}, headers=h).json
+    older = sm_client.get("/api/v1/custody/tree-head", query_string={"suite": "sm", "tree_size": 2}, headers=h).json
+    intl = sm_client.get("/api/v1/custody/tree-head", query_string={"tree_size": 2}, headers=h).json
+    assert latest["tree_size"] == 3 and older["tree_size"] == 2
+    for served in (latest, older):
+        token = decode_token(served["timestamp_token"])
+        assert token == tokens(stamped.db, SmHeadTimestamp)[served["tree_size"]]
+        assert check_head_token(token, served, trust, SM3_IMPRINT).anchored
+        assert "Verification: OK" in openssl_verifies(tsa, signed_bytes(served), token, tmp_path)
+    # each suite's route serves its own head's token: the intl one imprints SHA-256 of the intl head
+    assert imprint_of(decode_token(intl["timestamp_token"]))[0] == "2.16.840.1.101.3.4.2.1"
+    assert intl["timestamp_token"] != older["timestamp_token"]
+
+
 def test_given_an_intl_only_server_then_its_heads_are_stamped_as_before_and_no_sm_token_is_asked_for(settings, tsa):
     with app_on(replace(settings, tsa_url=tsa.url, tsa_cert_file=str(tsa.ca))) as application:
         client = application.test_client()

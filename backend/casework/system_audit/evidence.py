@@ -4,7 +4,8 @@ The item's row against its signed `evidence.capture` is `derived`'s (the records
 the custody log, whose leaves are signed into the tree: its `declared` leaf names the record (`op`,
 `record_hash`), the device and the declared hash and size; a `verified` item has a `verified` leaf with that hash
 and the object key it was stored under (its content address), a `mismatch` item a `mismatch` leaf, a `deleted`
-item a `deleted` leaf; an item whose log says it was verified is not `declared` again. Then the stored file of
+item a `deleted` leaf; an item whose log says it was verified is not `declared` again; a verified item's SM3 is
+the one its `verified` or `digest_added` leaf recorded (`_sm3_logged`). Then the stored file of
 each verified item is read back and hashed, streaming (`media.store.hash_stream`, constant memory), against the
 declaration: all of them, or `sample` of them chosen at random (reservoir sampling over the stream, so choosing
 costs no second pass and no list of every item). Identical bytes are stored once and hashed once.
@@ -25,11 +26,12 @@ from sqlalchemy.orm import Session
 from backend.casework.system_audit.report import Problem
 from backend.core.bulk import among
 from backend.core.models import CustodyEvent, Evidence, LedgerRecord
+from media.backfill import DIGEST_ADDED
 from media.store import Store, StoreError, hash_stream, object_key, opened
 from sync.records import EVIDENCE_DIGESTS
 
 PAGE = 500
-ACTIONS = ("declared", "verified", "mismatch", "deleted")
+ACTIONS = ("declared", "verified", "mismatch", "deleted", DIGEST_ADDED)
 STATUS_EVENT = {"verified": "verified", "mismatch": "mismatch", "deleted": "deleted"}
 
 
@@ -47,6 +49,18 @@ def _same_digests(leaf: dict[str, Any], row: Any) -> bool:
     item's."""
     named = [name for name in EVIDENCE_DIGESTS if name in leaf] or ["sha256"]
     return all(leaf.get(name) == getattr(row, name) for name in named)
+
+
+def _sm3_logged(row: Any, events: dict[str, list[dict[str, Any]]]) -> Iterator[Problem]:
+    """A verified item's SM3 is the one its custody log bound when the server computed it: at its `verified` event,
+    or at a `digest_added` one (the backfill). Checked on every item, not only those re-hashed: an SM3 the phone
+    did not declare is tied to the file by these events alone, not by the officer's signature."""
+    logged = {leaf["sm3"] for action in ("verified", DIGEST_ADDED) for leaf in events.get(action, [])
+              if leaf.get("sha256") == row.sha256 and leaf.get("sm3")}
+    if row.sm3 is not None and row.sm3 not in logged:
+        yield _problem(row.id, "its SM3 is not the one its custody log recorded when the server computed it")
+    elif row.sm3 is None and logged:
+        yield _problem(row.id, "its custody log records an SM3 for it, but the item has none")
 
 
 def _problem(ident: str, message: str) -> Problem:
@@ -123,6 +137,7 @@ class EvidenceCheck:
                 yield _problem(row.id, "no verified custody event names its hash and where it is stored")
             if row.object_key != object_key(row.sha256):
                 yield _problem(row.id, "it is not stored under the content address of its declared hash")
+            yield from _sm3_logged(row, events)
         if row.status == "deleted" and not any(_same_digests(leaf, row) for leaf in events.get("deleted", [])):
             yield _problem(row.id, "no deleted custody event names its hash")
 

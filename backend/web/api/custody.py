@@ -41,8 +41,9 @@ class TreeHeadSchema(Schema):
     key_id = fields.String()
     timestamp_token = fields.String(metadata={
         "description": "the head's RFC 3161 timestamp: standard base64 of the DER TimeStampToken (CMS "
-                       "ContentInfo) whose message imprint is SHA-256 of the bytes the signature covers; absent "
-                       "until a Time-Stamping Authority (FIELDCASE_TSA_URL) has answered for this head"})
+                       "ContentInfo) whose message imprint is SHA-256 of the bytes the signature covers (with "
+                       "`suite=sm`, SM3 of the bytes the SM2 signature covers); absent until a Time-Stamping "
+                       "Authority (FIELDCASE_TSA_URL) has answered for this head"})
 
 
 class KeySchema(Schema):
