@@ -51,14 +51,14 @@ main.add_command(init_secrets_command)
 def serve(host: str | None, port: int | None, workers: int | None, threads: int | None, config: Path | None,
           migrate: bool | None) -> None:
     """Serve the API with gunicorn (this process is its master)."""
-    from backend.core.schema import SchemaNotCurrent
+    from backend.core.schema import MigrationBrokeReferences, SchemaNotCurrent
     from backend.server import GUNICORN_CONFIG
     from backend.server import serve as run
 
     try:
         run(config=config or GUNICORN_CONFIG, migrate=migrate, host=host, port=port, workers=workers,
             threads=threads)
-    except SchemaNotCurrent as exc:
+    except (SchemaNotCurrent, MigrationBrokeReferences) as exc:
         fail(str(exc))
 
 
@@ -80,6 +80,8 @@ def migrate(lock_timeout: str | None) -> None:
     database = command_database()
     try:
         schema.prepare(database, lock_timeout=lock_timeout)
+    except schema.MigrationBrokeReferences as exc:
+        fail(str(exc))
     except OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) != schema.LOCK_NOT_AVAILABLE:
             raise

@@ -16,7 +16,7 @@ from alembic import context
 from backend.core.config import Settings
 from backend.core.db import make_engine
 from backend.core.models import Base
-from backend.core.schema import DEFAULT_LOCK_TIMEOUT, check_lock_timeout
+from backend.core.schema import DEFAULT_LOCK_TIMEOUT, check_lock_timeout, migration_transaction
 
 config = context.config
 target_metadata = Base.metadata
@@ -54,7 +54,7 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     engine = make_engine(_url())
-    with engine.connect() as conn:
+    with engine.connect() as conn, migration_transaction(conn):
         _run(conn)
     engine.dispose()
 

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 import migrations
 from backend.core.db import Database
@@ -33,6 +33,39 @@ def check_lock_timeout(value: str | None) -> None:
     """SET takes no bound parameter, so the value is written into the statement: only PostgreSQL's own syntax."""
     if value is not None and not LOCK_TIMEOUT_FORMAT.fullmatch(value):
         raise ValueError(f"{value!r}: give milliseconds, or a number with ms, s or min (e.g. 30s)")
+
+
+class MigrationBrokeReferences(RuntimeError):
+    """An upgrade would leave rows whose foreign keys name no row: rolled back whole, nothing changed."""
+
+
+@contextmanager
+def migration_transaction(conn: Connection) -> Iterator[Connection]:
+    """The one transaction a whole upgrade runs in. On SQLite, foreign keys are off inside it and checked whole at
+    its end, SQLite's own procedure for schema changes (sqlite.org/lang_altertable.html, "other kinds of table
+    schema changes"): a migration that rebuilds a table (Alembic's batch mode: copy, drop, rename) drops a table
+    other rows refer to, and with foreign keys on that fails on any database with such rows (0013 did, on every
+    populated one). `PRAGMA foreign_keys` cannot change inside a transaction, so it is set before it begins, and
+    set back on the pooled connection after."""
+    sqlite = conn.dialect.name == "sqlite" and not conn.in_transaction()
+    if sqlite:
+        conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+    try:
+        with conn.begin():
+            yield conn
+            if sqlite:
+                _check_references(conn)
+    finally:
+        if sqlite:
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_references(conn: Connection) -> None:
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:  # (table, rowid, parent, fk id): tables only, never a row's values
+        tables = ", ".join(sorted({f"{row[0]} -> {row[2]}" for row in broken}))
+        raise MigrationBrokeReferences(f"the upgrade would leave {len(broken)} row(s) referring to no row "
+                                       f"({tables}); it was rolled back whole, nothing changed")
 
 
 def alembic_config(url: str) -> Config:
@@ -66,7 +99,7 @@ def upgrade(db: Database, *, lock_timeout: str | None = None) -> bool:
     cfg = alembic_config(db.url)
     if lock_timeout:
         cfg.attributes["lock_timeout"] = lock_timeout
-    with db.engine.begin() as conn:
+    with db.engine.connect() as conn, migration_transaction(conn):
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     return True
