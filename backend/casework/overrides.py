@@ -8,7 +8,6 @@ copy that could say otherwise. Only flagged rows are read, so a case with many r
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -19,12 +18,12 @@ from sqlalchemy.orm import Session
 from backend.casework.audit.scan import chunks, has_flag
 from backend.core.models import LedgerRecord
 from backend.core.times import utc_iso
+from sync.jws import canonical_b64decode
 
 
 def _signed_override(jws: str) -> dict[str, Any] | None:
     """The `override` a ledgered record's payload carries (the ledger holds only records that parsed)."""
-    payload = jws.split(".")[1]
-    body = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("body") or {}
+    body = json.loads(canonical_b64decode(jws.split(".")[1])).get("body") or {}
     override = body.get("override")
     return override if isinstance(override, dict) else None
 
