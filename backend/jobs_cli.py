@@ -109,7 +109,7 @@ def jobs_status() -> None:
     from backend.core.job_worker import DEAD_AFTER, MAINTENANCE_EVERY
 
     with _redis_answers():
-        report = queue_report(rq_runner(_rq_settings()))
+        report = queue_report(rq_runner(_rq_settings()).queue)
     click.echo(f"queue {report.queue}: {report.queued} queued, {report.running} running, "
                f"{report.scheduled} scheduled (retries, periodic runs), {report.failed} failed")
     alive = [w for w in report.workers if not w["dead"]]

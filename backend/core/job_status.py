@@ -52,33 +52,34 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
-def _fields(runner: RQRunner, job_ids: list[str], name: str) -> dict[str, str]:
+def _fields(conn: Any, job_ids: list[str], name: str) -> dict[str, str]:
     """One field of each job's hash in RQ (`description`, `worker_name`: the worker that last took it)."""
     from rq.job import Job as RQJob
 
-    with runner.connection.pipeline() as p:
+    with conn.pipeline() as p:
         for job_id in job_ids:
             p.hget(RQJob.key_for(job_id), name)
         found = p.execute()
     return {job_id: _text(d) for job_id, d in zip(job_ids, found, strict=True)}
 
 
-def queue_report(runner: RQRunner, limit: int = 20) -> QueueReport:
-    """Queue lengths, the workers (and which have gone silent), jobs held by a dead worker, the newest dead
-    letters with the last line of their error."""
+def queue_report(queue: Any, limit: int = 20) -> QueueReport:
+    """Queue lengths, the workers (and which have gone silent), jobs held by a dead worker, the newest `limit` dead
+    letters with the last line of their error. `queue`: the RQ queue (`RQRunner.queue`), read through its own
+    connection."""
     from rq import Worker as RQWorker
     from rq.defaults import RQ_KEY_PREFIX
     from rq.job import Job as RQJob
     from rq.serializers import JSONSerializer
     from rq.utils import now
 
-    queue, conn = runner.queue, runner.connection
+    conn = queue.connection
     at = now()
     clock = at.timestamp()
     # Running jobs, raw: `job_id:execution_id` → the time by which its worker must beat again.
     started = [(_text(m), score) for m, score in conn.zrange(queue.started_job_registry.key, 0, -1, withscores=True)]
     job_ids = [member.split(":", 1)[0] for member, _ in started]
-    descriptions, takers = _fields(runner, job_ids, "description"), _fields(runner, job_ids, "worker_name")
+    descriptions, takers = _fields(conn, job_ids, "description"), _fields(conn, job_ids, "worker_name")
     workers = []
     for w in RQWorker.all(queue=queue, serializer=JSONSerializer):
         silent = (at - w.last_heartbeat).total_seconds() if w.last_heartbeat else float("inf")
@@ -101,7 +102,7 @@ def queue_report(runner: RQRunner, limit: int = 20) -> QueueReport:
             running += 1
     failed_ids = queue.failed_job_registry.get_job_ids(cleanup=False)
     failed = []
-    for job_id in failed_ids[-limit:]:
+    for job_id in failed_ids[-limit:] if limit > 0 else []:
         job = RQJob.fetch(job_id, connection=conn, serializer=JSONSerializer)
         result = job.latest_result()
         error = (result.exc_string if result else "") or ""
@@ -129,7 +130,7 @@ def in_redis(runner: RQRunner) -> tuple[set[str], set[str]]:
     alive += [_text(m).split(":", 1)[0] for m in conn.zrange(queue.started_job_registry.key, 0, -1)]
     alive += [_text(m) for m in conn.zrange(queue.scheduled_job_registry.key, 0, -1)]
     dead = [_text(m) for m in conn.zrange(queue.failed_job_registry.key, 0, -1)]
-    found = _fields(runner, alive + dead, "description")
+    found = _fields(conn, alive + dead, "description")
     return {found[j] for j in alive if found[j]}, {found[j] for j in dead if found[j]}
 
 

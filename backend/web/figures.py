@@ -95,7 +95,10 @@ class DatabaseFigures:
 
 
 class QueueFigures:
-    """The RQ queue's length and its registries (started, scheduled, failed: the dead letters)."""
+    """The RQ queue's length and its registries (started, scheduled, failed: the dead letters), and who works it:
+    the workers alive and dead, and the jobs a dead worker still holds. Read raw, as `fieldcase jobs status` reads
+    them (`backend.core.job_status.queue_report`): RQ's own counts clean up as they count, and a scrape must
+    change nothing, nor hide the stuck job it is there to show."""
 
     def __init__(self, redis_url: str, queue: str, *, timeout: float = TIMEOUT) -> None:
         from rq import Queue
@@ -105,12 +108,23 @@ class QueueFigures:
                            serializer=JSONSerializer)
 
     def __call__(self, now: datetime) -> list[Figure]:
-        q = self.queue
+        from backend.core.job_status import queue_report  # rq: only where the queue figures are served
+
+        report = queue_report(self.queue, limit=0)
+        name = {"queue": report.queue}
         what = "jobs in the RQ queue, by state (failed: the dead letters, `fieldcase jobs status`)"
-        return [Figure("fieldcase_job_queue_jobs", what, count, {"queue": q.name, "state": state})
-                for state, count in (("queued", q.count), ("started", q.started_job_registry.count),
-                                     ("scheduled", q.scheduled_job_registry.count),
-                                     ("failed", q.failed_job_registry.count))]
+        dead = len(report.dead_workers)
+        return [
+            *(Figure("fieldcase_job_queue_jobs", what, count, {**name, "state": state})
+              for state, count in (("queued", report.queued), ("started", report.running + len(report.stuck)),
+                                   ("scheduled", report.scheduled), ("failed", report.failed))),
+            *(Figure("fieldcase_job_workers", "registered workers of the queue, by state (dead: silent past "
+                     "its limit, its registration not yet expired: `fieldcase jobs status` names it)", count,
+                     {**name, "state": state})
+              for state, count in (("alive", len(report.workers) - dead), ("dead", dead))),
+            Figure("fieldcase_jobs_stuck", "running jobs whose worker stopped beating, not yet handed back",
+                   len(report.stuck), name),
+        ]
 
 
 Source = Callable[[datetime], list[Figure]]

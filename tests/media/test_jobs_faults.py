@@ -37,11 +37,13 @@ from backend.cli import main
 from backend.core import jobs
 from backend.core.models import CustodyEvent, Evidence, TreeHead, Upload, utcnow
 from backend.liveserver import free_port
+from backend.web.figures import Figures, QueueFigures
 from media import jobs as media_jobs
 from media.custody import log as custody
 from tests import images
 from tests.e2e.test_client_uploads import CENTRE, HERE
 from tests.media.test_jobs import _env, _phone, run_worker_burst
+from tests.web.test_metrics import figures_of
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float, every: float = 0.2) -> float:
@@ -260,6 +262,8 @@ def test_given_a_worker_killed_mid_job_when_one_starts_under_the_default_name_th
     assert len(stuck) == 1 and "verify_upload(" in stuck[0] and f"on worker {first}" in stuck[0], said
     assert "0 running" in said and "workers: 0 alive, 1 dead" in said and "START ONE" in said, said
     found = time.monotonic() - killed
+    # what an alert sees meanwhile: the metrics' queue figures say what `jobs status` said
+    assert worker_figures(rq_settings) == {"alive": 0, "dead": 1, "stuck": 1, "started": 1}
 
     restarted = time.monotonic()
     second = start_worker(workers, env, tmp_path / "second.log", queue)
@@ -268,8 +272,20 @@ def test_given_a_worker_killed_mid_job_when_one_starts_under_the_default_name_th
     took = time.monotonic() - restarted
     assert verified_events(db, photo) == 1
     assert "0 failed" in status() and "STUCK" not in status()
+    assert {k: v for k, v in worker_figures(rq_settings).items() if k != "dead"} == {"alive": 1, "stuck": 0,
+                                                                                   "started": 0}
     print(f"named stuck and dead {found:.1f} s after the kill; done {took:.1f} s after the new worker started")
     phone.close()
+
+
+def worker_figures(settings) -> dict[str, float]:
+    """The queue figures the metrics port serves (backend.web.figures), read as a scrape would, fresh."""
+    found = figures_of(Figures({"queue": QueueFigures(settings.redis_url, settings.job_queue)}))
+    queue = f"|queue={settings.job_queue}"
+    return {"alive": found[f"fieldcase_job_workers{queue}|state=alive"],
+            "dead": found[f"fieldcase_job_workers{queue}|state=dead"],
+            "stuck": found[f"fieldcase_jobs_stuck{queue}"],
+            "started": found[f"fieldcase_job_queue_jobs{queue}|state=started"]}
 
 
 @pytest.mark.slow
