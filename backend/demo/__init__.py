@@ -12,7 +12,8 @@ market regulation, all holding valid enforcement certificates. There is no
 signal at the tutoring centre all day, so each phone opens its own case.
 PROTOCOL §4 merges an offline `case.open` into the open case *of the
 officer's department*: the two education phones end up with one case, while
-market regulation keeps its own.
+market regulation keeps its own. 王芳's phone signs in the national algorithms (SM2 records chained by SM3)
+beside 张敏's Ed25519 one, and the server keeps its custody log in both trees (FIELDCASE_CUSTODY_SUITES=intl,sm).
 
 Back at the office the files go up (PROTOCOL §6): the photos (real JPEGs
 whose EXIF time and GPS agree with their declarations), the three clips of
@@ -32,7 +33,7 @@ recording at all and the mismatched scan, and marks the gap reviewed.
 
 Last, 陈静, the bureau's evidence custodian, exports the case's evidence
 package (PROTOCOL §8) and checks it the way a court would: offline, with
-`fieldcase verify-package` and the server's published custody key. A copy
+`fieldcase verify-package` and the server's published custody keys (Ed25519 and SM2), in both trees. A copy
 with one byte of one photo changed must fail the same check.
 
 The package, by responsibility: `scenario` (the story's facts), `people` (the cast and their accounts),

@@ -7,15 +7,18 @@ happened when it did not come true; `fieldcase demo` fails when any claim fails.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from backend.core.crypto import SM
 from backend.demo import scenario
 from backend.demo.day import FieldDay
 from backend.demo.wording import counts, local_time
 from sync.client import SHANGHAI
+from sync.jws import canonical_b64decode
 
 
 def _when(stamp: str) -> datetime:
@@ -72,10 +75,22 @@ def check_sync(day: FieldDay) -> None:
              {k: v["flags"] for k, v in inspections.items()})
     c.expect(len(case["evidence"]) == 3 and all(e["status"] == "declared" for e in case["evidence"]),
              "three photos are declared on the case", [e["status"] for e in case["evidence"]])
+    _check_sm2_phone(day)
     market = day.phones["li.qiang"].server_case_id(day.market_cid)
     c.expect(bool(market) and market != day.case_id,
              "market regulation keeps its own case (PROTOCOL §4 merges within a department)", market)
     day.market_case_id = market
+
+
+def _check_sm2_phone(day: FieldDay) -> None:
+    """王芳's phone signs in the national algorithms, beside 张敏's Ed25519 phone, in the same case."""
+    chain = day.chain(day.afternoon.phone.device_id or "")
+    algs = {json.loads(canonical_b64decode(jws.split(".")[0]))["alg"] for jws, _ in chain}
+    by_sm3 = all(link == SM.hexdigest(jws.encode("ascii")) for jws, link in chain)
+    day.checks.expect(len(chain) == day.afternoon.records and algs == {"SM2SM3"} and by_sm3,
+                      f"王芳's phone is an SM2 phone: her {day.afternoon.records} records are signed SM2SM3 and "
+                      "chained by SM3, in the same case as 张敏's Ed25519 records",
+                      {"records": len(chain), "algs": sorted(algs), "chained by SM3": by_sm3})
 
 
 def check_office(day: FieldDay) -> None:
@@ -174,6 +189,12 @@ def check_archive(day: FieldDay) -> None:
     c.expect(verdict.returncode == 0 and verdict.stdout.rstrip().endswith(": OK"),
              "fieldcase verify-package accepts the package with the server's published key",
              (verdict.returncode, verdict.stdout[-300:], verdict.stderr[-300:]))
+    sm = day.manifest.get("custody", {}).get("sm") or {}
+    c.expect(verdict.returncode == 0 and bool(sm.get("tree_head")) and "SM tree head (SM3, SM2) at size" in
+             verdict.stdout and "WARNING" not in verdict.stdout,
+             "the package is proven in both custody trees, checked with both published keys: Ed25519 over "
+             "SHA-256, and SM2 over SM3 (its SM tree head, its leaves' proofs and its SM2 seal)",
+             (sorted(sm), verdict.stdout[-400:]))
     c.expect(tampered.returncode == 1 and "PROBLEM" in tampered.stdout
              and day.tampered_name.rsplit("/", 1)[-1] in tampered.stdout,
              f"a copy with one byte of {day.tampered_name} changed fails verification, naming the file",

@@ -88,14 +88,20 @@ def run(keep: bool = False, serve: bool = False, port: int | None = None,
     /console/) until `wait` returns: Ctrl-C or SIGTERM for the command line.
     """
     workdir = Path(tempfile.mkdtemp(prefix="fieldcase-demo-"))
-    env = {"FIELDCASE_INSTANCE_DIR": str(workdir / "instance"), "DATABASE_URL": ""}
+    # The custody log in both suites: 王芳's phone signs in the national algorithms (SM2, SM3), and the package
+    # is proven in both trees (docs/crypto.md).
+    env = {"FIELDCASE_INSTANCE_DIR": str(workdir / "instance"), "DATABASE_URL": "",
+           "FIELDCASE_CUSTODY_SUITES": "intl,sm"}
     settings = Settings.from_env(env)
     db = Database(settings.database_url)
     day: FieldDay | None = None
     failed: list[str] = []
-    quiet = logging.NullHandler()  # the phones' own warnings (the mismatch) are in the report already
+    # The phones' own warnings (the mismatch, signing without reference data) are in the report already: kept
+    # out of the root logger's stderr, where they would fall between its lines.
+    quiet = logging.NullHandler()
     phone_log = logging.getLogger("fieldcase.phone")
     phone_log.addHandler(quiet)
+    propagated, phone_log.propagate = phone_log.propagate, False
     try:
         prepare(db)
         cast = people.create_cast(db)
@@ -118,6 +124,7 @@ def run(keep: bool = False, serve: bool = False, port: int | None = None,
             failed = [*day.checks.failed, *failed]
     finally:
         phone_log.removeHandler(quiet)
+        phone_log.propagate = propagated
         db.dispose()
         if keep:
             click.echo(f"kept {workdir} (server log: {workdir / 'server.log'})")

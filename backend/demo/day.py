@@ -109,6 +109,7 @@ class FieldDay:
     unreviewed: list[str]
     # the archive (story.archive)
     server_key: str
+    server_sm_key: str
     package: Path
     package_names: list[str]
     manifest: dict[str, Any]
@@ -145,10 +146,11 @@ class FieldDay:
             raise StoryFailed(f"{username}'s login answered {token.status_code}")
         return {"Authorization": "Bearer " + token.json()["access_token"]}
 
-    def enrol_phone(self, username: str, start: datetime) -> Phone:
-        """A new phone for `username`, its clock set to `start`, logged in and enrolled."""
+    def enrol_phone(self, username: str, start: datetime, suite: str = "intl") -> Phone:
+        """A new phone for `username`, its clock set to `start`, logged in and enrolled; `suite` `sm`: an SM2
+        phone (records SM2SM3, chained by SM3)."""
         person = self.cast[username]
-        phone = Phone(self.workdir / "phones" / username, self.base, clock=Clock(start))
+        phone = Phone(self.workdir / "phones" / username, self.base, clock=Clock(start), suite=suite)
         phone.login(username, PASSWORD)
         phone.enrol(f"{person.name}的手机 ({person.english}'s phone)")
         self.phones[username] = phone
@@ -160,6 +162,13 @@ class FieldDay:
             rows = s.execute(select(LedgerRecord.op, LedgerRecord.status)
                              .where(LedgerRecord.device_id == device_id)).all()
         return len(rows), len({r.op for r in rows}), Counter(r.status for r in rows)
+
+    def chain(self, device_id: str) -> list[tuple[str, str]]:
+        """A device's ledgered records in chain order, each (its JWS, the hash the server chained it by)."""
+        with self.db.session() as s:
+            return [(r.jws, r.hash) for r in s.execute(select(LedgerRecord.jws, LedgerRecord.hash)
+                                                       .where(LedgerRecord.device_id == device_id)
+                                                       .order_by(LedgerRecord.seq))]
 
     def push(self, username: str, what: str, **kwargs: Any) -> dict[str, Any] | None:
         """Push a phone's outbox; the answer (or the cut-off) is kept for the report as `what`."""

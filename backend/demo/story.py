@@ -64,8 +64,9 @@ def play(day: FieldDay) -> None:
     day.market_cid = li_phone.open_case(scenario.CENTRE, summary="无照经营 (operating without a business licence)")
     day.tell_queued("morning", "li.qiang", "opened market regulation's own case for the centre")
 
-    # Offline, in the afternoon: 王芳 (education) comes back with 李强; her phone never heard of the case.
-    phone = day.enrol_phone("wang.fang", now - timedelta(hours=2))
+    # Offline, in the afternoon: 王芳 (education) comes back with 李强; her phone never heard of the case. Hers is
+    # an SM2 phone (the national algorithms): the same case, the same package, another suite.
+    phone = day.enrol_phone("wang.fang", now - timedelta(hours=2), suite="sm")
     cid = phone.open_case(scenario.CENTRE, summary="复查: 停止令执行情况 (follow-up on the stop order)")
     iid = phone.start_inspection(cid, officers=[wang.id, li.id], location=scenario.HERE)
     notice = day.take_photo("wang.fang", iid, "class still running", (50, 130, 60), phone.clock())
@@ -74,7 +75,7 @@ def play(day: FieldDay) -> None:
     phone.end_inspection(iid, "rectification_ordered", notes="限期整改 (rectify by the deadline)")
     day.afternoon = Visit(phone, cid, iid, len(phone.outbox()))
     day.tell_queued("afternoon", "wang.fang", "opened a case (no signal: she cannot know of 张敏's), "
-                    "inspected with 李强, 1 photo, 1 finding, ended")
+                    "inspected with 李强, 1 photo, 1 finding, ended; her phone signs with SM2 and chains by SM3")
     day.echo("")
     day.echo("back in signal: push (张敏's first push is cut off after its first batch), then pull")
 
@@ -206,6 +207,8 @@ def archive(day: FieldDay) -> None:
     headers = day.headers_for("chen.jing")
     key = day.http.get(day.base + "/api/v1/custody/public-key", timeout=15).json()
     day.server_key = key["public_key"]
+    sm_key = day.http.get(day.base + "/api/v1/custody/public-key", params={"suite": "sm"}, timeout=15).json()
+    day.server_sm_key = sm_key["public_key"]
     folder = day.workdir / "package"
     folder.mkdir()
     day.package = folder / f"case-{day.case_id}.zip"
@@ -231,6 +234,6 @@ def archive(day: FieldDay) -> None:
 def _verify_package(day: FieldDay, path: Path) -> subprocess.CompletedProcess[str]:
     """Exactly what a legal reviewer runs: the CLI in a fresh process, no server, no database."""
     return subprocess.run([sys.executable, "-m", "backend", "verify-package", str(path),
-                           "--public-key", day.server_key],
+                           "--public-key", day.server_key, "--sm-public-key", day.server_sm_key],
                           capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "DATABASE_URL": "", "FIELDCASE_INSTANCE_DIR": str(day.workdir)})

@@ -95,6 +95,20 @@ def test_the_demo_uploads_the_files_resumes_a_dropped_upload_flags_a_mismatch_an
     assert "[FAILED]" not in out and out.rstrip().endswith("demo finished: OK")
 
 
+def test_the_demo_fleet_is_mixed_and_its_package_is_proven_in_both_suites(demo_output):
+    """王芳's phone is an SM2 phone (the national algorithms) beside 张敏's Ed25519 one; the server keeps the custody
+    log in both trees, and the custodian's package is checked in both with the published keys."""
+    out = demo_output
+    assert "her phone signs with SM2 and chains by SM3" in out
+    for claim in ("王芳's phone is an SM2 phone: her 5 records are signed SM2SM3 and chained by SM3, in the same case "
+                  "as 张敏's Ed25519 records",
+                  "the package is proven in both custody trees, checked with both published keys: Ed25519 over "
+                  "SHA-256, and SM2 over SM3 (its SM tree head, its leaves' proofs and its SM2 seal)"):
+        assert f"[ok] {claim}" in out
+    assert "SM tree head checked against the SM2 key given on the command line" in out
+    assert '{"ts"' not in out  # the phones' log lines are in the report, not between its lines
+
+
 def test_given_the_camera_was_never_off_when_the_demo_checks_coverage_then_the_gap_check_fails(monkeypatch, capsys):
     """The coverage checks are real: with clip #3 starting where #2 ended, there is no gap to find."""
     monkeypatch.setattr(scenario, "CLIPS", (*scenario.CLIPS[:2], (3, 340, 543, scenario.CLIPS[2][3])))
