@@ -91,6 +91,10 @@ def test_given_both_trees_when_the_console_asks_for_suite_sm_then_it_answers_wha
     script = client.get("/console/vendor/sm-crypto-v2.js")
     assert script.status_code == 200 and script.mimetype == "text/javascript"
     assert script.data == VENDORED.read_bytes()  # the package verifier's file itself, not a copy
+    # a file of the release: asked again with its ETag, it is not sent again
+    assert script.headers["Cache-Control"] == "no-cache" and script.headers["ETag"]
+    again = client.get("/console/vendor/sm-crypto-v2.js", headers={"If-None-Match": script.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
 
 
 @pytest.mark.parametrize("query", [{"suite": "gm"}, {"suite": "sm", "leaf_index": "x", "tree_size": 1},

@@ -88,9 +88,14 @@ def _frame() -> Any:
     return None
 
 
+# The release's own files (style sheet, scripts), the same for everyone: cached and revalidated by their ETag.
+RELEASE_FILES = frozenset({"console.static", "console.sm_crypto"})
+
+
 @bp.after_request
 def _headers(response: Response) -> Response:
-    """No framing, no third-party anything, nothing cached: these pages hold case files and personal data."""
+    """No framing, no third-party anything, nothing cached but the release's own files: these pages hold case
+    files and personal data."""
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
@@ -98,7 +103,7 @@ def _headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
-    if request.endpoint != "console.static":
+    if request.endpoint not in RELEASE_FILES:
         response.headers["Cache-Control"] = "no-store"
     return response
 
