@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from backend.casework.accounts import find_by_username
 from backend.casework.tokens import TokenIssuer, issue_pair
 from backend.core.config import Settings
-from backend.core.crypto.passwords import verify_password
+from backend.core.crypto.passwords import hash_password, needs_rehash, verify_password
 from backend.core.errors import TooManyRequests, Unauthorized
 from backend.core.models import LoginFailure, Officer
 
@@ -135,4 +135,6 @@ def finish_login(session: Session, settings: Settings, issuer: TokenIssuer, atte
         raise Unauthorized(BAD_LOGIN)  # the failure is already counted
     session.execute(delete(LoginFailure).where(LoginFailure.username == attempt.username[:64],
                                                LoginFailure.address == attempt.address))
+    if needs_rehash(officer.password_hash, settings.password_kdf):
+        officer.password_hash = hash_password(password, settings.password_kdf)
     return issue_pair(session, issuer, officer, now=now)

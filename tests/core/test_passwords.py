@@ -57,6 +57,36 @@ def test_an_officer_created_and_updated_through_the_api_is_hashed_at_the_deploym
     assert token.status_code == 200
 
 
+def test_given_the_deployment_switches_its_kdf_when_an_officer_signs_in_then_their_password_is_hashed_anew(settings):
+    """Hashes made before the switch (here the tests' scrypt) are remade at their officer's next successful login,
+    with the password just checked: a move to PBKDF2 with HMAC-SM3 reaches everyone who signs in."""
+    from dataclasses import replace
+
+    from tests.conftest import PASSWORD, Officers, app_on
+
+    with app_on(replace(settings, password_kdf="pbkdf2:sm3:2000")) as application:
+        db, client = application.extensions["fieldcase"].db, application.test_client()
+        officer = Officers(db, client, kdf=TEST_KDF).make()
+
+        def stored() -> str:
+            with db.session() as s:
+                return s.get(Officer, officer.id).password_hash
+
+        before = stored()
+        assert before.startswith(TEST_KDF + "$")
+        wrong = client.post("/api/v1/auth/token", json={"username": officer.username, "password": PASSWORD + "x"})
+        assert wrong.status_code == 401 and stored() == before  # only a checked password is hashed anew
+
+        assert client.post("/api/v1/auth/token", json={"username": officer.username, "password": PASSWORD}
+                           ).status_code == 200
+        after = stored()
+        assert after.startswith("pbkdf2:sm3:2000$")
+        assert verify_password(Officer(password_hash=after), PASSWORD)
+        assert client.post("/api/v1/auth/token", json={"username": officer.username, "password": PASSWORD}
+                           ).status_code == 200
+        assert stored() == after  # already the deployment's: left as it is
+
+
 def test_given_pbkdf2_with_hmac_sm3_then_a_password_checks_and_the_hash_is_the_standard_construction():
     """For a 密评: PBKDF2 (RFC 8018) over HMAC-SM3, recomputed here with cryptography's PBKDF2HMAC over SM3."""
     from cryptography.hazmat.primitives import hashes

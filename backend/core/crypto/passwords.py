@@ -1,7 +1,8 @@
 """Passwords: a slow KDF, from an explicit list of algorithms, at the cost a deployment chooses.
 
 Stored hashes carry their own algorithm and parameters (werkzeug's `method$salt$hash`), so changing the cost
-(FIELDCASE_PASSWORD_KDF) changes how new and changed passwords are hashed, and every stored one still checks.
+(FIELDCASE_PASSWORD_KDF) changes how new and changed passwords are hashed, and every stored one still checks; a
+hash made otherwise is made anew at its officer's next successful login (`needs_rehash`).
 A password KDF is a primitive, so it lives with the others (issue 23); werkzeug runs it.
 """
 
@@ -43,6 +44,14 @@ def check_kdf(method: str) -> str:
 
 def hash_password(password: str, kdf: str = PASSWORD_KDF) -> str:
     return generate_password_hash(password, method=kdf)
+
+
+def needs_rehash(stored: str, kdf: str) -> bool:
+    """Whether a stored hash was made with another KDF or cost than the deployment's (`kdf`, as `check_kdf` spells
+    it, which is how werkzeug writes the method before the first `$`). A password is only known at a login, so
+    that is when it is hashed anew: switching FIELDCASE_PASSWORD_KDF (to `pbkdf2:sm3:…` for a 密评, or to a
+    higher cost) reaches every officer who signs in, without anyone changing a password."""
+    return stored.split("$", 1)[0] != kdf
 
 
 @lru_cache(maxsize=4)
