@@ -35,9 +35,10 @@ from sync.records import EVIDENCE_DIGESTS
 
 NAME = "verify.html"
 VENDOR = ("vendor", "sm-crypto-v2.js")  # SM2 and SM3 (vendor/README.md): defines `SmCryptoV2`, imports nothing
-SCRIPTS = ("text.js", "spelling.js", "sha256.js", "sm3.js", "sm2.js", "zip.js", "members.js", "merkle.js", "heads.js",
-           "records.js", "evidence.js", "server_facts.js", "facts.js", "corrections.js", "seal.js", "sm_tree.js",
-           "timestamp.js", "verify.js", "page.js")
+SM2_RULE = "sm2_rule.js"  # the SM2 check, shared with the console's in-browser custody check
+SCRIPTS = ("text.js", "spelling.js", "sha256.js", "sm3.js", SM2_RULE, "sm2.js", "zip.js", "members.js", "merkle.js",
+           "heads.js", "records.js", "evidence.js", "server_facts.js", "facts.js", "corrections.js", "seal.js",
+           "sm_tree.js", "timestamp.js", "verify.js", "page.js")
 _SLOT = re.compile(r"\{\{(csp|style|script)\}\}")
 _BREAKS_OUT = re.compile(r"<!--|<script|</script|</style", re.IGNORECASE)
 

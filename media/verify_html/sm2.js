@@ -5,8 +5,6 @@
  * and 0 < r, s < n (the library would take s + n for s, a second spelling of one signature).
  */
 
-const SM2_N = BigInt("0x" + CONSTANTS.sm2.n);
-
 function bigint(bytes) {
   return BigInt("0x" + (hex(bytes) || "0"));
 }
@@ -50,21 +48,10 @@ function sm2CustodyKey(raw) {
   return raw;
 }
 
-/* Whether `signature` (raw r || s) signs `message` (bytes) under the SM2 key `raw` and the pinned user ID. False,
- * never an exception, for a key or signature of the wrong shape (as sm2.py `verify`). */
+/* Whether `signature` (raw r || s) signs `message` (bytes) under the SM2 key `raw` and the pinned user ID: the
+ * rule of sm2_rule.js, which the console's check shares. */
 function sm2Verify(raw, message, signature) {
-  if (raw.length !== CONSTANTS.sm2.publicKeyBytes || raw[0] !== 0x04 ||
-      signature.length !== CONSTANTS.sm2.signatureBytes) {
-    return false;
-  }
-  const r = bigint(signature.subarray(0, 32)), s = bigint(signature.subarray(32));
-  if (!(r > 0n && r < SM2_N && s > 0n && s < SM2_N)) { return false; }
-  try {
-    return SmCryptoV2.sm2.doVerifySignature(message, hex(signature), hex(raw),
-                                            { hash: true, der: false, userId: CONSTANTS.sm2.userId }) === true;
-  } catch (error) {
-    return false;  // a key off the curve: the library refuses to read it
-  }
+  return sm2SignatureHolds(SmCryptoV2, CONSTANTS.sm2, raw, message, signature);
 }
 
 /* An SM2 key's id, as the custody log names it: the first 16 hex digits of SM3 of its 65 bytes. */

@@ -87,7 +87,11 @@ def test_given_both_trees_when_the_console_asks_for_suite_sm_then_it_answers_wha
     assert 'data-sm-head-url="/console/api/custody/tree-head?suite=sm"' in page
     assert 'data-sm-key-url="/api/v1/custody/public-key?suite=sm"' in page
     assert '"userId": "1234567812345678"' in page and "结果（国密 SM3 树）" in page
-    assert page.index('src="/console/vendor/sm-crypto-v2.js"') < page.index("verify.js")
+    assert (page.index('src="/console/vendor/sm-crypto-v2.js"') < page.index('src="/console/vendor/sm2-rule.js"')
+            < page.index("verify.js"))
+    rule = client.get("/console/vendor/sm2-rule.js")  # verify.html's SM2 check itself, not a copy
+    assert rule.status_code == 200 and rule.data == (VENDORED.parent.parent / "sm2_rule.js").read_bytes()
+    assert b"function sm2SignatureHolds(" in rule.data
     script = client.get("/console/vendor/sm-crypto-v2.js")
     assert script.status_code == 200 and script.mimetype == "text/javascript"
     assert script.data == VENDORED.read_bytes()  # the package verifier's file itself, not a copy

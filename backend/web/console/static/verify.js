@@ -132,32 +132,22 @@
 
   var SM3_TREE = rfc6962(async function (bytes) { return sm3(bytes); });
 
-  function bigint(bytes) {
-    return BigInt("0x" + (hex(bytes) || "0"));
-  }
-
-  /* Whether the SM head's signature holds under the 65-byte point, as backend/core/crypto/sm2.py checks it: false,
-   * never an exception, for a key or signature of the wrong shape, or r or s outside [1, n-1] (the library would
-   * take s + n for s, a second spelling of one signature). */
+  /* Whether the SM head's signature holds under the 65-byte point: verify.html's own check (sm2-rule.js, the page
+   * loads it with the library), as backend/core/crypto/sm2.py makes it. */
   function checkSmSignature(head, point) {
+    var signature;
     try {
-      var signature = unb64url(head.signature);
-      if (point.length !== SM.publicKeyBytes || point[0] !== 0x04 || signature.length !== SM.signatureBytes) {
-        return false;
-      }
-      var n = BigInt("0x" + SM.n), r = bigint(signature.subarray(0, 32)), s = bigint(signature.subarray(32));
-      if (!(r > BigInt(0) && r < n && s > BigInt(0) && s < n)) { return false; }
-      var payload = canonical({ tree_size: head.tree_size, root_hash: head.root_hash, timestamp: head.timestamp });
-      return window.SmCryptoV2.sm2.doVerifySignature(new TextEncoder().encode(payload), hex(signature), hex(point),
-                                                     { hash: true, der: false, userId: SM.userId }) === true;
+      signature = unb64url(head.signature);
     } catch (error) {
-      return false;  // not base64url, or a point off the curve: the library refuses to read it
+      return false;  // not base64url
     }
+    var payload = canonical({ tree_size: head.tree_size, root_hash: head.root_hash, timestamp: head.timestamp });
+    return window.sm2SignatureHolds(window.SmCryptoV2, SM, point, new TextEncoder().encode(payload), signature);
   }
 
   /* The SM tree's head and key, or why they cannot be had (the server's words: not built yet, ...). */
   async function smHeadAndKey() {
-    if (!window.SmCryptoV2) { return { why: smMessages.no_library }; }
+    if (!window.SmCryptoV2 || !window.sm2SignatureHolds) { return { why: smMessages.no_library }; }
     try {
       return { head: await fetchJSON(section.dataset.smHeadUrl), key: await fetchJSON(section.dataset.smKeyUrl) };
     } catch (error) {

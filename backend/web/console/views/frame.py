@@ -89,7 +89,7 @@ def _frame() -> Any:
 
 
 # The release's own files (style sheet, scripts), the same for everyone: cached and revalidated by their ETag.
-RELEASE_FILES = frozenset({"console.static", "console.sm_crypto"})
+RELEASE_FILES = frozenset({"console.static", "console.sm_crypto", "console.sm2_rule"})
 
 
 @bp.after_request

@@ -59,21 +59,32 @@ def api_inclusion() -> Any:
 
 
 @functools.cache
-def _vendored() -> tuple[bytes, str]:
-    script = resources.files(verify_html.__name__).joinpath(*verify_html.VENDOR).read_bytes()
+def _script(*path: str) -> tuple[bytes, str]:
+    script = resources.files(verify_html.__name__).joinpath(*path).read_bytes()
     return script, INTL.hexdigest(script)
+
+
+def _release_script(*path: str) -> Response:
+    """A script of verify.html's, served as the console's static files are: with its digest as ETag, asked again
+    with If-None-Match (`no-cache`: a new release's file is seen at once) and answered 304 while unchanged, not sent
+    whole with every page."""
+    script, digest = _script(*path)
+    response = Response(script, mimetype="text/javascript", headers={"Cache-Control": "no-cache"})
+    response.set_etag(digest)
+    return response.make_conditional(request)
 
 
 @bp.get("/vendor/sm-crypto-v2.js")
 def sm_crypto() -> Response:
-    """The vendored sm-crypto-v2 (SM2, SM3), the same file verify.html carries, for the page's SM checks. A file
-    of the release (125 KB), so it is served as the console's static files are: with its digest as ETag, asked
-    again with If-None-Match (`no-cache`: a new release's file is seen at once) and answered 304 while unchanged,
-    not sent whole with every page."""
-    script, digest = _vendored()
-    response = Response(script, mimetype="text/javascript", headers={"Cache-Control": "no-cache"})
-    response.set_etag(digest)
-    return response.make_conditional(request)
+    """The vendored sm-crypto-v2 (SM2, SM3, 125 KB), the same file verify.html carries, for the page's SM checks."""
+    return _release_script(*verify_html.VENDOR)
+
+
+@bp.get("/vendor/sm2-rule.js")
+def sm2_rule() -> Response:
+    """verify.html's SM2 signature check (`sm2SignatureHolds`: the shape, r and s in [1, n-1], then the library),
+    so that the console's check of the SM head is that one, not a copy."""
+    return _release_script(verify_html.SM2_RULE)
 
 
 def sm_custody() -> dict[str, Any] | None:
