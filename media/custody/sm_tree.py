@@ -160,7 +160,12 @@ def latest_sm_head(session: Session, signer: Signer, *, now: datetime) -> dict[s
         raise NotFound(f"the SM custody tree holds {sm_size(session)} of the log's {size} leaves: "
                        "`fieldcase custody build-sm-tree` builds it over the rest",
                        errors={"tree_size": ["the SM tree does not reach this size yet"]})
-    return sm_head_dict(head, token_of(session, size, "sm"))
+    return _served(session, head)
+
+
+def _served(session: Session, head: SmTreeHead) -> dict[str, Any]:
+    """A stored SM head as the API serves it and a package carries it: with its RFC 3161 token once it has one."""
+    return sm_head_dict(head, token_of(session, head.tree_size, "sm"))
 
 
 def issued_sm_head(session: Session, tree_size: int) -> SmTreeHead:
@@ -177,12 +182,11 @@ def issued_sm_head(session: Session, tree_size: int) -> SmTreeHead:
 
 
 def session_sm_head(session: Session, tree_size: int) -> dict[str, Any] | None:
-    """The SM head issued at exactly `tree_size` with its RFC 3161 token once it has one, as a package carries it
-    and the API serves it, or None."""
+    """The SM head issued at exactly `tree_size`, served (`_served`), or None."""
     head = session.get(SmTreeHead, tree_size)
-    return sm_head_dict(head, token_of(session, tree_size, "sm")) if head is not None else None
+    return _served(session, head) if head is not None else None
 
 
 def stored_sm_head(session: Session, signer: Signer | None, tree_size: int) -> dict[str, Any]:
     sm_key(signer)
-    return sm_head_dict(issued_sm_head(session, tree_size), token_of(session, tree_size, "sm"))
+    return _served(session, issued_sm_head(session, tree_size))

@@ -1,8 +1,8 @@
 /* SM2 with SM3 (GB/T 32918.2, GB/T 35276), as backend/core/crypto/sm2.py fixes every choice: the signer's user ID
  * (CONSTANTS.sm2.userId, written in from sm2.USER_ID) in Z_A, the public key as the 65-byte uncompressed point
  * 0x04 || x || y, the signature as raw r || s (32 bytes each). The arithmetic is the vendored sm-crypto-v2's
- * (vendor/README.md); what it leaves unchecked is checked here first, as the server checks it: the key's shape,
- * and 0 < r, s < n (the library would take s + n for s, a second spelling of one signature).
+ * (vendor/README.md); what it leaves unchecked is checked first, as the server checks it: the key's shape here,
+ * and a signature's shape and 0 < r, s < n in sm2_rule.js, which the console shares.
  */
 
 function bigint(bytes) {

@@ -10,7 +10,6 @@ SM3; and the same record with one bit of its signature flipped is refused.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from pathlib import Path
 
@@ -20,13 +19,9 @@ from asn1crypto import keys, pem
 from backend.core.crypto.sm2 import USER_ID, signature_from_der
 from tests.core.test_crypto_vectors import SM2_CURVE_OID, needs_node, sm_crypto_v2
 from tests.phones import b64, uid
-from tests.sync.test_sm2_devices import CENTRE, flip_signature_bit, ledger
+from tests.sync.test_sm2_devices import CENTRE, flip_signature_bit, ledger, sm3
 
 ZERO = "0" * 64
-
-
-def sm3(text: str) -> str:
-    return hashlib.new("sm3", text.encode("ascii")).hexdigest()
 
 
 class OpenSslKey:
